@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Installs what the native side of Microsoft.ML.Adversarial needs, and nothing when it is already there.
+#   1. A libstdc++ with GLIBCXX_3.4.32 (GCC 13+): TorchSharp 0.107's libLibTorchSharp.so needs it.
+#      Debian 12 ships GCC 12's; we take libstdc++6 from Debian 13 (trixie), pinned low so nothing
+#      else moves to trixie unless asked.
+#   2. Fashion-MNIST, from Debian's dataset-fashion-mnist package.
+#   3. With --with-pytorch: Debian's python3-torch, the reference for the PyTorch cross-checks.
+# Idempotent: every step checks first. Run as root (or through sudo) on Debian; elsewhere it says
+# what to install by hand.
+set -euo pipefail
+
+WITH_PYTORCH=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-pytorch) WITH_PYTORCH=1 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (known: --with-pytorch)" >&2; exit 2 ;;
+  esac
+done
+
+DATA_DIR="${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
+say() { echo "[setup] $*"; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+fi
+
+os_id=""; os_version=""
+if [ -r /etc/os-release ]; then
+  # shellcheck disable=SC1091
+  . /etc/os-release
+  os_id="${ID:-}"; os_version="${VERSION_ID:-}"
+fi
+
+APT_UPDATED=0
+apt_update_once() {
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+}
+
+find_libstdcxx() {
+  for f in /lib/x86_64-linux-gnu/libstdc++.so.6 /usr/lib/x86_64-linux-gnu/libstdc++.so.6 \
+           /lib/aarch64-linux-gnu/libstdc++.so.6 /usr/lib64/libstdc++.so.6 /usr/lib/libstdc++.so.6; do
+    if [ -e "$f" ]; then echo "$f"; return 0; fi
+  done
+  return 1
+}
+
+has_glibcxx_3_4_32() {
+  local lib
+  lib=$(find_libstdcxx) || return 1
+  grep -aq 'GLIBCXX_3\.4\.32' "$lib"
+}
+
+# The mirror of the machine's own Debian sources (deb822 or one-line format); never a hard-coded host.
+debian_mirror() {
+  local uri=""
+  if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+    uri=$(awk '/^URIs:/{u=$2} /^Suites:/{ if ($0 ~ /bookworm( |$)/ && $0 !~ /security/) {print u; exit} }' \
+          /etc/apt/sources.list.d/debian.sources)
+  fi
+  if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
+    uri=$(awk '$1=="deb" && $0 !~ /security/ && $0 ~ /bookworm/ {for(i=2;i<=NF;i++) if ($i ~ /^(https?|file|ftp):/) {print $i; exit}}' \
+          /etc/apt/sources.list)
+  fi
+  echo "$uri"
+}
+
+ensure_libstdcxx() {
+  if has_glibcxx_3_4_32; then
+    say "libstdc++ already provides GLIBCXX_3.4.32: nothing to do."
+    return 0
+  fi
+  if [ "$os_id" = "debian" ] && [ "$os_version" = "12" ] && command -v apt-get >/dev/null 2>&1; then
+    local mirror
+    mirror=$(debian_mirror)
+    if [ -z "$mirror" ]; then
+      echo "setup.sh: could not read a Debian mirror from /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list." >&2
+      echo "  Install libstdc++6 (>= 13) from Debian 13 'trixie' by hand, then rerun." >&2
+      exit 1
+    fi
+    say "libstdc++ lacks GLIBCXX_3.4.32 (TorchSharp needs GCC 13's); installing libstdc++6 from trixie via $mirror"
+    $SUDO tee /etc/apt/sources.list.d/trixie-libstdcxx.sources >/dev/null <<SRC
+Types: deb
+URIs: $mirror
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    $SUDO tee /etc/apt/preferences.d/trixie-low-priority >/dev/null <<PIN
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+PIN
+    APT_UPDATED=0
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t trixie libstdc++6 >/dev/null
+    if ! has_glibcxx_3_4_32; then
+      echo "setup.sh: libstdc++6 from trixie was installed but GLIBCXX_3.4.32 is still missing." >&2
+      exit 1
+    fi
+    say "libstdc++ now provides GLIBCXX_3.4.32."
+    return 0
+  fi
+  cat >&2 <<MSG
+setup.sh: this system's libstdc++ lacks GLIBCXX_3.4.32, which TorchSharp 0.107 needs (GCC 13 or newer).
+  Supported automatically: Debian 12 (run this script as root).
+  Otherwise install a libstdc++ from GCC >= 13 (Ubuntu 24.04, Debian 13 and Fedora 39+ already have one),
+  for example: apt-get install libstdc++6 from a release with GCC 13, or dnf install libstdc++.
+MSG
+  exit 1
+}
+
+ensure_fashion_mnist() {
+  if [ -e "$DATA_DIR/train-images-idx3-ubyte.gz" ] || [ -e "$DATA_DIR/train-images-idx3-ubyte" ]; then
+    say "Fashion-MNIST present in $DATA_DIR."
+    return 0
+  fi
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
+    say "Installing Fashion-MNIST (Debian package dataset-fashion-mnist)."
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    if [ -e "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz" ]; then
+      say "Fashion-MNIST installed in /usr/share/datasets/fashion-mnist."
+      return 0
+    fi
+  fi
+  cat >&2 <<MSG
+setup.sh: Fashion-MNIST not found in $DATA_DIR.
+  On Debian: apt-get install dataset-fashion-mnist (as root).
+  Elsewhere: put the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
+  t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in a folder and set FASHION_MNIST_DIR to it.
+MSG
+  exit 1
+}
+
+ensure_pytorch() {
+  if /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
+    say "python3-torch present."
+    return 0
+  fi
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
+    say "Installing Debian's python3-torch (reference implementation for cross-checks)."
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch python3-torchvision >/dev/null
+    return 0
+  fi
+  echo "setup.sh: python3-torch not found; install it (Debian: apt-get install python3-torch python3-torchvision)." >&2
+  exit 1
+}
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  echo "setup.sh: the .NET SDK (10.0) is not on PATH; install it from https://dot.net and rerun." >&2
+  exit 1
+fi
+
+ensure_libstdcxx
+ensure_fashion_mnist
+if [ "$WITH_PYTORCH" -eq 1 ]; then ensure_pytorch; fi
+say "done."

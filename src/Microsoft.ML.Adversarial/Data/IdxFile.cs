@@ -1,0 +1,112 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+
+namespace Microsoft.ML.Adversarial.Data;
+
+/// <summary>
+/// Reads and writes the IDX format of MNIST and Fashion-MNIST (unsigned-byte payloads only),
+/// plain or gzip-compressed. Every failure names the file and says what to do.
+/// </summary>
+public static class IdxFile
+{
+    /// <summary>Magic number of an unsigned-byte IDX file with the given number of dimensions.</summary>
+    public static int MagicFor(int dimensions) => 0x0800 | dimensions;
+
+    /// <summary>An IDX payload: its dimensions and raw bytes (row-major).</summary>
+    public sealed record Content(int[] Dimensions, byte[] Data);
+
+    /// <summary>Reads an unsigned-byte IDX file with exactly <paramref name="expectedDimensions"/> dimensions.</summary>
+    public static Content Read(string path, int expectedDimensions)
+    {
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"IDX file '{path}' does not exist.", path);
+        using var file = File.OpenRead(path);
+        using var stream = IsGzip(file) ? new GZipStream(file, CompressionMode.Decompress) : (Stream)file;
+        try
+        {
+            Span<byte> header = stackalloc byte[4];
+            ReadExactly(stream, header, path, "the 4-byte magic number");
+            int magic = BinaryPrimitives.ReadInt32BigEndian(header);
+            int expectedMagic = MagicFor(expectedDimensions);
+            if (magic != expectedMagic)
+                throw new InvalidDataException(
+                    $"IDX file '{path}' has magic number 0x{magic:X8}; expected 0x{expectedMagic:X8} " +
+                    $"(unsigned bytes, {expectedDimensions} dimension(s)). The file is not the IDX file expected here " +
+                    "(labels and images swapped, or another format): point the loader at the standard files.");
+            var dims = new int[expectedDimensions];
+            long total = 1;
+            for (int i = 0; i < expectedDimensions; i++)
+            {
+                ReadExactly(stream, header, path, $"dimension {i} of the header");
+                dims[i] = BinaryPrimitives.ReadInt32BigEndian(header);
+                if (dims[i] < 0)
+                    throw new InvalidDataException($"IDX file '{path}' declares a negative size {dims[i]} for dimension {i}; the file is corrupt: reinstall or re-download it.");
+                total *= dims[i];
+            }
+            if (total > Array.MaxLength)
+                throw new InvalidDataException($"IDX file '{path}' declares {total} bytes of data, more than one array can hold; the header is corrupt.");
+            var data = new byte[total];
+            int read = ReadUpTo(stream, data);
+            if (read < total)
+                throw new InvalidDataException(
+                    $"IDX file '{path}' is truncated: its header declares {total} bytes of data ({string.Join(" x ", dims)}) " +
+                    $"but only {read} follow. Reinstall the data (Debian: apt-get install --reinstall dataset-fashion-mnist) or re-download the file.");
+            return new Content(dims, data);
+        }
+        catch (InvalidDataException ex) when (!ex.Message.Contains(path, StringComparison.Ordinal))
+        {
+            throw new InvalidDataException($"IDX file '{path}' could not be decompressed ({ex.Message}); it is corrupt or truncated: reinstall or re-download it.", ex);
+        }
+    }
+
+    /// <summary>Writes an unsigned-byte IDX file (gzip-compressed when the path ends in .gz), atomically.</summary>
+    public static void Write(string path, int[] dimensions, ReadOnlySpan<byte> data)
+    {
+        long total = 1;
+        foreach (int d in dimensions) total *= d;
+        if (total != data.Length)
+            throw new ArgumentException($"IDX dimensions {string.Join(" x ", dimensions)} need {total} bytes, but {data.Length} were given.", nameof(data));
+        string tmp = path + ".tmp";
+        using (var file = File.Create(tmp))
+        using (var stream = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionLevel.Optimal) : (Stream)file)
+        {
+            Span<byte> word = stackalloc byte[4];
+            BinaryPrimitives.WriteInt32BigEndian(word, MagicFor(dimensions.Length));
+            stream.Write(word);
+            foreach (int d in dimensions)
+            {
+                BinaryPrimitives.WriteInt32BigEndian(word, d);
+                stream.Write(word);
+            }
+            stream.Write(data);
+        }
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    private static bool IsGzip(FileStream file)
+    {
+        Span<byte> magic = stackalloc byte[2];
+        int n = file.Read(magic);
+        file.Position = 0;
+        return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    }
+
+    private static void ReadExactly(Stream stream, Span<byte> buffer, string path, string what)
+    {
+        int read = ReadUpTo(stream, buffer);
+        if (read < buffer.Length)
+            throw new InvalidDataException($"IDX file '{path}' is truncated: it ends before {what}. Reinstall or re-download it.");
+    }
+
+    private static int ReadUpTo(Stream stream, Span<byte> buffer)
+    {
+        int total = 0;
+        while (total < buffer.Length)
+        {
+            int n = stream.Read(buffer[total..]);
+            if (n == 0) break;
+            total += n;
+        }
+        return total;
+    }
+}

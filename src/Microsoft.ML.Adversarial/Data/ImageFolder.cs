@@ -1,0 +1,182 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
+
+namespace Microsoft.ML.Adversarial.Data;
+
+/// <summary>Options for reading an ImageNet-style folder: one sub-folder per class holding JPEG or PNG files.</summary>
+public sealed class ImageFolderOptions
+{
+    public required string Folder { get; set; }
+    public int Height { get; set; } = 299;
+    public int Width { get; set; } = 299;
+    /// <summary>Extract one grey channel instead of R, G, B.</summary>
+    public bool Grayscale { get; set; }
+    public string LabelColumnName { get; set; } = "Label";
+    public string PixelColumnName { get; set; } = "Pixels";
+    /// <summary>Column with each image's path relative to <see cref="Folder"/>.</summary>
+    public string ImagePathColumnName { get; set; } = "ImagePath";
+    public ImageResizingEstimator.ResizingKind Resizing { get; set; } = ImageResizingEstimator.ResizingKind.IsoCrop;
+}
+
+/// <summary>
+/// Reads class-per-folder image sets through ML.NET ImageAnalytics
+/// (<c>LoadImages</c> → <c>ResizeImages</c> → <c>ExtractPixels</c>) into the same <c>Label</c> + <c>Pixels</c>
+/// shape as <see cref="FashionMnist"/> (<c>Vector&lt;Single, C, H, W&gt;</c>, values in [0, 1]), and writes pixel
+/// columns back as PNG files in the same layout.
+/// </summary>
+public static class ImageFolder
+{
+    public static readonly IReadOnlyCollection<string> ImageExtensions = new[] { ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp" };
+
+    private sealed class ClassName
+    {
+        public string Label { get; set; } = "";
+    }
+
+    private sealed class ImageEntry
+    {
+        public string ImagePath { get; set; } = "";
+        public string Label { get; set; } = "";
+    }
+
+    /// <summary>Class names (sub-folder names, ordinal order) and the images of each.</summary>
+    public static (IReadOnlyList<string> Classes, IReadOnlyList<(string RelativePath, string Label)> Images) Scan(string folder)
+    {
+        if (!Directory.Exists(folder))
+            throw new DirectoryNotFoundException($"Image folder '{folder}' does not exist. Pass a folder with one sub-folder per class, each holding JPEG or PNG files.");
+        var classes = Directory.GetDirectories(folder).Select(Path.GetFileName).OfType<string>()
+            .Where(n => !n.StartsWith('.')).OrderBy(n => n, StringComparer.Ordinal).ToList();
+        if (classes.Count == 0)
+            throw new InvalidDataException($"Image folder '{folder}' has no sub-folders. Put each class's images in a sub-folder named after the class (for example '{folder}/cat/1.png').");
+        var images = new List<(string, string)>();
+        foreach (string cls in classes)
+        {
+            var files = Directory.GetFiles(Path.Combine(folder, cls))
+                .Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
+                .OrderBy(f => f, StringComparer.Ordinal);
+            foreach (string f in files) images.Add((Path.Combine(cls, Path.GetFileName(f)), cls));
+        }
+        if (images.Count == 0)
+            throw new InvalidDataException($"Image folder '{folder}' has class sub-folders ({string.Join(", ", classes.Take(5))}...) but no image files ({string.Join(", ", ImageExtensions)}) in them.");
+        return (classes, images);
+    }
+
+    public static IDataView Load(MLContext mlContext, ImageFolderOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Height < 1 || options.Width < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), $"Image size must be positive; got {options.Height}x{options.Width}.");
+        var (classes, images) = Scan(options.Folder);
+        var entries = mlContext.Data.LoadFromEnumerable(images.Select(i => new ImageEntry { ImagePath = i.RelativePath, Label = i.Label }).ToList());
+        const string imageColumn = "__Image";
+        var keyData = classes.Select(c => new ClassName { Label = c }).ToList();
+        IEstimator<ITransformer> pipeline = mlContext.Transforms.Conversion.MapValueToKey(
+                options.LabelColumnName, nameof(ImageEntry.Label), keyOrdinality: Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue,
+                keyData: mlContext.Data.LoadFromEnumerable(keyData))
+            .Append(mlContext.Transforms.CopyColumns(options.ImagePathColumnName, nameof(ImageEntry.ImagePath)))
+            .Append(mlContext.Transforms.LoadImages(imageColumn, options.Folder, nameof(ImageEntry.ImagePath)))
+            .Append(mlContext.Transforms.ResizeImages(imageColumn, options.Width, options.Height, imageColumn, options.Resizing));
+        if (options.Grayscale)
+            pipeline = pipeline.Append(mlContext.Transforms.ConvertToGrayscale(imageColumn));
+        pipeline = pipeline
+            .Append(mlContext.Transforms.ExtractPixels(options.PixelColumnName, imageColumn,
+                colorsToExtract: options.Grayscale ? ImagePixelExtractingEstimator.ColorBits.Red : ImagePixelExtractingEstimator.ColorBits.Rgb,
+                scaleImage: 1f / 255f, outputAsFloatArray: true))
+            .Append(mlContext.Transforms.DropColumns(imageColumn, nameof(ImageEntry.ImagePath)));
+        if (options.LabelColumnName != nameof(ImageEntry.Label))
+            pipeline = pipeline.Append(mlContext.Transforms.DropColumns(nameof(ImageEntry.Label)));
+        return pipeline.Fit(entries).Transform(entries);
+    }
+
+    /// <summary>
+    /// Writes each row's pixels (<c>Vector&lt;Single, C, H, W&gt;</c> in [0, 1], C = 1 or 3) as a PNG under
+    /// <c>folder/&lt;class&gt;/</c>. Values are clamped to [0, 1] and rounded to the nearest byte, so a PNG read back
+    /// with <see cref="Load"/> gives the same pixels to within 1/510. Each file is written under a temporary name
+    /// and renamed, so no half-written PNG is left under its final name.
+    /// </summary>
+    /// <returns>The number of images written.</returns>
+    public static int Save(IDataView data, string folder, string pixelColumnName = "Pixels", string labelColumnName = "Label",
+        string? fileNameColumnName = null)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        var pixelColumn = data.Schema.GetColumnOrNull(pixelColumnName)
+            ?? throw new ArgumentException($"Column '{pixelColumnName}' not found; the data has: {string.Join(", ", data.Schema.Select(c => c.Name))}.", nameof(pixelColumnName));
+        if (pixelColumn.Type is not VectorDataViewType { ItemType: NumberDataViewType nt } vt || nt.RawType != typeof(float)
+            || vt.Dimensions.Length != 3 || (vt.Dimensions[0] != 1 && vt.Dimensions[0] != 3))
+            throw new ArgumentException($"Column '{pixelColumnName}' is {pixelColumn.Type}; writing images needs Vector<Single, C, H, W> with C = 1 or 3 (the shape ExtractPixels and the Fashion-MNIST loader give).", nameof(pixelColumnName));
+        int channels = vt.Dimensions[0], height = vt.Dimensions[1], width = vt.Dimensions[2];
+
+        var labelColumn = data.Schema.GetColumnOrNull(labelColumnName);
+        string[]? classNames = labelColumn is { } lc ? KeyNames(lc) : null;
+        DataViewSchema.Column? fileColumn = fileNameColumnName is null ? null : data.Schema.GetColumnOrNull(fileNameColumnName)
+            ?? throw new ArgumentException($"Column '{fileNameColumnName}' not found.", nameof(fileNameColumnName));
+
+        Directory.CreateDirectory(folder);
+        var needed = new List<DataViewSchema.Column> { pixelColumn };
+        if (labelColumn is { } l) needed.Add(l);
+        if (fileColumn is { } fc) needed.Add(fc);
+        using var cursor = data.GetRowCursor(needed);
+        var pixelGetter = cursor.GetGetter<VBuffer<float>>(pixelColumn);
+        ValueGetter<uint>? labelGetter = labelColumn is { } lcol && lcol.Type is KeyDataViewType ? cursor.GetGetter<uint>(lcol) : null;
+        ValueGetter<ReadOnlyMemory<char>>? fileGetter = fileColumn is { } fcol ? cursor.GetGetter<ReadOnlyMemory<char>>(fcol) : null;
+        var buffer = default(VBuffer<float>);
+        var rgba = new byte[height * width * 4];
+        int written = 0;
+        uint key = 0;
+        var name = default(ReadOnlyMemory<char>);
+        while (cursor.MoveNext())
+        {
+            pixelGetter(ref buffer);
+            var values = buffer.DenseValues().ToArray();
+            int plane = height * width;
+            for (int p = 0; p < plane; p++)
+            {
+                for (int c = 0; c < 3; c++)
+                    rgba[p * 4 + c] = ToByte(values[(channels == 1 ? 0 : c) * plane + p]);
+                rgba[p * 4 + 3] = 255;
+            }
+            string sub = "";
+            if (labelGetter != null)
+            {
+                labelGetter(ref key);
+                sub = key == 0 ? "_missing" : classNames is { } cn && key - 1 < cn.Length ? SafeName(cn[key - 1]) : (key - 1).ToString();
+            }
+            string fileName;
+            if (fileGetter != null)
+            {
+                fileGetter(ref name);
+                fileName = Path.ChangeExtension(Path.GetFileName(name.ToString()), ".png");
+            }
+            else fileName = $"{cursor.Position:D6}.png";
+            string dir = Path.Combine(folder, sub);
+            Directory.CreateDirectory(dir);
+            string final = Path.Combine(dir, fileName);
+            string tmp = Path.Combine(dir, "." + Path.GetFileNameWithoutExtension(fileName) + ".tmp.png");
+            using (var image = MLImage.CreateFromPixels(width, height, MLPixelFormat.Rgba32, rgba))
+                image.Save(tmp);
+            File.Move(tmp, final, overwrite: true);
+            written++;
+        }
+        return written;
+    }
+
+    /// <summary>Folder-safe form of a class name ("T-shirt/top" becomes "T-shirt_top").</summary>
+    public static string SafeName(string className)
+    {
+        var invalid = Path.GetInvalidFileNameChars();
+        var chars = className.Select(ch => invalid.Contains(ch) || ch == '\\' ? '_' : ch).ToArray();
+        return new string(chars);
+    }
+
+    private static byte ToByte(float v) => (byte)Math.Round(Math.Clamp(float.IsNaN(v) ? 0f : v, 0f, 1f) * 255f, MidpointRounding.AwayFromZero);
+
+    internal static string[]? KeyNames(DataViewSchema.Column column)
+    {
+        if (column.Type is not KeyDataViewType) return null;
+        if (column.Annotations.Schema.GetColumnOrNull("KeyValues") is null) return null;
+        var names = default(VBuffer<ReadOnlyMemory<char>>);
+        column.Annotations.GetValue("KeyValues", ref names);
+        return names.DenseValues().Select(n => n.ToString()).ToArray();
+    }
+}

@@ -1,0 +1,162 @@
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML.Adversarial.Data;
+
+/// <summary>
+/// An <see cref="IDataView"/> over images held in memory: a key-typed label column whose key values
+/// are the class names, and a pixel column of type <c>Vector&lt;Single, C, H, W&gt;</c>.
+/// Pixels are stored once, contiguously, as bytes (value / 255) or as floats.
+/// </summary>
+public sealed class InMemoryImageDataView : IDataView
+{
+    private readonly byte[]? _bytePixels;
+    private readonly float[]? _floatPixels;
+    private readonly uint[] _labels; // zero-based class indices
+    private readonly int _imageSize;
+
+    /// <summary>Class names, in key order.</summary>
+    public IReadOnlyList<string> ClassNames { get; }
+    /// <summary>Image shape (channels, height, width).</summary>
+    public (int Channels, int Height, int Width) ImageShape { get; }
+    public string LabelColumnName { get; }
+    public string PixelColumnName { get; }
+
+    public DataViewSchema Schema { get; }
+    public bool CanShuffle => true;
+    public int RowCount => _labels.Length;
+
+    private InMemoryImageDataView(byte[]? bytePixels, float[]? floatPixels, uint[] labels, IReadOnlyList<string> classNames,
+        (int Channels, int Height, int Width) shape, string labelColumnName, string pixelColumnName)
+    {
+        if (classNames.Count < 1) throw new ArgumentException("At least one class name is needed.", nameof(classNames));
+        _imageSize = checked(shape.Channels * shape.Height * shape.Width);
+        long stored = bytePixels?.LongLength ?? floatPixels!.LongLength;
+        if (stored != (long)_imageSize * labels.Length)
+            throw new ArgumentException($"{labels.Length} images of shape {shape} need {(long)_imageSize * labels.Length} values, but {stored} were given.");
+        for (int i = 0; i < labels.Length; i++)
+            if (labels[i] >= classNames.Count)
+                throw new ArgumentOutOfRangeException(nameof(labels), $"Label {labels[i]} of row {i} is not below the class count {classNames.Count}.");
+        _bytePixels = bytePixels;
+        _floatPixels = floatPixels;
+        _labels = labels;
+        ClassNames = classNames;
+        ImageShape = shape;
+        LabelColumnName = labelColumnName;
+        PixelColumnName = pixelColumnName;
+        Schema = BuildSchema(classNames, shape, labelColumnName, pixelColumnName);
+    }
+
+    /// <summary>Images stored as bytes in [0, 255]; the pixel column reads them as value / 255.</summary>
+    public static InMemoryImageDataView FromBytes(byte[] pixels, uint[] labels, IReadOnlyList<string> classNames,
+        (int Channels, int Height, int Width) shape, string labelColumnName = "Label", string pixelColumnName = "Pixels")
+        => new(pixels, null, labels, classNames, shape, labelColumnName, pixelColumnName);
+
+    /// <summary>Images stored as floats, read as they are.</summary>
+    public static InMemoryImageDataView FromFloats(float[] pixels, uint[] labels, IReadOnlyList<string> classNames,
+        (int Channels, int Height, int Width) shape, string labelColumnName = "Label", string pixelColumnName = "Pixels")
+        => new(null, pixels, labels, classNames, shape, labelColumnName, pixelColumnName);
+
+    /// <summary>Zero-based class index of a row.</summary>
+    public uint GetLabel(int row) => _labels[row];
+
+    /// <summary>Copies the pixels of one row into <paramref name="destination"/> (length C*H*W).</summary>
+    public void CopyPixels(int row, Span<float> destination)
+    {
+        if (_floatPixels != null)
+        {
+            _floatPixels.AsSpan(row * _imageSize, _imageSize).CopyTo(destination);
+            return;
+        }
+        var src = _bytePixels.AsSpan(row * _imageSize, _imageSize);
+        for (int i = 0; i < src.Length; i++) destination[i] = src[i] / 255f;
+    }
+
+    public long? GetRowCount() => _labels.Length;
+
+    public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null)
+    {
+        var active = new bool[Schema.Count];
+        foreach (var c in columnsNeeded) active[c.Index] = true;
+        int[]? order = null;
+        if (rand != null)
+        {
+            order = Enumerable.Range(0, _labels.Length).ToArray();
+            rand.Shuffle(order);
+        }
+        return new Cursor(this, active, order);
+    }
+
+    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null)
+        => new[] { GetRowCursor(columnsNeeded, rand) };
+
+    private static DataViewSchema BuildSchema(IReadOnlyList<string> classNames, (int Channels, int Height, int Width) shape,
+        string labelColumnName, string pixelColumnName)
+    {
+        var builder = new DataViewSchema.Builder();
+        var annotations = new DataViewSchema.Annotations.Builder();
+        var names = classNames.Select(n => n.AsMemory()).ToArray();
+        annotations.Add("KeyValues", new VectorDataViewType(TextDataViewType.Instance, names.Length),
+            (ref VBuffer<ReadOnlyMemory<char>> dst) => dst = new VBuffer<ReadOnlyMemory<char>>(names.Length, (ReadOnlyMemory<char>[])names.Clone()));
+        builder.AddColumn(labelColumnName, new KeyDataViewType(typeof(uint), classNames.Count), annotations.ToAnnotations());
+        builder.AddColumn(pixelColumnName, new VectorDataViewType(NumberDataViewType.Single, shape.Channels, shape.Height, shape.Width));
+        return builder.ToSchema();
+    }
+
+    private sealed class Cursor : DataViewRowCursor
+    {
+        private readonly InMemoryImageDataView _parent;
+        private readonly bool[] _active;
+        private readonly int[]? _order;
+        private long _position = -1;
+
+        public Cursor(InMemoryImageDataView parent, bool[] active, int[]? order)
+        {
+            _parent = parent;
+            _active = active;
+            _order = order;
+        }
+
+        public override DataViewSchema Schema => _parent.Schema;
+        public override long Position => _position;
+        public override long Batch => 0;
+        private int Row => _order?[_position] ?? (int)_position;
+
+        public override bool IsColumnActive(DataViewSchema.Column column) => _active[column.Index];
+
+        public override bool MoveNext()
+        {
+            if (_position + 1 >= _parent._labels.Length)
+            {
+                _position = _parent._labels.Length;
+                return false;
+            }
+            _position++;
+            return true;
+        }
+
+        public override ValueGetter<DataViewRowId> GetIdGetter()
+            => (ref DataViewRowId id) => id = new DataViewRowId((ulong)Row, 0);
+
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            if (!_active[column.Index])
+                throw new InvalidOperationException($"Column '{column.Name}' was not requested when the cursor was created.");
+            if (column.Index == 0)
+            {
+                if (typeof(TValue) != typeof(uint))
+                    throw new InvalidOperationException($"Column '{column.Name}' is a key of type UInt32; requested {typeof(TValue).Name}.");
+                ValueGetter<uint> label = (ref uint value) => value = _parent._labels[Row] + 1; // key values are 1-based; 0 is missing
+                return (ValueGetter<TValue>)(Delegate)label;
+            }
+            if (typeof(TValue) != typeof(VBuffer<float>))
+                throw new InvalidOperationException($"Column '{column.Name}' is a Single vector; requested {typeof(TValue).Name}.");
+            ValueGetter<VBuffer<float>> pixels = (ref VBuffer<float> dst) =>
+            {
+                var editor = VBufferEditor.Create(ref dst, _parent._imageSize);
+                _parent.CopyPixels(Row, editor.Values);
+                dst = editor.Commit();
+            };
+            return (ValueGetter<TValue>)(Delegate)pixels;
+        }
+    }
+}
