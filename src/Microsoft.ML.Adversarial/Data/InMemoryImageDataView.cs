@@ -71,6 +71,27 @@ public sealed class InMemoryImageDataView : IDataView
         for (int i = 0; i < src.Length; i++) destination[i] = src[i] / 255f;
     }
 
+    /// <summary>The given rows as tensors: images [n, C, H, W] (float32) and zero-based labels [n] (int64).</summary>
+    public (TorchSharp.torch.Tensor Images, TorchSharp.torch.Tensor Labels) ToTensors(ReadOnlySpan<int> rows, TorchSharp.torch.Device? device = null)
+    {
+        var pixels = new float[rows.Length * _imageSize];
+        var labels = new long[rows.Length];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            CopyPixels(rows[i], pixels.AsSpan(i * _imageSize, _imageSize));
+            labels[i] = _labels[rows[i]];
+        }
+        var images = TorchSharp.torch.tensor(pixels, new long[] { rows.Length, ImageShape.Channels, ImageShape.Height, ImageShape.Width });
+        var y = TorchSharp.torch.tensor(labels);
+        if (device is not null && device.type != TorchSharp.DeviceType.CPU)
+            return (images.to(device), y.to(device));
+        return (images, y);
+    }
+
+    /// <summary>Rows <paramref name="start"/> to <paramref name="start"/> + <paramref name="count"/> - 1 as tensors.</summary>
+    public (TorchSharp.torch.Tensor Images, TorchSharp.torch.Tensor Labels) ToTensors(int start, int count, TorchSharp.torch.Device? device = null)
+        => ToTensors(Enumerable.Range(start, Math.Min(count, RowCount - start)).ToArray(), device);
+
     public long? GetRowCount() => _labels.Length;
 
     public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null)

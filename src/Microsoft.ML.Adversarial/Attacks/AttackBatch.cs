@@ -1,0 +1,174 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>
+/// One validated batch of an attack: the clean images, labels and per-example epsilon, and the operations the
+/// methods are written in (input gradients, least-likely classes, steps in pixel units, projection).
+/// Lives inside the dispose scope of <see cref="Attack.Generate"/>.
+/// </summary>
+public sealed class AttackBatch
+{
+    private readonly Attack _attack;
+    private readonly Tensor? _labels;
+    private Tensor? _lower, _upper, _unitsPerPixel;
+    private long _classCount = -1;
+
+    internal AttackBatch(Attack attack, Module<Tensor, Tensor> model, Tensor clean, Tensor? labels, Tensor epsilon, Generator? generator)
+    {
+        _attack = attack;
+        Model = model;
+        Clean = clean;
+        _labels = labels;
+        Epsilon = epsilon;
+        Generator = generator;
+    }
+
+    /// <summary>The same batch with another (uniform) epsilon; gradients already computed stay valid.</summary>
+    internal AttackBatch WithEpsilon(double epsilon)
+    {
+        var copy = new AttackBatch(_attack, Model, Clean, _labels, torch.full(Count, epsilon, dtype: Clean.dtype, device: Clean.device), Generator)
+        {
+            _classCount = _classCount,
+            _unitsPerPixel = _unitsPerPixel,
+        };
+        return copy;
+    }
+
+    public Module<Tensor, Tensor> Model { get; }
+    /// <summary>The clean images, detached.</summary>
+    public Tensor Clean { get; }
+    /// <summary>Epsilon per example [N], in pixel units.</summary>
+    public Tensor Epsilon { get; }
+    /// <summary>The attack's seeded generator, or null for TorchSharp's global one.</summary>
+    public Generator? Generator { get; }
+    public InputRange Range => _attack.Options.InputRange;
+    public long Count => Clean.shape[0];
+    public bool HasLabels => _labels is not null;
+
+    /// <summary>The true labels [N]; an error naming the attack when none were given.</summary>
+    public Tensor TrueLabels => _labels ?? throw new ArgumentException($"Attack '{_attack.Name}' needs the true labels; pass them to Generate.");
+
+    /// <summary>Number of classes, known after the first forward pass.</summary>
+    public long ClassCount => _classCount >= 0 ? _classCount : throw new InvalidOperationException("The class count is known after the first forward pass.");
+
+    /// <summary>Logits of <paramref name="x"/> without building a graph.</summary>
+    public Tensor Logits(Tensor x)
+    {
+        using var _ = torch.no_grad();
+        return CheckLogits(Model.call(x));
+    }
+
+    /// <summary>Gradient of <c>loss(model(x))</c> with respect to <paramref name="x"/> only.</summary>
+    /// <param name="x">The point to differentiate at.</param>
+    /// <param name="lossOfLogits">Scalar loss of the logits; targets it derives from the logits must be detached.</param>
+    public Tensor InputGradient(Tensor x, Func<Tensor, Tensor> lossOfLogits)
+    {
+        using var grad = torch.enable_grad();
+        var input = x.detach().requires_grad_(true);
+        var logits = CheckLogits(Model.call(input));
+        var loss = lossOfLogits(logits);
+        if (!loss.requires_grad)
+            throw new InvalidOperationException(
+                $"Attack '{_attack.Name}': the loss does not depend on the input through a differentiable path " +
+                "(the model detaches its input, runs under no_grad, or its output does not require grad). Attacks need a differentiable model.");
+        try
+        {
+            return torch.autograd.grad(new[] { loss }, new[] { input })[0];
+        }
+        catch (System.Runtime.InteropServices.ExternalException ex)
+        {
+            throw new InvalidOperationException($"Attack '{_attack.Name}': the input has no gradient path to the loss ({ex.Message.Split('\n')[0]}).", ex);
+        }
+    }
+
+    /// <summary>Summed cross-entropy: per-example gradients are not scaled by the batch size.</summary>
+    public static Tensor CrossEntropy(Tensor logits, Tensor targets) => F.cross_entropy(logits, targets, reduction: Reduction.Sum);
+
+    /// <summary>The class each example's model output finds least likely: <c>argmin_y p(y | x)</c>.</summary>
+    public static Tensor LeastLikely(Tensor logits) => logits.detach().argmin(1);
+
+    /// <summary>The class the model predicts.</summary>
+    public static Tensor Predicted(Tensor logits) => logits.detach().argmax(1);
+
+    /// <summary>A uniformly random class other than each example's true class.</summary>
+    public Tensor RandomOtherClass(long classCount)
+    {
+        var y = TrueLabels;
+        var r = torch.randint(0, classCount - 1, y.shape, dtype: ScalarType.Int64, device: y.device, generator: Generator);
+        return r + (r >= y).to(ScalarType.Int64);
+    }
+
+    /// <summary>Standard normal noise shaped like the images, from the attack's generator.</summary>
+    public Tensor Normal(long[]? shape = null)
+        => torch.randn(shape ?? Clean.shape, dtype: Clean.dtype, device: Clean.device, generator: Generator);
+
+    /// <summary>Uniform noise in [0, 1) shaped like the images, from the attack's generator.</summary>
+    public Tensor Uniform(long[]? shape = null)
+        => torch.rand(shape ?? Clean.shape, dtype: Clean.dtype, device: Clean.device, generator: Generator);
+
+    /// <summary>Model units per pixel value, broadcastable over the images.</summary>
+    public Tensor UnitsPerPixel => _unitsPerPixel ??= Range.UnitsPerPixelTensor(Clean);
+
+    /// <summary>Per-example values [N] viewed as [N, 1, 1, ...] to broadcast over the images.</summary>
+    public Tensor PerExample(Tensor values)
+    {
+        var shape = new long[Clean.dim()];
+        Array.Fill(shape, 1L);
+        shape[0] = Count;
+        return values.view(shape);
+    }
+
+    /// <summary>
+    /// A step of <paramref name="pixels"/> pixel values ([N] or a scalar) along <paramref name="direction"/>, which is
+    /// expressed in pixel units per unit of step, converted to the model's units.
+    /// </summary>
+    public Tensor Step(Tensor pixels, Tensor direction)
+        => (pixels.dim() == 0 ? pixels : PerExample(pixels)) * UnitsPerPixel * direction;
+
+    /// <summary>Gradient expressed per pixel value (the chain rule through the range's scale).</summary>
+    public Tensor InPixelUnits(Tensor gradient) => gradient * UnitsPerPixel;
+
+    /// <summary>Clips to the epsilon ball (L-inf) around the clean images and to the valid input range.</summary>
+    public Tensor Project(Tensor x)
+    {
+        if (_lower is null)
+        {
+            var radius = Step(Epsilon, torch.ones_like(Clean));
+            _lower = torch.maximum(Clean - radius, Range.MinTensor(Clean));
+            _upper = torch.minimum(Clean + radius, Range.MaxTensor(Clean));
+        }
+        return torch.minimum(torch.maximum(x, _lower), _upper!);
+    }
+
+    /// <summary>Clips to the valid input range only.</summary>
+    public Tensor ClipToRange(Tensor x) => torch.minimum(torch.maximum(x, Range.MinTensor(Clean)), Range.MaxTensor(Clean));
+
+    /// <summary>Per-example L2 norm over all but the first dimension, as [N].</summary>
+    public static Tensor L2Norm(Tensor t) => t.flatten(1).norm(1, keepdim: false, p: 2);
+
+    /// <summary>Per-example L-inf norm over all but the first dimension, as [N].</summary>
+    public static Tensor LInfNorm(Tensor t) => t.flatten(1).abs().amax(new long[] { 1 });
+
+    private Tensor CheckLogits(Tensor logits)
+    {
+        if (logits.dim() != 2 || logits.shape[0] != Count)
+            throw new InvalidOperationException($"The model must return logits of shape [{Count}, K]; it returned [{string.Join(", ", logits.shape)}].");
+        if (_classCount < 0)
+        {
+            _classCount = logits.shape[1];
+            if (_classCount < 2)
+                throw new InvalidOperationException($"The model returns {_classCount} logit per example; a classifier needs at least 2 classes.");
+            if (_labels is not null)
+            {
+                long min = _labels.min().item<long>(), max = _labels.max().item<long>();
+                if (min < 0 || max >= _classCount)
+                    throw new ArgumentOutOfRangeException("labels", $"Labels must lie in [0, {_classCount - 1}] for a model with {_classCount} classes; found {(min < 0 ? min : max)}.");
+            }
+        }
+        return logits;
+    }
+}

@@ -1,0 +1,18 @@
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>
+/// "Fast grad. L2": <c>X + eps * g / ||g||_2</c> with <c>g = grad_X J(X, y_true)</c> in pixel units: the
+/// perturbation's L2 norm is eps pixel values (before clipping).
+/// </summary>
+public sealed class FastGradL2(AttackOptions? options = null) : OneStepAttack("fast-grad-l2", options ?? new AttackOptions())
+{
+    public override bool RequiresLabels => true;
+
+    protected override Tensor Direction(AttackBatch b)
+    {
+        var g = b.InPixelUnits(b.InputGradient(b.Clean, logits => AttackBatch.CrossEntropy(logits, b.TrueLabels)));
+        return g / b.PerExample(AttackBatch.L2Norm(g).clamp_min(1e-12));
+    }
+}

@@ -1,0 +1,18 @@
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>
+/// "Fast grad. L-inf": <c>X + eps * g / ||g||_inf</c> with <c>g = grad_X J(X, y_true)</c> in pixel units: the
+/// largest change is eps and the others keep their gradient proportions (no sign).
+/// </summary>
+public sealed class FastGradLInf(AttackOptions? options = null) : OneStepAttack("fast-grad-linf", options ?? new AttackOptions())
+{
+    public override bool RequiresLabels => true;
+
+    protected override Tensor Direction(AttackBatch b)
+    {
+        var g = b.InPixelUnits(b.InputGradient(b.Clean, logits => AttackBatch.CrossEntropy(logits, b.TrueLabels)));
+        return g / b.PerExample(AttackBatch.LInfNorm(g).clamp_min(1e-12));
+    }
+}

@@ -1,0 +1,12 @@
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>Fast gradient sign method (Goodfellow et al., 2014): <c>X + eps * sign(grad_X J(X, y_true))</c>.</summary>
+public sealed class Fgsm(AttackOptions? options = null) : OneStepAttack("fgsm", options ?? new AttackOptions())
+{
+    public override bool RequiresLabels => true;
+
+    protected override Tensor Direction(AttackBatch b)
+        => b.InputGradient(b.Clean, logits => AttackBatch.CrossEntropy(logits, b.TrueLabels)).sign();
+}

@@ -1,0 +1,23 @@
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>A step towards a class the user chooses: <c>X - eps * sign(grad_X J(X, y_target))</c>.</summary>
+public sealed class StepTarget : OneStepAttack
+{
+    public StepTarget(int targetClass, AttackOptions? options = null) : base("step-target", options ?? new AttackOptions())
+    {
+        if (targetClass < 0) throw new ArgumentOutOfRangeException(nameof(targetClass), targetClass, "The target class must be >= 0.");
+        TargetClass = targetClass;
+    }
+
+    public int TargetClass { get; }
+
+    protected override Tensor Direction(AttackBatch b)
+        => -b.InputGradient(b.Clean, logits =>
+        {
+            if (TargetClass >= logits.shape[1])
+                throw new ArgumentOutOfRangeException(nameof(TargetClass), TargetClass, $"Target class {TargetClass} is not below the model's {logits.shape[1]} classes.");
+            return AttackBatch.CrossEntropy(logits, full(b.Count, TargetClass, dtype: ScalarType.Int64, device: logits.device));
+        }).sign();
+}

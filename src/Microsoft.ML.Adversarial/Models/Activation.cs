@@ -1,0 +1,71 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.Adversarial.Models;
+
+/// <summary>The activations the paper compares (appendix D) and the transfer models use.</summary>
+public enum ActivationKind
+{
+    Relu,
+    Relu6,
+    /// <summary><c>relu(x) / (1 + beta relu(x)^2)</c>.</summary>
+    ReluDecay,
+    Tanh,
+    Elu,
+}
+
+/// <summary>Activation choice plus the ReluDecay parameter.</summary>
+public sealed record ActivationSpec(ActivationKind Kind = ActivationKind.Relu, double Beta = 0.01)
+{
+    public static ActivationSpec Relu { get; } = new();
+
+    public Module<Tensor, Tensor> Create() => Kind switch
+    {
+        ActivationKind.Relu => nn.ReLU(),
+        ActivationKind.Relu6 => nn.ReLU6(),
+        ActivationKind.ReluDecay => new ReluDecay(Beta),
+        ActivationKind.Tanh => nn.Tanh(),
+        ActivationKind.Elu => nn.ELU(),
+        _ => throw new ArgumentOutOfRangeException(nameof(Kind), Kind, "Unknown activation."),
+    };
+
+    /// <summary>Parses "relu", "relu6", "reludecay" (or "reludecay:0.1"), "tanh", "elu".</summary>
+    public static ActivationSpec Parse(string text)
+    {
+        var parts = text.Trim().ToLowerInvariant().Split(':', 2);
+        var kind = parts[0] switch
+        {
+            "relu" => ActivationKind.Relu,
+            "relu6" => ActivationKind.Relu6,
+            "reludecay" or "relu-decay" => ActivationKind.ReluDecay,
+            "tanh" => ActivationKind.Tanh,
+            "elu" => ActivationKind.Elu,
+            _ => throw new ArgumentException($"Unknown activation '{text}'. Known: relu, relu6, reludecay[:beta], tanh, elu."),
+        };
+        double beta = 0.01;
+        if (parts.Length == 2 && (!double.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out beta) || beta < 0))
+            throw new ArgumentException($"ReluDecay beta must be a non-negative number; got '{parts[1]}'.");
+        return new ActivationSpec(kind, beta);
+    }
+
+    public override string ToString() => Kind == ActivationKind.ReluDecay ? $"reludecay:{Beta}" : Kind.ToString().ToLowerInvariant();
+}
+
+/// <summary>ReluDecay (appendix D): <c>relu(x) / (1 + beta relu(x)^2)</c>, bounded and decaying for large inputs.</summary>
+public sealed class ReluDecay : Module<Tensor, Tensor>
+{
+    public ReluDecay(double beta) : base(nameof(ReluDecay))
+    {
+        if (!(beta >= 0)) throw new ArgumentOutOfRangeException(nameof(beta), beta, "beta must be >= 0.");
+        Beta = beta;
+    }
+
+    public double Beta { get; }
+
+    public override Tensor forward(Tensor x)
+    {
+        var r = functional.relu(x);
+        return r / (1 + Beta * r * r);
+    }
+}
