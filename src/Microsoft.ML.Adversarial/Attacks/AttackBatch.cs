@@ -14,7 +14,7 @@ public sealed class AttackBatch
 {
     private readonly Attack _attack;
     private readonly Tensor? _labels;
-    private Tensor? _lower, _upper, _unitsPerPixel;
+    private readonly Tensor _lower, _upper, _unitsPerPixel;
     private long _classCount = -1;
 
     internal AttackBatch(Attack attack, Module<Tensor, Tensor> model, Tensor clean, Tensor? labels, Tensor epsilon, Generator? generator)
@@ -25,17 +25,20 @@ public sealed class AttackBatch
         _labels = labels;
         Epsilon = epsilon;
         Generator = generator;
+        // Made here, in the caller's scope, so loops with scopes of their own never dispose them.
+        _unitsPerPixel = Range.UnitsPerPixelTensor(clean);
+        var radius = PerExample(epsilon) * _unitsPerPixel;
+        _lower = torch.maximum(clean - radius, Range.MinTensor(clean));
+        _upper = torch.minimum(clean + radius, Range.MaxTensor(clean));
     }
 
     /// <summary>The same batch with another (uniform) epsilon; gradients already computed stay valid.</summary>
     internal AttackBatch WithEpsilon(double epsilon)
     {
-        var copy = new AttackBatch(_attack, Model, Clean, _labels, torch.full(Count, epsilon, dtype: Clean.dtype, device: Clean.device), Generator)
+        return new AttackBatch(_attack, Model, Clean, _labels, torch.full(Count, epsilon, dtype: Clean.dtype, device: Clean.device), Generator)
         {
             _classCount = _classCount,
-            _unitsPerPixel = _unitsPerPixel,
         };
-        return copy;
     }
 
     public Module<Tensor, Tensor> Model { get; }
@@ -111,7 +114,7 @@ public sealed class AttackBatch
         => torch.rand(shape ?? Clean.shape, dtype: Clean.dtype, device: Clean.device, generator: Generator);
 
     /// <summary>Model units per pixel value, broadcastable over the images.</summary>
-    public Tensor UnitsPerPixel => _unitsPerPixel ??= Range.UnitsPerPixelTensor(Clean);
+    public Tensor UnitsPerPixel => _unitsPerPixel;
 
     /// <summary>Per-example values [N] viewed as [N, 1, 1, ...] to broadcast over the images.</summary>
     public Tensor PerExample(Tensor values)
@@ -133,16 +136,7 @@ public sealed class AttackBatch
     public Tensor InPixelUnits(Tensor gradient) => gradient * UnitsPerPixel;
 
     /// <summary>Clips to the epsilon ball (L-inf) around the clean images and to the valid input range.</summary>
-    public Tensor Project(Tensor x)
-    {
-        if (_lower is null)
-        {
-            var radius = Step(Epsilon, torch.ones_like(Clean));
-            _lower = torch.maximum(Clean - radius, Range.MinTensor(Clean));
-            _upper = torch.minimum(Clean + radius, Range.MaxTensor(Clean));
-        }
-        return torch.minimum(torch.maximum(x, _lower), _upper!);
-    }
+    public Tensor Project(Tensor x) => torch.minimum(torch.maximum(x, _lower), _upper);
 
     /// <summary>Clips to the valid input range only.</summary>
     public Tensor ClipToRange(Tensor x) => torch.minimum(torch.maximum(x, Range.MinTensor(Clean)), Range.MaxTensor(Clean));
