@@ -62,7 +62,21 @@ public sealed class AttackBatch
     public Tensor Logits(Tensor x)
     {
         using var _ = torch.no_grad();
-        return CheckLogits(Model.call(x));
+        return CheckLogits(Forward(x));
+    }
+
+    private Tensor Forward(Tensor x)
+    {
+        try
+        {
+            return Model.call(x);
+        }
+        catch (System.Runtime.InteropServices.ExternalException ex)
+        {
+            throw new ArgumentException(
+                $"The model rejected images of shape [{string.Join(", ", x.shape)}]: {ex.Message.Split('\n')[0]}. " +
+                "Check that the images have the shape (channels, height, width) the model was built for.", ex);
+        }
     }
 
     /// <summary>Gradient of <c>loss(model(x))</c> with respect to <paramref name="x"/> only.</summary>
@@ -72,7 +86,7 @@ public sealed class AttackBatch
     {
         using var grad = torch.enable_grad();
         var input = x.detach().requires_grad_(true);
-        var logits = CheckLogits(Model.call(input));
+        var logits = CheckLogits(Forward(input));
         var loss = lossOfLogits(logits);
         if (!loss.requires_grad)
             throw new InvalidOperationException(
