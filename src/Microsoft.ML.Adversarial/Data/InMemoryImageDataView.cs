@@ -13,6 +13,8 @@ public sealed class InMemoryImageDataView : IDataView
     private readonly float[]? _floatPixels;
     private readonly uint[] _labels; // zero-based class indices
     private readonly int _imageSize;
+    [ThreadStatic] private static float[]? _pixelBuffer;
+    [ThreadStatic] private static long[]? _labelBuffer;
 
     /// <summary>Class names, in key order.</summary>
     public IReadOnlyList<string> ClassNames { get; }
@@ -74,15 +76,19 @@ public sealed class InMemoryImageDataView : IDataView
     /// <summary>The given rows as tensors: images [n, C, H, W] (float32) and zero-based labels [n] (int64).</summary>
     public (TorchSharp.torch.Tensor Images, TorchSharp.torch.Tensor Labels) ToTensors(ReadOnlySpan<int> rows, TorchSharp.torch.Device? device = null)
     {
-        var pixels = new float[rows.Length * _imageSize];
-        var labels = new long[rows.Length];
+        // Reused buffers: batches of large images would otherwise land on the large-object heap every step.
+        var pixels = _pixelBuffer is { } pb && pb.Length == rows.Length * _imageSize ? pb : _pixelBuffer = new float[rows.Length * _imageSize];
+        var labels = _labelBuffer is { } lb && lb.Length == rows.Length ? lb : _labelBuffer = new long[rows.Length];
         for (int i = 0; i < rows.Length; i++)
         {
             CopyPixels(rows[i], pixels.AsSpan(i * _imageSize, _imageSize));
             labels[i] = _labels[rows[i]];
         }
-        var images = TorchSharp.torch.tensor(pixels, new long[] { rows.Length, ImageShape.Channels, ImageShape.Height, ImageShape.Width });
-        var y = TorchSharp.torch.tensor(labels);
+        // clone(): the tensor may share memory with the reused buffer.
+        using var shared = TorchSharp.torch.tensor(pixels, new long[] { rows.Length, ImageShape.Channels, ImageShape.Height, ImageShape.Width });
+        using var sharedLabels = TorchSharp.torch.tensor(labels);
+        var images = shared.clone();
+        var y = sharedLabels.clone();
         if (device is not null && device.type != TorchSharp.DeviceType.CPU)
             return (images.to(device), y.to(device));
         return (images, y);

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what the native side and the PyTorch cross-check need, then dotnet test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash build/setup.sh --with-pytorch
+dotnet test Microsoft.ML.Adversarial.sln -c Release --logger "console;verbosity=normal" "$@"

@@ -1,0 +1,216 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Adversarial.MLNet;
+
+/// <summary>Options of an attack transform: which method, how strong, which columns.</summary>
+public sealed class AdversarialAttackOptions
+{
+    /// <summary>Registry name of the method ("fgsm", "step-ll", "iter-ll", ...).</summary>
+    public string Method { get; set; } = "step-ll";
+    /// <summary>Epsilon in pixel units of [0, 255] (used when <see cref="EpsilonColumnName"/> is null).</summary>
+    public double Epsilon { get; set; } = 16;
+    /// <summary>A Single column with each row's epsilon (pixel units); null uses <see cref="Epsilon"/>.</summary>
+    public string? EpsilonColumnName { get; set; }
+    /// <summary>Adversarial pixel column written; the input column's name replaces it (so a scorer downstream sees the attack).</summary>
+    public string OutputColumnName { get; set; } = "Pixels";
+    /// <summary>Clean pixel column read; null means <see cref="OutputColumnName"/>.</summary>
+    public string? InputColumnName { get; set; }
+    /// <summary>Key label column, read by methods that need the true label (FGSM, iter. basic, step rnd., PGD).</summary>
+    public string LabelColumnName { get; set; } = "Label";
+    /// <summary>Step size (pixel units) of the iterative methods; null: the paper's 1.</summary>
+    public double? Alpha { get; set; }
+    /// <summary>Steps of the iterative methods and PGD; null: the paper's rule.</summary>
+    public int? Iterations { get; set; }
+    /// <summary>Seed of the method's randomness; null draws one from the MLContext.</summary>
+    public long? Seed { get; set; }
+    /// <summary>Rows attacked at once.</summary>
+    public int BatchSize { get; set; } = 256;
+}
+
+/// <summary>
+/// Writes adversarial versions of a pixel column, made against a source classifier by any registered method. Rows are
+/// attacked in batches inside the cursor; re-reading the output gives the same pixels (the random stream restarts).
+/// </summary>
+public class AdversarialAttackTransformer : ITransformer
+{
+    private readonly AdversarialAttackOptions _options;
+
+    internal AdversarialAttackTransformer(ImageClassifierTransformer source, AdversarialAttackOptions options, long seed)
+    {
+        Source = source;
+        _options = options;
+        Seed = seed;
+        Info = AttackRegistry.Describe(options.Method);
+    }
+
+    public ImageClassifierTransformer Source { get; }
+    public AttackInfo Info { get; }
+    public string Method => Info.Name;
+    public double Epsilon => _options.Epsilon;
+    public long Seed { get; }
+    public string InputColumnName => _options.InputColumnName ?? _options.OutputColumnName;
+    public string OutputColumnName => _options.OutputColumnName;
+    public bool IsRowToRowMapper => false;
+
+    /// <summary>A new attack object with this transformer's settings.</summary>
+    public Attack CreateAttack()
+    {
+        var options = new AttackOptions { Epsilon = _options.Epsilon, InputRange = Source.InputRange, Seed = Seed };
+        if (_options.Alpha is not null || _options.Iterations is not null)
+        {
+            if (Info.Name.StartsWith("pgd"))
+            {
+                var pgd = AttackRegistry.As<PgdOptions>(options);
+                if (_options.Iterations is int s) pgd.Steps = s;
+                if (_options.Alpha is double a) pgd.StepSize = a;
+                options = pgd;
+            }
+            else
+            {
+                var it = AttackRegistry.As<IterativeAttackOptions>(options);
+                it.Iterations = _options.Iterations;
+                if (_options.Alpha is double a) it.Alpha = a;
+                options = it;
+            }
+        }
+        return AttackRegistry.Create(Info.Name, options);
+    }
+
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        Check(inputSchema);
+        return BatchedDataView.BuildSchema(inputSchema, new Mapper(this, CreateAttack()).Outputs);
+    }
+
+    public IDataView Transform(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        Check(input.Schema);
+        return new BatchedDataView(input, new Mapper(this, CreateAttack()) { BatchSize = _options.BatchSize });
+    }
+
+    private void Check(DataViewSchema schema)
+    {
+        SchemaChecks.PixelShape(schema, InputColumnName, Source.ImageShape);
+        if (Info.UsesTrueLabel)
+        {
+            var label = SchemaChecks.Find(schema, _options.LabelColumnName, $"Label (method '{Method}' needs the true label)");
+            if (label.Type is not KeyDataViewType key)
+                throw new ArgumentOutOfRangeException(_options.LabelColumnName, $"Label column '{_options.LabelColumnName}' has type {label.Type}; '{Method}' needs a key label (MapValueToKey).");
+            if (key.Count != (ulong)Source.ClassNames.Count)
+                throw new ArgumentOutOfRangeException(_options.LabelColumnName, $"Label column '{_options.LabelColumnName}' has {key.Count} classes; the source model has {Source.ClassNames.Count}.");
+        }
+        if (_options.EpsilonColumnName is { } e)
+        {
+            var col = SchemaChecks.Find(schema, e, "Epsilon");
+            if (col.Type != NumberDataViewType.Single)
+                throw new ArgumentOutOfRangeException(e, $"Epsilon column '{e}' has type {col.Type}; expected Single (pixel units).");
+        }
+    }
+
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+        => throw new NotSupportedException($"{GetType().Name} attacks rows in batches; use Transform on an IDataView.");
+
+    void ICanSaveModel.Save(ModelSaveContext ctx)
+        => throw new NotSupportedException($"Saving {GetType().Name} through mlContext.Model.Save is not available yet.");
+
+    private sealed class Mapper : BatchMapper
+    {
+        private readonly AdversarialAttackTransformer _t;
+        private readonly Attack _attack;
+        private readonly int _length;
+
+        public Mapper(AdversarialAttackTransformer t, Attack attack)
+        {
+            _t = t;
+            _attack = attack;
+            var (c, h, w) = t.Source.ImageShape;
+            _length = c * h * w;
+            Outputs = new[] { new OutputColumn(t.OutputColumnName, new VectorDataViewType(NumberDataViewType.Single, c, h, w)) };
+        }
+
+        public override string PixelColumnName => _t.InputColumnName;
+        public override string? LabelColumnName => _t.Info.UsesTrueLabel ? _t._options.LabelColumnName : null;
+        public override string? EpsilonColumnName => _t._options.EpsilonColumnName;
+        public override IReadOnlyList<OutputColumn> Outputs { get; }
+
+        public override void Reset() => _attack.ResetRandom();
+
+        public override void Map(float[] pixels, long[]? labels, float[]? epsilons, int count, float[]?[] vectorOutputs, uint[]?[] keyOutputs)
+        {
+            using var scope = NewDisposeScope();
+            var (c, h, w) = _t.Source.ImageShape;
+            var device = _t.Source.Device;
+            var x = tensor(pixels, new long[] { pixels.Length / _length, c, h, w })[..count].to(device);
+            Tensor? y = null;
+            if (labels is not null)
+            {
+                var span = labels.AsSpan(0, count);
+                int missing = span.IndexOf(-1L);
+                if (missing >= 0)
+                    throw new InvalidDataException($"A row of the batch has a missing label in column '{_t._options.LabelColumnName}', which '{_t.Method}' needs. Filter rows with missing labels first.");
+                y = tensor(labels)[..count].to(device);
+            }
+            Tensor? eps = epsilons is null ? null : tensor(epsilons)[..count].to(device);
+            var adv = _attack.Generate(_t.Source.Model, x, y, eps).cpu();
+            adv.data<float>().CopyTo(vectorOutputs[0].AsSpan(0, count * _length));
+        }
+    }
+}
+
+/// <summary>FGSM as an ML.NET transform: <c>X + eps sign(grad J(X, y_true))</c>.</summary>
+public sealed class FgsmTransformer : AdversarialAttackTransformer
+{
+    internal FgsmTransformer(ImageClassifierTransformer source, AdversarialAttackOptions options, long seed) : base(source, options, seed) { }
+}
+
+/// <summary>Step l.l. as an ML.NET transform: <c>X - eps sign(grad J(X, y_LL))</c>.</summary>
+public sealed class StepLLTransformer : AdversarialAttackTransformer
+{
+    internal StepLLTransformer(ImageClassifierTransformer source, AdversarialAttackOptions options, long seed) : base(source, options, seed) { }
+}
+
+/// <summary>Makes an attack transformer; there is nothing to learn, so Fit only checks the schema.</summary>
+public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTransformer>
+{
+    private readonly IHostEnvironment _env;
+    private readonly ImageClassifierTransformer _source;
+    private readonly AdversarialAttackOptions _options;
+
+    internal AdversarialAttackEstimator(IHostEnvironment env, ImageClassifierTransformer source, AdversarialAttackOptions options)
+    {
+        _env = env;
+        _source = source ?? throw new ArgumentNullException(nameof(source), "An attack needs the classifier it attacks (the transformer a trainer's Fit returned).");
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        AttackRegistry.Describe(options.Method); // unknown names fail here, listing the known ones
+        if (!double.IsFinite(options.Epsilon) || options.Epsilon < 0 || options.Epsilon > 255)
+            throw new ArgumentOutOfRangeException(nameof(options.Epsilon), options.Epsilon, "Epsilon must lie in [0, 255] pixel values.");
+        if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options.BatchSize), options.BatchSize, "BatchSize must be at least 1.");
+    }
+
+    public AdversarialAttackTransformer Fit(IDataView input)
+    {
+        long seed = _options.Seed ?? _env.Register("AdversarialAttack").Rand.Next();
+        var transformer = AttackRegistry.Describe(_options.Method).Name switch
+        {
+            "fgsm" => new FgsmTransformer(_source, _options, seed),
+            "step-ll" => new StepLLTransformer(_source, _options, seed),
+            _ => new AdversarialAttackTransformer(_source, _options, seed),
+        };
+        transformer.GetOutputSchema(input.Schema);
+        return transformer;
+    }
+
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        string input = _options.InputColumnName ?? _options.OutputColumnName;
+        var col = inputSchema.FirstOrDefault(c => c.Name == input);
+        if (col.Name is null)
+            throw new ArgumentOutOfRangeException(input, $"Pixel column '{input}' not found. The input has: {string.Join(", ", inputSchema.Select(c => c.Name))}.");
+        if (col.Kind != SchemaShape.Column.VectorKind.Vector || col.ItemType != NumberDataViewType.Single)
+            throw new ArgumentOutOfRangeException(input, $"Pixel column '{input}' is {col.Kind} of {col.ItemType}; expected a vector of Single of known size.");
+        return SchemaChecks.With(inputSchema, SchemaChecks.ShapeColumn(_options.OutputColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false));
+    }
+}

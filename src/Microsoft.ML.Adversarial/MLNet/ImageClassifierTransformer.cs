@@ -1,0 +1,101 @@
+using Microsoft.ML.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.Adversarial.MLNet;
+
+/// <summary>
+/// Scores images with a trained TorchSharp classifier: adds <c>Score</c> (softmax probabilities,
+/// <c>Vector&lt;Single, K&gt;</c>, class names as slot names) and <c>PredictedLabel</c> (a key with the class names),
+/// the columns <c>mlContext.MulticlassClassification.Evaluate</c> reads. Rows are scored in batches.
+/// </summary>
+public sealed class ImageClassifierTransformer : ITransformer
+{
+    internal ImageClassifierTransformer(Module<Tensor, Tensor> model, IReadOnlyList<string> classNames, (int C, int H, int W) imageShape,
+        InputRange inputRange, Device device, string pixelColumnName, string scoreColumnName, string predictedLabelColumnName, int batchSize)
+    {
+        Model = model;
+        ClassNames = classNames;
+        ImageShape = imageShape;
+        InputRange = inputRange;
+        Device = device;
+        PixelColumnName = pixelColumnName;
+        ScoreColumnName = scoreColumnName;
+        PredictedLabelColumnName = predictedLabelColumnName;
+        BatchSize = batchSize;
+        model.eval();
+    }
+
+    /// <summary>The TorchSharp network (in evaluation mode); attacks use it as their source model.</summary>
+    public Module<Tensor, Tensor> Model { get; }
+    public IReadOnlyList<string> ClassNames { get; }
+    public (int Channels, int Height, int Width) ImageShape { get; }
+    public InputRange InputRange { get; }
+    public Device Device { get; }
+    public string PixelColumnName { get; }
+    public string ScoreColumnName { get; }
+    public string PredictedLabelColumnName { get; }
+    public int BatchSize { get; }
+
+    public bool IsRowToRowMapper => false;
+
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        SchemaChecks.PixelShape(inputSchema, PixelColumnName, ImageShape);
+        return BatchedDataView.BuildSchema(inputSchema, new Mapper(this).Outputs);
+    }
+
+    public IDataView Transform(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        SchemaChecks.PixelShape(input.Schema, PixelColumnName, ImageShape);
+        return new BatchedDataView(input, new Mapper(this) { BatchSize = BatchSize });
+    }
+
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+        => throw new NotSupportedException($"{nameof(ImageClassifierTransformer)} scores rows in batches; use Transform on an IDataView.");
+
+    void ICanSaveModel.Save(ModelSaveContext ctx)
+        => throw new NotSupportedException("Saving ImageClassifierTransformer through mlContext.Model.Save is not available yet; save the network with SaveWeights(path).");
+
+    /// <summary>Saves the network's weights in TorchSharp's format.</summary>
+    public void SaveWeights(string path) => Model.save(path);
+
+    /// <summary>Probabilities [N, K] for images [N, C, H, W] on the transformer's device, without gradients.</summary>
+    public Tensor PredictProbabilities(Tensor images)
+    {
+        using var _ = inference_mode();
+        return functional.softmax(Model.call(images.to(Device)), 1);
+    }
+
+    private sealed class Mapper : BatchMapper
+    {
+        private readonly ImageClassifierTransformer _t;
+
+        public Mapper(ImageClassifierTransformer t)
+        {
+            _t = t;
+            int k = t.ClassNames.Count;
+            Outputs = new[]
+            {
+                new OutputColumn(t.ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, k), SchemaChecks.TextVectorAnnotation("SlotNames", t.ClassNames)),
+                new OutputColumn(t.PredictedLabelColumnName, new KeyDataViewType(typeof(uint), k), SchemaChecks.TextVectorAnnotation("KeyValues", t.ClassNames)),
+            };
+        }
+
+        public override string PixelColumnName => _t.PixelColumnName;
+        public override IReadOnlyList<OutputColumn> Outputs { get; }
+
+        public override void Map(float[] pixels, long[]? labels, float[]? epsilons, int count, float[]?[] vectorOutputs, uint[]?[] keyOutputs)
+        {
+            using var scope = NewDisposeScope();
+            var (c, h, w) = _t.ImageShape;
+            var x = tensor(pixels, new long[] { pixels.Length / (c * h * w), c, h, w })[..count];
+            var probs = _t.PredictProbabilities(x).cpu();
+            probs.data<float>().CopyTo(vectorOutputs[0].AsSpan(0, count * _t.ClassNames.Count));
+            var predicted = probs.argmax(1).data<long>();
+            for (int i = 0; i < count; i++) keyOutputs[1]![i] = (uint)predicted[i] + 1;
+        }
+    }
+}

@@ -1,0 +1,139 @@
+using System.Reflection;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+
+namespace Microsoft.ML.Adversarial.MLNet;
+
+/// <summary>Schema checks with messages that name the column, what was found and what is expected.</summary>
+internal static class SchemaChecks
+{
+    public static DataViewSchema.Column Find(DataViewSchema schema, string name, string role)
+        => schema.GetColumnOrNull(name) ?? throw new ArgumentOutOfRangeException(name,
+            $"{role} column '{name}' not found. The input has: {string.Join(", ", schema.Where(c => !c.IsHidden).Select(c => $"{c.Name} ({c.Type})"))}.");
+
+    /// <summary>The image shape (C, H, W) of a pixel column; checks it against <paramref name="expected"/> when given.</summary>
+    public static (int C, int H, int W) PixelShape(DataViewSchema schema, string name, (int C, int H, int W)? expected = null)
+    {
+        var column = Find(schema, name, "Pixel");
+        if (column.Type is not VectorDataViewType { ItemType: NumberDataViewType item } vector || item.RawType != typeof(float))
+            throw new ArgumentOutOfRangeException(name, $"Pixel column '{name}' has type {column.Type}; expected a vector of Single (Vector<Single, C, H, W>, as LoadFromFashionMnist or ExtractPixels(outputAsFloatArray: true) give).");
+        if (!vector.IsKnownSize)
+            throw new ArgumentOutOfRangeException(name, $"Pixel column '{name}' is a vector of unknown size; expected Vector<Single, C, H, W> of known size. Resize the images (ResizeImages) before ExtractPixels.");
+        (int C, int H, int W) shape;
+        if (vector.Dimensions.Length == 3) shape = (vector.Dimensions[0], vector.Dimensions[1], vector.Dimensions[2]);
+        else if (expected is { } e && e.C * e.H * e.W == vector.Size) shape = e;
+        else
+        {
+            int side = (int)Math.Round(Math.Sqrt(vector.Size));
+            if (side * side != vector.Size)
+                throw new ArgumentOutOfRangeException(name, $"Pixel column '{name}' is a flat vector of {vector.Size} values; expected Vector<Single, C, H, W> (dimensions tell the image shape).");
+            shape = (1, side, side);
+        }
+        if (expected is { } exp && exp != shape)
+            throw new ArgumentOutOfRangeException(name, $"Pixel column '{name}' holds {shape.C}x{shape.H}x{shape.W} images, but the model expects {exp.C}x{exp.H}x{exp.W}. Resize the images or use a model trained for this shape.");
+        return shape;
+    }
+
+    /// <summary>The class count of a label column: a key (its count) or Single (null: read from the data).</summary>
+    public static int? LabelClasses(DataViewSchema schema, string name)
+    {
+        var column = Find(schema, name, "Label");
+        if (column.Type is KeyDataViewType key)
+        {
+            if (key.Count < 2 || key.Count > int.MaxValue) throw new ArgumentOutOfRangeException(name, $"Label column '{name}' is a key with {key.Count} values; a classifier needs at least 2.");
+            return (int)key.Count;
+        }
+        if (column.Type == NumberDataViewType.Single) return null;
+        throw new ArgumentOutOfRangeException(name, $"Label column '{name}' has type {column.Type}; expected a key (MapValueToKey) or Single class index.");
+    }
+
+    public static DataViewSchema.Annotations TextVectorAnnotation(string kind, IReadOnlyList<string> values)
+    {
+        var names = values.Select(v => v.AsMemory()).ToArray();
+        var builder = new DataViewSchema.Annotations.Builder();
+        builder.Add(kind, new VectorDataViewType(TextDataViewType.Instance, names.Length),
+            (ref VBuffer<ReadOnlyMemory<char>> dst) => dst = new VBuffer<ReadOnlyMemory<char>>(names.Length, (ReadOnlyMemory<char>[])names.Clone()));
+        return builder.ToAnnotations();
+    }
+
+    /// <summary>
+    /// Makes a <see cref="SchemaShape.Column"/>, whose constructor ML.NET keeps internal; estimators need it to
+    /// describe the columns they add.
+    /// </summary>
+    public static SchemaShape.Column ShapeColumn(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType, bool isKey, SchemaShape? annotations = null)
+    {
+        var ctor = typeof(SchemaShape.Column).GetConstructors(BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Public)
+            .First(c => c.GetParameters().Length == 5);
+        return (SchemaShape.Column)ctor.Invoke(new object?[] { name, kind, itemType, isKey, annotations ?? new SchemaShape(Array.Empty<SchemaShape.Column>()) });
+    }
+
+    public static SchemaShape With(SchemaShape input, params SchemaShape.Column[] added)
+    {
+        var columns = input.ToDictionary(c => c.Name);
+        foreach (var c in added) columns[c.Name] = c;
+        return new SchemaShape(columns.Values);
+    }
+}
+
+/// <summary>ML.NET's environment behind a catalog, and the device and seed it implies.</summary>
+internal static class MLNetEnvironment
+{
+    public static IHostEnvironment From(object catalog)
+    {
+        for (var t = catalog.GetType(); t != null; t = t.BaseType)
+        {
+            var p = t.GetProperty("Environment", BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.Instance);
+            if (p?.GetValue(catalog) is IHostEnvironment env) return env;
+        }
+        return new MLContext();
+    }
+
+    /// <summary>
+    /// The device to use: an explicit "cpu", "cuda" or "cuda:N"; else ML.NET's <c>GpuDeviceId</c> (null: CPU).
+    /// A CUDA device that does not exist is an error unless <c>FallbackToCpu</c> (or <paramref name="fallbackToCpu"/>) allows the CPU.
+    /// </summary>
+    public static torch.Device ResolveDevice(string? device, IHostEnvironment? env, bool? fallbackToCpu = null)
+    {
+        int? gpu = env is null ? null : Read<int?>(env, "GpuDeviceId");
+        bool fallback = fallbackToCpu ?? (env is not null && Read<bool>(env, "FallbackToCpu"));
+        string spec = device ?? (gpu is int id ? $"cuda:{id}" : "cpu");
+        return DeviceParser.Parse(spec, fallback);
+    }
+
+    private static T? Read<T>(object env, string property)
+    {
+        for (var t = env.GetType(); t != null; t = t.BaseType)
+        {
+            var p = t.GetProperty(property, BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.Instance);
+            if (p != null && p.GetValue(env) is T value) return value;
+        }
+        foreach (var i in env.GetType().GetInterfaces())
+        {
+            var p = i.GetProperty(property);
+            if (p != null && p.GetValue(env) is T value) return value;
+        }
+        return default;
+    }
+}
+
+/// <summary>Parses "cpu", "cuda" and "cuda:N" and checks the device exists.</summary>
+public static class DeviceParser
+{
+    public static torch.Device Parse(string device, bool fallbackToCpu = false)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        string d = device.Trim().ToLowerInvariant();
+        if (d == "cpu") return torch.CPU;
+        int index = 0;
+        if (d != "cuda" && !(d.StartsWith("cuda:") && int.TryParse(d[5..], out index) && index >= 0))
+            throw new ArgumentException($"Unknown device '{device}'. Use 'cpu', 'cuda' or 'cuda:N'.", nameof(device));
+        bool available = torch.cuda.is_available() && index < torch.cuda.device_count();
+        if (available) return new torch.Device(DeviceType.CUDA, index);
+        if (fallbackToCpu) return torch.CPU;
+        throw new InvalidOperationException(
+            $"Device '{device}' was requested but {(torch.cuda.is_available() ? $"only {torch.cuda.device_count()} CUDA device(s) exist" : "CUDA is not available")}. " +
+            "Reference TorchSharp-cuda-windows or TorchSharp-cuda-linux in the application (see docs/gpu.md), pick another device, " +
+            "or allow the CPU (MLContext.FallbackToCpu = true).");
+    }
+}
