@@ -61,9 +61,7 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
         torch.manual_seed(seed);
         var model = o.Model.Create(data.ClassNames.Count, shape);
         model.to(device);
-        var trainerOptions = (AdversarialTrainingOptions)o.MemberwiseCloneOptions();
-        trainerOptions.Seed = seed;
-        var trainer = new AdversarialTrainer(trainerOptions, o.Checkpoints, message => ch.Info(MessageSensitivity.None, message));
+        var trainer = new AdversarialTrainer(o, o.Checkpoints, message => ch.Info(MessageSensitivity.None, message), seed);
         trainer.Train(model, data, o.Progress, o.CancellationToken);
         return new ImageClassifierTransformer(model, data.ClassNames, shape, o.InputRange, device, o.FeatureColumnName, o.ScoreColumnName, o.PredictedLabelColumnName, o.ScoringBatchSize);
     }
@@ -141,17 +139,4 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
             throw new InvalidDataException($"Label column '{labelColumn}' holds a single class ({classNames[labels[0]]}); a classifier needs examples of at least 2 classes.");
         return InMemoryImageDataView.FromFloats(pixels.ToArray(), labels.ToArray(), classNames, shape, labelColumn, pixelColumn);
     }
-}
-
-internal static class OptionsCloning
-{
-    /// <summary>A copy of the training options as the base type, with nothing of the ML.NET-level options.</summary>
-    public static AdversarialTrainingOptions MemberwiseCloneOptions(this AdversarialTrainingEstimator.Options o) => new()
-    {
-        BatchSize = o.BatchSize, AdversarialPerBatch = o.AdversarialPerBatch, AdversarialLossWeight = o.AdversarialLossWeight, Method = o.Method,
-        MethodMix = o.MethodMix, Epsilon = o.Epsilon, DelaySteps = o.DelaySteps, Epochs = o.Epochs, MaxSteps = o.MaxSteps, Optimizer = o.Optimizer,
-        LearningRate = o.LearningRate, RmsPropDecay = o.RmsPropDecay, RmsPropEpsilon = o.RmsPropEpsilon, Momentum = o.Momentum, WeightDecay = o.WeightDecay,
-        LabelSmoothing = o.LabelSmoothing, LearningRateDecayEpochs = o.LearningRateDecayEpochs, LearningRateDecay = o.LearningRateDecay,
-        InputRange = o.InputRange, ProgressEvery = o.ProgressEvery,
-    };
 }

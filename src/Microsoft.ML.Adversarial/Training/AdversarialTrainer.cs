@@ -33,10 +33,16 @@ public sealed class AdversarialTrainer
     private readonly AdversarialTrainingOptions _options;
     private readonly CheckpointOptions _checkpoints;
     private readonly Action<string>? _log;
+    private readonly int _seed;
 
-    public AdversarialTrainer(AdversarialTrainingOptions options, CheckpointOptions? checkpoints = null, Action<string>? log = null)
+    /// <param name="options">Training options (validated here).</param>
+    /// <param name="checkpoints">Where to save checkpoints and whether to resume.</param>
+    /// <param name="log">Receives one line per progress report.</param>
+    /// <param name="seed">Overrides <see cref="AdversarialTrainingOptions.Seed"/> (the ML.NET estimator passes MLContext's).</param>
+    public AdversarialTrainer(AdversarialTrainingOptions options, CheckpointOptions? checkpoints = null, Action<string>? log = null, int? seed = null)
     {
         _options = options ?? throw new ArgumentNullException(nameof(options));
+        _seed = seed ?? options.Seed;
         _options.Validate();
         _checkpoints = checkpoints ?? new CheckpointOptions();
         if (_checkpoints.Directory is not null && _checkpoints.Every < 1)
@@ -136,7 +142,7 @@ public sealed class AdversarialTrainer
         if (k > 0)
         {
             var generator = new Generator((ulong)stepSeed, x.device);
-            string method = o.MethodMix is { Count: > 0 } mix ? mix[(int)(stepSeed % mix.Count)] : o.Method;
+            string method = o.MethodMix is { Count: > 0 } mix ? mix[new Random(unchecked((int)stepSeed)).Next(mix.Count)] : o.Method;
             var attack = AttackRegistry.Create(method, new AttackOptions { InputRange = o.InputRange, Seed = stepSeed + 1, ValidateInputs = false });
             var eps = o.Epsilon.Sample(k, generator, x.device);
             var adversarial = attack.Generate(model, x[..k], y[..k], eps);
@@ -171,12 +177,12 @@ public sealed class AdversarialTrainer
         return (clean + lambda * adversarial) / ((m - k) + lambda * k);
     }
 
-    internal long StepSeed(long step) => (long)_options.Seed * 1_000_003L + step;
+    internal long StepSeed(long step) => (long)_seed * 1_000_003L + step;
 
     internal int[] EpochOrder(int rows, long epoch)
     {
         var order = Enumerable.Range(0, rows).ToArray();
-        new Random(HashCode.Combine(_options.Seed, epoch)).Shuffle(order);
+        new Random(HashCode.Combine(_seed, epoch)).Shuffle(order);
         return order;
     }
 
