@@ -102,6 +102,9 @@ public sealed class AttackBatch
         }
     }
 
+    /// <summary><c>grad_X J(X, target)</c> at the clean images: the gradient most methods are written in.</summary>
+    public Tensor LossGradient(Tensor target) => InputGradient(Clean, logits => CrossEntropy(logits, target));
+
     /// <summary>Summed cross-entropy: per-example gradients are not scaled by the batch size.</summary>
     public static Tensor CrossEntropy(Tensor logits, Tensor targets) => F.cross_entropy(logits, targets, reduction: Reduction.Sum);
 

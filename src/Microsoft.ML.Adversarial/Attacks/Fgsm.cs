@@ -8,5 +8,5 @@ public sealed class Fgsm(AttackOptions? options = null) : OneStepAttack("fgsm", 
     public override bool RequiresLabels => true;
 
     protected override Tensor Direction(AttackBatch b)
-        => b.InputGradient(b.Clean, logits => AttackBatch.CrossEntropy(logits, b.TrueLabels)).sign();
+        => b.LossGradient(b.TrueLabels).sign();
 }

@@ -120,11 +120,7 @@ public sealed class InMemoryImageDataView : IDataView
         string labelColumnName, string pixelColumnName)
     {
         var builder = new DataViewSchema.Builder();
-        var annotations = new DataViewSchema.Annotations.Builder();
-        var names = classNames.Select(n => n.AsMemory()).ToArray();
-        annotations.Add("KeyValues", new VectorDataViewType(TextDataViewType.Instance, names.Length),
-            (ref VBuffer<ReadOnlyMemory<char>> dst) => dst = new VBuffer<ReadOnlyMemory<char>>(names.Length, (ReadOnlyMemory<char>[])names.Clone()));
-        builder.AddColumn(labelColumnName, new KeyDataViewType(typeof(uint), classNames.Count), annotations.ToAnnotations());
+        builder.AddColumn(labelColumnName, new KeyDataViewType(typeof(uint), classNames.Count), MLNet.SchemaChecks.TextVectorAnnotation("KeyValues", classNames));
         builder.AddColumn(pixelColumnName, new VectorDataViewType(NumberDataViewType.Single, shape.Channels, shape.Height, shape.Width));
         return builder.ToSchema();
     }
