@@ -138,8 +138,8 @@ MSG
 }
 
 ensure_pytorch() {
-  if /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
-    say "python3-torch present."
+  if /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1; then
+    say "python3-torch and python3-torchvision present."
     return 0
   fi
   if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then

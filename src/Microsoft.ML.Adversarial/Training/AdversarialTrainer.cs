@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial.Models;
 using System.Diagnostics;
 using Microsoft.ML.Adversarial.Data;
 using TorchSharp;
@@ -150,9 +151,22 @@ public sealed class AdversarialTrainer
         }
 
         optimizer.zero_grad();
-        var logits = model.call(input);
-        var losses = F.cross_entropy(logits, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing);
-        var loss = WeightedLoss(losses, k, o.AdversarialLossWeight);
+        Tensor logits, loss;
+        if (model is IAuxiliaryClassifier { HasAuxiliaryLogits: true } withAux)
+        {
+            // Inception's side classifier adds its own weighted loss, as in the network's original training.
+            var (main, aux) = withAux.ForwardWithAuxiliary(input);
+            logits = main;
+            loss = WeightedLoss(F.cross_entropy(main, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight);
+            if (aux is not null)
+                loss = loss + withAux.AuxiliaryLossWeight *
+                    WeightedLoss(F.cross_entropy(aux, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight);
+        }
+        else
+        {
+            logits = model.call(input);
+            loss = WeightedLoss(F.cross_entropy(logits, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight);
+        }
         double lossValue = loss.item<float>();
         if (!double.IsFinite(lossValue))
             throw new InvalidOperationException(

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -19,10 +18,8 @@ public sealed class PyTorchReferenceTests
     [TestMethod]
     public void FgsmStepLLAndBasicIterativeMatchPyTorch()
     {
-        string python = "/usr/bin/python3";
-        if (!File.Exists(python) || Run(python, "-c \"import torch\"", out _) != 0)
-            Assert.Inconclusive("python3-torch is not installed (build/setup.sh --with-pytorch installs it): PyTorch comparison skipped.");
-        string script = Path.Combine(RepoRoot(), "test", "reference", "attacks_reference.py");
+        PythonReference.Require("torch");
+        string script = PythonReference.Script("attacks_reference.py");
         string folder = TestData.TempFolder();
 
         using var scope = NewDisposeScope();
@@ -34,7 +31,7 @@ public sealed class PyTorchReferenceTests
         manifest["labels"] = Write(folder, "labels", y);
         File.WriteAllText(Path.Combine(folder, "manifest.json"), JsonSerializer.Serialize(new { epsilon = Eps, tensors = manifest }));
 
-        int rc = Run(python, $"\"{script}\" \"{folder}\"", out string output);
+        int rc = PythonReference.Run($"\"{script}\" \"{folder}\"", out string output);
         Assert.AreEqual(0, rc, output);
         TestContext.WriteLine(output.Trim());
 
@@ -46,7 +43,7 @@ public sealed class PyTorchReferenceTests
         };
         foreach (var (name, adv) in ours)
         {
-            var theirs = torch.tensor(ReadFloats(Path.Combine(folder, name + ".bin")), x.shape);
+            var theirs = torch.tensor(PythonReference.ReadFloats(Path.Combine(folder, name + ".bin")), x.shape);
             var diff = (adv - theirs).abs();
             double maxDiff = diff.max().item<float>();
             // Sign ties: where a gradient component is within float rounding of zero the two libraries may pick
@@ -70,25 +67,5 @@ public sealed class PyTorchReferenceTests
         }
         File.WriteAllBytes(path, System.Runtime.InteropServices.MemoryMarshal.AsBytes(c.to(ScalarType.Float32).data<float>().ToArray().AsSpan()).ToArray());
         return new { dtype = "float32", shape = c.shape };
-    }
-
-    private static float[] ReadFloats(string path) => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(path)).ToArray();
-
-    internal static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir != null && !File.Exists(Path.Combine(dir.FullName, "Microsoft.ML.Adversarial.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("Repository root (Microsoft.ML.Adversarial.sln) not found above " + AppContext.BaseDirectory);
-    }
-
-    private static int Run(string file, string args, out string output)
-    {
-        var psi = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        var stderr = p.StandardError.ReadToEndAsync();
-        output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        output += stderr.Result;
-        return p.ExitCode;
     }
 }
