@@ -1,6 +1,10 @@
+using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using static TorchSharp.torch;
+
+[assembly: Microsoft.ML.LoadableClass(typeof(Microsoft.ML.Adversarial.MLNet.AdversarialAttackTransformer), null, typeof(Microsoft.ML.SignatureLoadModel),
+    "Adversarial attack", Microsoft.ML.Adversarial.MLNet.AdversarialAttackTransformer.LoaderSignature)]
 
 namespace Microsoft.ML.Adversarial.MLNet;
 
@@ -113,8 +117,32 @@ public class AdversarialAttackTransformer : ITransformer
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
         => throw new NotSupportedException($"{GetType().Name} attacks rows in batches; use Transform on an IDataView.");
 
+    internal const string LoaderSignature = "AdvAttackTransform";
+    internal const int StateVersion = 1;
+
+    private static VersionInfo GetVersionInfo() => new(
+        modelSignature: "ADVATTCK", verWrittenCur: 0x00010001, verReadableCur: 0x00010001, verWeCanReadBack: 0x00010001,
+        loaderSignature: LoaderSignature, loaderAssemblyName: typeof(AdversarialAttackTransformer).Assembly.FullName);
+
+    private sealed record State(int StateVersion, string LibraryVersion, long Seed, AdversarialAttackOptions Options);
+
+    /// <summary>Saved by <c>mlContext.Model.Save</c>: the settings and seed (State.json) and the source classifier as a sub-model.</summary>
     void ICanSaveModel.Save(ModelSaveContext ctx)
-        => throw new NotSupportedException($"Saving {GetType().Name} through mlContext.Model.Save is not available yet.");
+    {
+        ctx.CheckAtModel();
+        ctx.SetVersionInfo(GetVersionInfo());
+        ModelPersistence.SaveJson(ctx, new State(StateVersion, ModelIO.LibraryVersion, Seed, _options));
+        ctx.SaveModel(Source, "Source");
+    }
+
+    /// <summary>Called by <c>mlContext.Model.Load</c>; gives back the same subclass (FGSM, step l.l.) that was saved.</summary>
+    private static AdversarialAttackTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
+    {
+        ctx.CheckAtModel(GetVersionInfo());
+        var state = ModelPersistence.LoadJson<State>(ctx, s => s.StateVersion, StateVersion, s => s.LibraryVersion);
+        ctx.LoadModel<ImageClassifierTransformer, SignatureLoadModel>(env, out var source, "Source");
+        return AdversarialAttackEstimator.Make(source, state.Options, state.Seed);
+    }
 
     private sealed class Mapper : BatchMapper
     {
@@ -193,15 +221,18 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
     public AdversarialAttackTransformer Fit(IDataView input)
     {
         long seed = _options.Seed ?? _env.Register("AdversarialAttack").Rand.Next();
-        var transformer = AttackRegistry.Describe(_options.Method).Name switch
-        {
-            "fgsm" => new FgsmTransformer(_source, _options, seed),
-            "step-ll" => new StepLLTransformer(_source, _options, seed),
-            _ => new AdversarialAttackTransformer(_source, _options, seed),
-        };
+        var transformer = Make(_source, _options, seed);
         transformer.GetOutputSchema(input.Schema);
         return transformer;
     }
+
+    internal static AdversarialAttackTransformer Make(ImageClassifierTransformer source, AdversarialAttackOptions options, long seed) =>
+        AttackRegistry.Describe(options.Method).Name switch
+        {
+            "fgsm" => new FgsmTransformer(source, options, seed),
+            "step-ll" => new StepLLTransformer(source, options, seed),
+            _ => new AdversarialAttackTransformer(source, options, seed),
+        };
 
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {

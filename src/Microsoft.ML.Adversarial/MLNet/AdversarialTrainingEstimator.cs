@@ -63,7 +63,7 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
         model.to(device);
         var trainer = new AdversarialTrainer(o, o.Checkpoints, message => ch.Info(MessageSensitivity.None, message), seed);
         trainer.Train(model, data, o.Progress, o.CancellationToken);
-        return new ImageClassifierTransformer(model, data.ClassNames, shape, o.InputRange, device, o.FeatureColumnName, o.ScoreColumnName, o.PredictedLabelColumnName, o.ScoringBatchSize);
+        return new ImageClassifierTransformer(model, data.ClassNames, shape, o.InputRange, device, o.FeatureColumnName, o.ScoreColumnName, o.PredictedLabelColumnName, o.ScoringBatchSize, o.Model);
     }
 
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)

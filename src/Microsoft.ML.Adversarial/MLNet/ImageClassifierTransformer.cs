@@ -1,7 +1,14 @@
+using System.Text.Json;
+using Microsoft.ML.Adversarial.MLNet;
+using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
+
+[assembly: Microsoft.ML.LoadableClass(typeof(Microsoft.ML.Adversarial.MLNet.ImageClassifierTransformer), null, typeof(Microsoft.ML.SignatureLoadModel),
+    "Adversarial image classifier", Microsoft.ML.Adversarial.MLNet.ImageClassifierTransformer.LoaderSignature)]
 
 namespace Microsoft.ML.Adversarial.MLNet;
 
@@ -13,8 +20,10 @@ namespace Microsoft.ML.Adversarial.MLNet;
 public sealed class ImageClassifierTransformer : ITransformer
 {
     internal ImageClassifierTransformer(Module<Tensor, Tensor> model, IReadOnlyList<string> classNames, (int C, int H, int W) imageShape,
-        InputRange inputRange, Device device, string pixelColumnName, string scoreColumnName, string predictedLabelColumnName, int batchSize)
+        InputRange inputRange, Device device, string pixelColumnName, string scoreColumnName, string predictedLabelColumnName, int batchSize,
+        ModelSpec? spec = null)
     {
+        Spec = spec;
         Model = model;
         ClassNames = classNames;
         ImageShape = imageShape;
@@ -38,6 +47,8 @@ public sealed class ImageClassifierTransformer : ITransformer
     public string PredictedLabelColumnName { get; }
     public int BatchSize { get; }
 
+    /// <summary>What the network is (null for a network the library did not build; such a transformer cannot be saved).</summary>
+    public ModelSpec? Spec { get; }
     public bool IsRowToRowMapper => false;
 
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
@@ -56,8 +67,44 @@ public sealed class ImageClassifierTransformer : ITransformer
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
         => throw new NotSupportedException($"{nameof(ImageClassifierTransformer)} scores rows in batches; use Transform on an IDataView.");
 
+    internal const string LoaderSignature = "AdvImageClassifier";
+    /// <summary>Layout of the saved settings; a file with a higher number was written by a newer library.</summary>
+    internal const int StateVersion = 1;
+
+    private static VersionInfo GetVersionInfo() => new(
+        modelSignature: "ADVCLSFR", verWrittenCur: 0x00010001, verReadableCur: 0x00010001, verWeCanReadBack: 0x00010001,
+        loaderSignature: LoaderSignature, loaderAssemblyName: typeof(ImageClassifierTransformer).Assembly.FullName);
+
+    private sealed record State(int StateVersion, string LibraryVersion, string PixelColumnName, string ScoreColumnName,
+        string PredictedLabelColumnName, int BatchSize, float[] RangeMin, float[] RangeMax, string RangeDescription);
+
+    /// <summary>Saved by <c>mlContext.Model.Save</c>: settings (State.json) and the network (Network.zip, a <see cref="ModelIO"/> file).</summary>
     void ICanSaveModel.Save(ModelSaveContext ctx)
-        => throw new NotSupportedException("Saving ImageClassifierTransformer through mlContext.Model.Save is not available yet; save the network with SaveWeights(path).");
+    {
+        if (Spec is null)
+            throw new NotSupportedException("This classifier wraps a network the library did not build (no ModelSpec), so mlContext.Model.Save cannot rebuild it. " +
+                "Train it with AdversarialTraining, or save the network with SaveWeights.");
+        ctx.CheckAtModel();
+        ctx.SetVersionInfo(GetVersionInfo());
+        var state = new State(StateVersion, ModelIO.LibraryVersion, PixelColumnName, ScoreColumnName, PredictedLabelColumnName, BatchSize,
+            InputRange.Min.ToArray(), InputRange.Max.ToArray(), InputRange.Description);
+        ModelPersistence.SaveJson(ctx, state);
+        var description = new ModelDescription(Spec, ClassNames.Count, ImageShape.Channels, ImageShape.Height, ImageShape.Width, ClassNames.ToArray());
+        ctx.SaveBinaryStream(ModelPersistence.NetworkEntry, w => ModelIO.Write(Model, description, w.BaseStream));
+    }
+
+    /// <summary>Called by <c>mlContext.Model.Load</c> through the LoadableClass registration.</summary>
+    private static ImageClassifierTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
+    {
+        ctx.CheckAtModel(GetVersionInfo());
+        var state = ModelPersistence.LoadJson<State>(ctx, s => s.StateVersion, StateVersion, s => s.LibraryVersion);
+        var device = MLNetEnvironment.ResolveDevice(null, env);
+        var (model, description) = ModelPersistence.LoadNetwork(ctx, device);
+        var classNames = description.ClassNames ?? Enumerable.Range(0, description.Classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        return new ImageClassifierTransformer(model, classNames, (description.Channels, description.Height, description.Width),
+            new InputRange(state.RangeMin, state.RangeMax, state.RangeDescription), device, state.PixelColumnName, state.ScoreColumnName,
+            state.PredictedLabelColumnName, state.BatchSize, description.Spec);
+    }
 
     /// <summary>Saves the network's weights in TorchSharp's format.</summary>
     public void SaveWeights(string path) => Model.save(path);

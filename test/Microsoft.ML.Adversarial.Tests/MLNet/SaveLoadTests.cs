@@ -1,0 +1,158 @@
+using System.IO.Compression;
+using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.MLNet;
+using Microsoft.ML.Adversarial.Models;
+using Microsoft.ML.Adversarial.Training;
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML.Adversarial.Tests.MLNet;
+
+/// <summary><c>mlContext.Model.Save</c> / <c>Load</c> give back our transformers, in this process and in a fresh one.</summary>
+[TestClass]
+public sealed class SaveLoadTests
+{
+    public TestContext TestContext { get; set; } = null!;
+    private const int Rows = 64;
+
+    private static readonly Lazy<(MLContext Ml, ImageClassifierTransformer Classifier, IDataView Test)> Trained = new(() =>
+    {
+        var ml = new MLContext(seed: 5);
+        var train = ml.Data.LoadFromFashionMnist(FashionMnistSplit.Train, count: 600, subset: SubsetMode.Stratified, folder: TestData.Folder);
+        var test = ml.Data.LoadFromFashionMnist(FashionMnistSplit.Test, count: Rows, subset: SubsetMode.First, folder: TestData.Folder);
+        var classifier = ml.MulticlassClassification.Trainers.AdversarialTraining(new AdversarialTrainingEstimator.Options
+        {
+            Model = new ModelSpec(Rho: 0.25, Activation: ActivationSpec.Parse("reludecay:0.1")), Epochs = 1, Optimizer = OptimizerKind.Adam,
+            LearningRate = 2e-3, ScoreColumnName = "Score", ScoringBatchSize = 24,
+        }).Fit(train);
+        return (ml, classifier, test);
+    });
+
+    /// <summary>Attack (step rnd., which draws random targets from its seed) then score: a two-transformer chain.</summary>
+    private static TransformerChain<ITransformer> Chain(MLContext ml, ImageClassifierTransformer classifier, IDataView test)
+    {
+        var attack = ml.Transforms.AdversarialAttack(classifier, new AdversarialAttackOptions { Method = "step-rnd", Epsilon = 8, BatchSize = 20 }).Fit(test);
+        return new TransformerChain<ITransformer>(attack, classifier);
+    }
+
+    [TestMethod]
+    public void SavedChainLoadsInAFreshProcessAndGivesIdenticalScoresAndAdversarialPixels()
+    {
+        var (ml, classifier, test) = Trained.Value;
+        var chain = Chain(ml, classifier, test);
+        string folder = TestData.TempFolder();
+        string path = Path.Combine(folder, "model.zip");
+        ml.Model.Save(chain, test.Schema, path);
+
+        var scored = chain.Transform(test);
+        var expectedScores = TestData.ReadVectors(scored, "Score").SelectMany(v => v).ToArray();
+        var expectedPixels = TestData.ReadVectors(scored, "Pixels").SelectMany(v => v).ToArray();
+
+        string checker = CheckerPath();
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet", $"\"{checker}\" \"{path}\" \"{folder}\" {Rows}")
+        { RedirectStandardOutput = true, RedirectStandardError = true };
+        using (var p = System.Diagnostics.Process.Start(psi)!)
+        {
+            var err = p.StandardError.ReadToEndAsync();
+            string output = p.StandardOutput.ReadToEnd();
+            p.WaitForExit();
+            TestContext.WriteLine(output + err.Result);
+            Assert.AreEqual(0, p.ExitCode, output + err.Result);
+        }
+        var types = File.ReadAllLines(Path.Combine(folder, "types.txt"));
+        CollectionAssert.AreEqual(new[] { typeof(AdversarialAttackTransformer).FullName, typeof(ImageClassifierTransformer).FullName }, types);
+        CollectionAssert.AreEqual(expectedPixels, PythonReference.ReadFloats(Path.Combine(folder, "Pixels.bin")), "adversarial pixels differ after loading in a new process");
+        CollectionAssert.AreEqual(expectedScores, PythonReference.ReadFloats(Path.Combine(folder, "Score.bin")), "scores differ after loading in a new process");
+        Directory.Delete(folder, true);
+    }
+
+    [TestMethod]
+    public void LoadedTransformersKeepTheirTypeOptionsAndWeights()
+    {
+        var (ml, classifier, test) = Trained.Value;
+        var fgsm = ml.Transforms.Fgsm(classifier, epsilon: 4).Fit(test);
+        string path = Path.Combine(TestData.TempFolder(), "fgsm.zip");
+        ml.Model.Save(fgsm, test.Schema, path);
+
+        var loaded = new MLContext(seed: 99).Model.Load(path, out var schema);
+        var attack = Assert.IsInstanceOfType<FgsmTransformer>(loaded);
+        Assert.AreEqual(4, attack.Epsilon);
+        Assert.AreEqual(fgsm.Seed, attack.Seed);
+        Assert.AreEqual("Pixels", attack.OutputColumnName);
+        Assert.IsNotNull(schema.GetColumnOrNull("Label"));
+        Assert.AreEqual(classifier.Spec, attack.Source.Spec);
+        Assert.AreEqual(24, attack.Source.BatchSize);
+        CollectionAssert.AreEqual(classifier.ClassNames.ToArray(), attack.Source.ClassNames.ToArray());
+        foreach (var ((name, a), (_, b)) in classifier.Model.named_parameters().Zip(attack.Source.Model.named_parameters()))
+            Assert.IsTrue(a.equal(b).all().item<bool>(), $"{name} differs after loading");
+        Assert.IsFalse(attack.Source.Model.training, "a loaded classifier is in evaluation mode");
+    }
+
+    [TestMethod]
+    public void TruncatedNewerAndForeignFilesGiveClearErrors()
+    {
+        var (ml, classifier, test) = Trained.Value;
+        string folder = TestData.TempFolder();
+        string good = Path.Combine(folder, "good.zip");
+        ml.Model.Save(classifier, test.Schema, good);
+
+        string truncated = Path.Combine(folder, "truncated.zip");
+        var bytes = File.ReadAllBytes(good);
+        File.WriteAllBytes(truncated, bytes[..(bytes.Length * 2 / 3)]);
+        var e = Assert.Throws<Exception>(() => ml.Model.Load(truncated, out _));
+        TestContext.WriteLine($"truncated: {e.GetType().Name}: {e.Message}");
+
+        // Written by a future version: the settings entry says so, and loading says what to do.
+        string newer = Path.Combine(folder, "newer.zip");
+        File.Copy(good, newer);
+        using (var zip = ZipFile.Open(newer, ZipArchiveMode.Update))
+        {
+            var entry = zip.Entries.Single(x => x.FullName.EndsWith("State.json"));
+            string json;
+            using (var r = new StreamReader(entry.Open())) json = r.ReadToEnd();
+            string name = entry.FullName;
+            entry.Delete();
+            using var w = new StreamWriter(zip.CreateEntry(name).Open());
+            w.Write(json.Replace("\"StateVersion\": 1", "\"StateVersion\": 7"));
+        }
+        var inner = Innermost(Assert.Throws<Exception>(() => ml.Model.Load(newer, out _)));
+        TestContext.WriteLine($"newer: {inner.Message}");
+        StringAssert.Contains(inner.Message, "settings version 7");
+        StringAssert.Contains(inner.Message, "Update the Microsoft.ML.Adversarial package");
+
+        // A network entry that is damaged.
+        string damaged = Path.Combine(folder, "damaged.zip");
+        File.Copy(good, damaged);
+        using (var zip = ZipFile.Open(damaged, ZipArchiveMode.Update))
+        {
+            var entry = zip.Entries.Single(x => x.FullName.EndsWith("Network.zip"));
+            string name = entry.FullName;
+            entry.Delete();
+            using var w = zip.CreateEntry(name).Open();
+            w.Write(new byte[] { 1, 2, 3 });
+        }
+        inner = Innermost(Assert.Throws<Exception>(() => ml.Model.Load(damaged, out _)));
+        StringAssert.Contains(inner.Message, "Network.zip");
+
+        string foreign = Path.Combine(folder, "notes.zip");
+        File.WriteAllText(foreign, "not a model");
+        Assert.Throws<Exception>(() => ml.Model.Load(foreign, out _));
+        Directory.Delete(folder, true);
+    }
+
+    private static Exception Innermost(Exception e)
+    {
+        while (e.InnerException is not null && e is not InvalidDataException) e = e.InnerException;
+        return e;
+    }
+
+    private static string CheckerPath()
+    {
+        // test/Microsoft.ML.Adversarial.Tests/bin/<Configuration>/<tfm>/ -> the checker's output in the same configuration.
+        var dir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        string tfm = dir.Name, configuration = dir.Parent!.Name;
+        string path = Path.Combine(dir.Parent.Parent!.Parent!.Parent!.FullName, "Microsoft.ML.Adversarial.ModelLoadCheck", "bin", configuration, tfm,
+            "Microsoft.ML.Adversarial.ModelLoadCheck.dll");
+        Assert.IsTrue(File.Exists(path), $"The load checker is not built at {path}; build the solution first.");
+        return path;
+    }
+}
