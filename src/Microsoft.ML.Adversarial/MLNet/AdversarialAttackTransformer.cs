@@ -56,7 +56,8 @@ public class AdversarialAttackTransformer : ITransformer
     public long Seed { get; }
     public string InputColumnName => _options.InputColumnName ?? _options.OutputColumnName;
     public string OutputColumnName => _options.OutputColumnName;
-    public bool IsRowToRowMapper => false;
+    /// <summary>True: <c>CreatePredictionEngine</c> works (one row at a time; <c>Transform</c> batches).</summary>
+    public bool IsRowToRowMapper => true;
 
     /// <summary>A new attack object with this transformer's settings.</summary>
     public Attack CreateAttack()
@@ -115,7 +116,10 @@ public class AdversarialAttackTransformer : ITransformer
     }
 
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
-        => throw new NotSupportedException($"{GetType().Name} attacks rows in batches; use Transform on an IDataView.");
+    {
+        Check(inputSchema);
+        return new BatchRowMapper(inputSchema, new Mapper(this, CreateAttack()));
+    }
 
     internal const string LoaderSignature = "AdvAttackTransform";
     internal const int StateVersion = 1;

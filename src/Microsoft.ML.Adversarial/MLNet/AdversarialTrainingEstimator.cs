@@ -82,8 +82,10 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
         if (!label.IsKey && label.ItemType != NumberDataViewType.Single)
             throw new ArgumentOutOfRangeException(o.LabelColumnName, $"Label column '{o.LabelColumnName}' has type {label.ItemType}; expected a key (MapValueToKey) or Single.");
         return SchemaChecks.With(inputSchema,
-            SchemaChecks.ShapeColumn(o.ScoreColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false),
-            SchemaChecks.ShapeColumn(o.PredictedLabelColumnName, SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, true));
+            SchemaChecks.ShapeColumn(o.ScoreColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false,
+                SchemaChecks.TextVectorAnnotationShape("SlotNames")),
+            SchemaChecks.ShapeColumn(o.PredictedLabelColumnName, SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, true,
+                SchemaChecks.TextVectorAnnotationShape("KeyValues")));
     }
 
     /// <summary>Reads a pixel column and a key (or Single) label column into memory, for shuffled epochs.</summary>

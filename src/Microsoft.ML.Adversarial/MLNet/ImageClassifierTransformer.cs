@@ -49,7 +49,8 @@ public sealed class ImageClassifierTransformer : ITransformer
 
     /// <summary>What the network is (null for a network the library did not build; such a transformer cannot be saved).</summary>
     public ModelSpec? Spec { get; }
-    public bool IsRowToRowMapper => false;
+    /// <summary>True: <c>CreatePredictionEngine</c> works (one row at a time; <c>Transform</c> batches).</summary>
+    public bool IsRowToRowMapper => true;
 
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
     {
@@ -65,7 +66,10 @@ public sealed class ImageClassifierTransformer : ITransformer
     }
 
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
-        => throw new NotSupportedException($"{nameof(ImageClassifierTransformer)} scores rows in batches; use Transform on an IDataView.");
+    {
+        SchemaChecks.PixelShape(inputSchema, PixelColumnName, ImageShape);
+        return new BatchRowMapper(inputSchema, new Mapper(this));
+    }
 
     internal const string LoaderSignature = "AdvImageClassifier";
     /// <summary>Layout of the saved settings; a file with a higher number was written by a newer library.</summary>

@@ -61,12 +61,13 @@ internal static class SchemaChecks
     /// Makes a <see cref="SchemaShape.Column"/>, whose constructor ML.NET keeps internal; estimators need it to
     /// describe the columns they add.
     /// </summary>
+    // SchemaShape.Column's constructor is internal; the library compiles against ML.NET with internals visible (docs/design.md).
     public static SchemaShape.Column ShapeColumn(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType, bool isKey, SchemaShape? annotations = null)
-    {
-        var ctor = typeof(SchemaShape.Column).GetConstructors(BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Public)
-            .First(c => c.GetParameters().Length == 5);
-        return (SchemaShape.Column)ctor.Invoke(new object?[] { name, kind, itemType, isKey, annotations ?? new SchemaShape(Array.Empty<SchemaShape.Column>()) });
-    }
+        => new(name, kind, itemType, isKey, annotations ?? new SchemaShape(Array.Empty<SchemaShape.Column>()));
+
+    /// <summary>Annotations holding one text vector (SlotNames or KeyValues), as ML.NET's own scorers declare them.</summary>
+    public static SchemaShape TextVectorAnnotationShape(string kind)
+        => new(new[] { ShapeColumn(kind, SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false) });
 
     public static SchemaShape With(SchemaShape input, params SchemaShape.Column[] added)
     {

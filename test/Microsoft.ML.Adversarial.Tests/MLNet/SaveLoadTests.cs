@@ -139,6 +139,46 @@ public sealed class SaveLoadTests
         Directory.Delete(folder, true);
     }
 
+    private sealed class ImageInput
+    {
+        [VectorType(1, 28, 28)] public float[] Pixels { get; set; } = Array.Empty<float>();
+    }
+
+    private sealed class ImagePrediction
+    {
+        public float[] Score { get; set; } = Array.Empty<float>();
+        public string PredictedClass { get; set; } = "";
+    }
+
+    [TestMethod]
+    public void AppendedPipelineSavesLoadsAndPredictsOneImageAtATime()
+    {
+        var (ml, _, test) = Trained.Value;
+        var train = ml.Data.LoadFromFashionMnist(FashionMnistSplit.Train, count: 300, subset: SubsetMode.Stratified, folder: TestData.Folder);
+        var pipeline = ml.MulticlassClassification.Trainers.AdversarialTraining(new AdversarialTrainingEstimator.Options
+            {
+                Model = new ModelSpec(Rho: 0.25), Epochs = 1, Optimizer = OptimizerKind.Adam, LearningRate = 2e-3, Seed = 2,
+            })
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel"));
+        var model = pipeline.Fit(train);
+        string path = Path.Combine(TestData.TempFolder(), "pipeline.zip");
+        ml.Model.Save(model, train.Schema, path);
+
+        var loaded = new MLContext(seed: 3).Model.Load(path, out _);
+        var engine = ml.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(loaded);
+        var batch = TestData.ReadVectors(model.Transform(test), "Score");
+        var pixels = TestData.ReadVectors(test, "Pixels");
+        for (int i = 0; i < 10; i++)
+        {
+            var p = engine.Predict(new ImageInput { Pixels = pixels[i] });
+            Assert.AreEqual(10, p.Score.Length);
+            float diff = p.Score.Zip(batch[i], (a, b) => Math.Abs(a - b)).Max();
+            Assert.IsTrue(diff < 1e-5f, $"row {i}: one-row prediction differs from batch scoring by {diff}");
+            int best = Array.IndexOf(p.Score, p.Score.Max());
+            Assert.AreEqual(FashionMnist.ClassNames[best], p.PredictedClass);
+        }
+    }
+
     private static Exception Innermost(Exception e)
     {
         while (e.InnerException is not null && e is not InvalidDataException) e = e.InnerException;

@@ -1,0 +1,144 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Microsoft.ML.Adversarial.Evaluation;
+
+/// <summary>
+/// Accuracy of one model on one kind of input: clean (<see cref="Method"/> "clean", epsilon 0) or adversarial.
+/// Confidence intervals are 95% normal-approximation half-widths, 1.96 sqrt(p (1 - p) / n) (the paper's appendix A).
+/// </summary>
+public sealed record AccuracyRow(string Model, string Method, double Epsilon, int Count, double Top1, double Top5, double Top1Ci95, double Top5Ci95,
+    double AccuracyRatio)
+{
+    internal static double Ci95(double p, int n) => n == 0 ? double.NaN : 1.96 * Math.Sqrt(p * (1 - p) / n);
+}
+
+/// <summary>A label-leaking check (section 4.2) for one label-using one-step method at one epsilon.</summary>
+public sealed record LabelLeakRow(string Model, string Method, double Epsilon, double CleanTop1, double TrueLabelTop1, double PredictedLabelTop1)
+{
+    /// <summary>Adversarial accuracy above clean accuracy: the model has learned to exploit the true label in the perturbation.</summary>
+    public bool AboveClean => TrueLabelTop1 > CleanTop1;
+
+    /// <summary>Examples built from the true label are classified better than those built from the predicted label.</summary>
+    public bool TrueLabelHelps => TrueLabelTop1 > PredictedLabelTop1;
+
+    /// <summary>The finding in words.</summary>
+    public string Verdict => AboveClean
+        ? $"LABEL LEAKING: {Method} at eps {Epsilon.ToString(CultureInfo.InvariantCulture)} gives {TrueLabelTop1:P1}, above clean accuracy {CleanTop1:P1}; " +
+          $"with the predicted label it gives {PredictedLabelTop1:P1}. Report the predicted-label variant or a method that does not use the label."
+        : TrueLabelHelps
+            ? $"Possible leak: {Method} at eps {Epsilon.ToString(CultureInfo.InvariantCulture)} is weaker with the true label ({TrueLabelTop1:P1}) than with the predicted one ({PredictedLabelTop1:P1})."
+            : $"No leak: {Method} at eps {Epsilon.ToString(CultureInfo.InvariantCulture)} gives {TrueLabelTop1:P1} (true label) and {PredictedLabelTop1:P1} (predicted), clean {CleanTop1:P1}.";
+}
+
+/// <summary>What <see cref="RobustnessEvaluator"/> found for one model.</summary>
+public sealed class RobustnessReport
+{
+    public required string Model { get; init; }
+    public required IReadOnlyList<AccuracyRow> Rows { get; init; }
+    public required IReadOnlyList<LabelLeakRow> LabelLeaks { get; init; }
+    /// <summary>Warnings such as an attack whose input gradient was zero (gradient masking, not robustness).</summary>
+    public required IReadOnlyList<string> Warnings { get; init; }
+
+    public AccuracyRow Clean => Rows.First(r => r.Method == "clean");
+
+    public AccuracyRow Get(string method, double epsilon) =>
+        Rows.FirstOrDefault(r => r.Method == method && r.Epsilon == epsilon)
+        ?? throw new KeyNotFoundException($"No result for method '{method}' at eps {epsilon}. Evaluated: {string.Join(", ", Rows.Select(r => $"{r.Method}@{r.Epsilon}"))}.");
+
+    /// <summary>True when any label-using method scored above clean accuracy.</summary>
+    public bool LabelLeakingDetected => LabelLeaks.Any(l => l.AboveClean);
+
+    public string ToJson() => JsonSerializer.Serialize(this, ResultFiles.Json);
+
+    public string ToCsv() => ResultFiles.Csv(Rows);
+
+    /// <summary>A plain-text table: method, eps, top-1 +- CI, top-5 +- CI, ratio to clean.</summary>
+    public override string ToString()
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"{Model}");
+        sb.AppendLine($"{"method",-14}{"eps",6}{"top-1",16}{"top-5",16}{"adv/clean",11}");
+        foreach (var r in Rows)
+            sb.AppendLine($"{r.Method,-14}{(r.Method == "clean" ? "-" : r.Epsilon.ToString(CultureInfo.InvariantCulture)),6}" +
+                $"{$"{r.Top1 * 100:F1} +- {r.Top1Ci95 * 100:F1}",16}{$"{r.Top5 * 100:F1} +- {r.Top5Ci95 * 100:F1}",16}{r.AccuracyRatio,11:F3}");
+        foreach (var l in LabelLeaks.Where(l => l.AboveClean || l.TrueLabelHelps)) sb.AppendLine(l.Verdict);
+        foreach (var w in Warnings) sb.AppendLine("WARNING: " + w);
+        return sb.ToString();
+    }
+}
+
+/// <summary>Transfer of adversarial examples from one source model to one target (Tables 4 and 6).</summary>
+public sealed record TransferRow(string Source, string Target, string Method, double Epsilon, int Count, double TargetTop1, double TargetTop5,
+    int SourceFooled, double TransferRate, double ErrorRate);
+
+/// <summary>What <see cref="TransferEvaluator"/> found: one row per source, target, method and epsilon.</summary>
+public sealed class TransferReport
+{
+    public required IReadOnlyList<TransferRow> Rows { get; init; }
+
+    public TransferRow Get(string source, string target, string method, double epsilon) =>
+        Rows.First(r => r.Source == source && r.Target == target && r.Method == method && r.Epsilon == epsilon);
+
+    public string ToJson() => JsonSerializer.Serialize(this, ResultFiles.Json);
+    public string ToCsv() => ResultFiles.Csv(Rows);
+
+    /// <summary>Source-by-target matrices of transfer rate and error rate, one per method and epsilon.</summary>
+    public override string ToString()
+    {
+        var sb = new StringBuilder();
+        var sources = Rows.Select(r => r.Source).Distinct().ToList();
+        var targets = Rows.Select(r => r.Target).Distinct().ToList();
+        foreach (var g in Rows.GroupBy(r => (r.Method, r.Epsilon)))
+        {
+            foreach (var (title, pick) in new (string, Func<TransferRow, double>)[] { ("transfer rate", r => r.TransferRate), ("error rate", r => r.ErrorRate) })
+            {
+                sb.AppendLine($"{g.Key.Method}, eps {g.Key.Epsilon.ToString(CultureInfo.InvariantCulture)}: {title} (rows: source, columns: target)");
+                sb.AppendLine($"{"",-12}" + string.Concat(targets.Select(t => $"{t,10}")));
+                foreach (var s in sources)
+                    sb.AppendLine($"{s,-12}" + string.Concat(targets.Select(t => g.FirstOrDefault(r => r.Source == s && r.Target == t) is { } r ? $"{pick(r) * 100,9:F1}%" : $"{"-",10}")));
+            }
+        }
+        return sb.ToString();
+    }
+}
+
+internal static class ResultFiles
+{
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>CSV with a header from the record's properties, invariant culture.</summary>
+    public static string Csv<T>(IEnumerable<T> rows)
+    {
+        var props = typeof(T).GetProperties().Where(p => p.PropertyType.IsPrimitive || p.PropertyType == typeof(string) || p.PropertyType == typeof(double)).ToArray();
+        var sb = new StringBuilder();
+        sb.AppendLine(string.Join(",", props.Select(p => p.Name)));
+        foreach (var row in rows)
+            sb.AppendLine(string.Join(",", props.Select(p => Field(p.GetValue(row)))));
+        return sb.ToString();
+    }
+
+    private static string Field(object? v) => v switch
+    {
+        null => "",
+        string s when s.Contains(',') || s.Contains('"') => "\"" + s.Replace("\"", "\"\"") + "\"",
+        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+        _ => v.ToString() ?? "",
+    };
+
+    /// <summary>Writes text to a file through a temporary file and a rename, so a reader never sees half a file.</summary>
+    public static void WriteAtomically(string path, string text)
+    {
+        var full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        var tmp = full + ".tmp-" + Environment.ProcessId;
+        File.WriteAllText(tmp, text);
+        File.Move(tmp, full, overwrite: true);
+    }
+}
