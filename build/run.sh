@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: trains a clean and an adversarially trained SmallCnn on Fashion-MNIST through an ML.NET pipeline,
-# then evaluates both on clean and attacked test images with ML.NET's metrics.
+# The main job: `advml reproduce --profile quick` trains the models the paper compares on Fashion-MNIST (CPU scale,
+# under 15 minutes on 2 cores) and writes advml-reproduce/report.md with tables, findings and figures.
+# Arguments go to `advml reproduce` (e.g. --profile full -o results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash build/setup.sh
-dotnet run -c Release --project samples/FashionMnistRobustness -- "$@"
+dotnet run -c Release --project src/Microsoft.ML.Adversarial.Cli -- reproduce "$@"

@@ -88,6 +88,10 @@ public sealed class AttackBatch
         var input = x.detach().requires_grad_(true);
         var logits = CheckLogits(Forward(input));
         var loss = lossOfLogits(logits);
+        if (!loss.detach().isfinite().item<bool>())
+            throw new InvalidOperationException(
+                $"Attack '{_attack.Name}': the model's outputs are NaN or infinite for this batch, so no meaningful adversarial example exists. " +
+                "Check the model's weights (a diverged training run) and the inputs.");
         if (!loss.requires_grad)
             throw new InvalidOperationException(
                 $"Attack '{_attack.Name}': the loss does not depend on the input through a differentiable path " +

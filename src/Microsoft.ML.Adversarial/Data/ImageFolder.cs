@@ -16,6 +16,8 @@ public sealed class ImageFolderOptions
     /// <summary>Column with each image's path relative to <see cref="Folder"/>.</summary>
     public string ImagePathColumnName { get; set; } = "ImagePath";
     public ImageResizingEstimator.ResizingKind Resizing { get; set; } = ImageResizingEstimator.ResizingKind.IsoCrop;
+    /// <summary>Largest image (width x height) accepted; larger files are refused before decoding (decompression bombs).</summary>
+    public long MaxPixels { get; set; } = ImageHeader.DefaultMaxPixels;
 }
 
 /// <summary>
@@ -52,7 +54,8 @@ public static class ImageFolder
         foreach (string cls in classes)
         {
             var files = Directory.GetFiles(Path.Combine(folder, cls))
-                .Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
+                // Hidden files are skipped: among them are temporary files an interrupted Save may leave.
+                .Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) && !Path.GetFileName(f).StartsWith('.'))
                 .OrderBy(f => f, StringComparer.Ordinal);
             foreach (string f in files) images.Add((Path.Combine(cls, Path.GetFileName(f)), cls));
         }
@@ -68,6 +71,9 @@ public static class ImageFolder
         if (options.Height < 1 || options.Width < 1)
             throw new ArgumentOutOfRangeException(nameof(options), $"Image size must be positive; got {options.Height}x{options.Width}.");
         var (classes, images) = Scan(options.Folder);
+        // Check every file's header first: an empty, foreign or gigantic file fails here, naming the file, instead of
+        // deep inside the image decoder (or by exhausting memory).
+        foreach (var (relative, _) in images) ImageHeader.Check(Path.Combine(options.Folder, relative), options.MaxPixels);
         var entries = mlContext.Data.LoadFromEnumerable(images.Select(i => new ImageEntry { ImagePath = i.RelativePath, Label = i.Label }).ToList());
         const string imageColumn = "__Image";
         var keyData = classes.Select(c => new ClassName { Label = c }).ToList();

@@ -58,6 +58,28 @@ public sealed class InMemoryImageDataView : IDataView
         (int Channels, int Height, int Width) shape, string labelColumnName = "Label", string pixelColumnName = "Pixels")
         => new(null, pixels, labels, classNames, shape, labelColumnName, pixelColumnName);
 
+    /// <summary>
+    /// Reads any IDataView with a pixel vector column (<c>Vector&lt;Single, C, H, W&gt;</c>) and a key or Single label
+    /// into memory, e.g. the output of <c>LoadFromImageFolder</c>.
+    /// </summary>
+    public static InMemoryImageDataView Read(IDataView data, string pixelColumnName = "Pixels", string labelColumnName = "Label")
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        var shape = MLNet.SchemaChecks.PixelShape(data.Schema, pixelColumnName);
+        MLNet.SchemaChecks.LabelClasses(data.Schema, labelColumnName);
+        return MLNet.AdversarialTrainingEstimator.ReadImages(data, pixelColumnName, labelColumnName, shape);
+    }
+
+    /// <summary>The first <paramref name="count"/> rows (all when null or larger).</summary>
+    public InMemoryImageDataView Take(int? count)
+    {
+        if (count is null || count >= RowCount) return this;
+        int n = Math.Max(0, count.Value), size = _imageSize;
+        return _floatPixels != null
+            ? new(null, _floatPixels.AsSpan(0, n * size).ToArray(), _labels[..n], ClassNames, ImageShape, LabelColumnName, PixelColumnName)
+            : new(_bytePixels!.AsSpan(0, n * size).ToArray(), null, _labels[..n], ClassNames, ImageShape, LabelColumnName, PixelColumnName);
+    }
+
     /// <summary>Zero-based class index of a row.</summary>
     public uint GetLabel(int row) => _labels[row];
 

@@ -49,6 +49,14 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
         };
     }
 
+    /// <summary>Checks the numbers before anything is built or loaded: rho &gt; 0, dropout in [0, 1), at least one block per stage.</summary>
+    public void Validate()
+    {
+        ModelChecks.Width(Rho);
+        if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, $"Dropout must lie in [0, 1); got {Dropout}.");
+        if (BlocksPerStage < 1) throw new ArgumentOutOfRangeException(nameof(BlocksPerStage), BlocksPerStage, "BlocksPerStage must be at least 1.");
+    }
+
     /// <summary>Parses "smallcnn", "smallresnet", "inceptionv3" (also "inception-v3", "resnet").</summary>
     public static ModelArchitecture ParseArchitecture(string text) => text.Trim().ToLowerInvariant().Replace("-", "").Replace("_", "") switch
     {

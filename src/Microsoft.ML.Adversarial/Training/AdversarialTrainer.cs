@@ -60,8 +60,10 @@ public sealed class AdversarialTrainer
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
-        if (data.RowCount == 0) throw new ArgumentException("The training data has no rows.", nameof(data));
+        if (data.RowCount == 0) throw new ArgumentException("The training data has no rows. Check the data path and any filters in front of the trainer.", nameof(data));
+        CheckClasses(data);
         var o = _options;
+        if (_checkpoints.Directory is { } checkpointDir) ProbeWritable(checkpointDir);
         var device = model.parameters().FirstOrDefault()?.device ?? CPU;
         long perEpoch = StepsPerEpoch(data.RowCount);
         long total = Math.Min(perEpoch * o.Epochs, o.MaxSteps ?? long.MaxValue);
@@ -127,10 +129,10 @@ public sealed class AdversarialTrainer
         return new TrainingResult(step, resumedFrom, watch.Elapsed, lastLoss, history);
     }
 
-    private readonly record struct StepStats(double Loss, int CleanRight, int CleanCount, int AdvRight, int AdvCount);
+    internal readonly record struct StepStats(double Loss, int CleanRight, int CleanCount, int AdvRight, int AdvCount);
 
     /// <summary>One step of Algorithm 1 on the minibatch (x, y).</summary>
-    private StepStats Step(Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, Tensor x, Tensor y, long step)
+    internal StepStats Step(Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, Tensor x, Tensor y, long step)
     {
         var o = _options;
         int m = (int)x.shape[0];
@@ -191,16 +193,45 @@ public sealed class AdversarialTrainer
         return (clean + lambda * adversarial) / ((m - k) + lambda * k);
     }
 
+    /// <summary>A classifier needs examples of at least two classes; one class means a wrong filter or folder.</summary>
+    private static void CheckClasses(InMemoryImageDataView data)
+    {
+        uint first = data.GetLabel(0);
+        for (int i = 1; i < data.RowCount; i++)
+            if (data.GetLabel(i) != first) return;
+        throw new ArgumentException(
+            $"All {data.RowCount} training rows have the same label ('{data.ClassNames[(int)first]}'); a classifier needs examples of at least two classes. " +
+            "Check the label column and any filters or folders in front of the trainer.", nameof(data));
+    }
+
+    /// <summary>Fails before the first step, not at the first checkpoint, when the checkpoint folder cannot be written.</summary>
+    private static void ProbeWritable(string directory)
+    {
+        try
+        {
+            System.IO.Directory.CreateDirectory(directory);
+            string probe = Path.Combine(directory, $".write-test-{Environment.ProcessId}");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"Cannot write checkpoints to '{directory}' ({e.Message}). Choose a writable CheckpointOptions.Directory.", e);
+        }
+    }
+
     internal long StepSeed(long step) => (long)_seed * 1_000_003L + step;
 
     internal int[] EpochOrder(int rows, long epoch)
     {
         var order = Enumerable.Range(0, rows).ToArray();
-        new Random(HashCode.Combine(_seed, epoch)).Shuffle(order);
+        // A fixed arithmetic mix, not HashCode.Combine: HashCode is randomised per process, and a resumed run in a new
+        // process must see the same order.
+        new Random(unchecked(_seed * 1_000_003 + (int)epoch * 7919)).Shuffle(order);
         return order;
     }
 
-    private TorchSharp.Modules.OptimizerHelper CreateOptimizer(Module<Tensor, Tensor> model)
+    internal TorchSharp.Modules.OptimizerHelper CreateOptimizer(Module<Tensor, Tensor> model)
     {
         var o = _options;
         var parameters = model.parameters();

@@ -10,6 +10,25 @@ public abstract record EpsilonDistribution
 
     public static EpsilonDistribution Fixed(double epsilon) => new FixedEpsilon(epsilon);
 
+    /// <summary>Parses "paper", "truncnormal:STD:MAX", "fixed:E" (or just "E") and "uniform:MIN:MAX" (pixel units).</summary>
+    public static EpsilonDistribution Parse(string text)
+    {
+        var parts = text.Trim().ToLowerInvariant().Split(':');
+        double Num(int i) => i < parts.Length && double.TryParse(parts[i], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v)
+            ? v : throw new FormatException($"Epsilon distribution '{text}': expected a number in place {i + 1}. Forms: paper, fixed:16, uniform:0:16, truncnormal:8:16.");
+        EpsilonDistribution d = parts[0] switch
+        {
+            "paper" when parts.Length == 1 => Paper,
+            "fixed" when parts.Length == 2 => new FixedEpsilon(Num(1)),
+            "uniform" when parts.Length == 3 => new UniformEpsilon(Num(1), Num(2)),
+            "truncnormal" when parts.Length == 3 => new TruncatedNormalEpsilon(Num(1), Num(2)),
+            _ when parts.Length == 1 && double.TryParse(parts[0], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var e) => new FixedEpsilon(e),
+            _ => throw new FormatException($"Unknown epsilon distribution '{text}'. Forms: paper, fixed:16, uniform:0:16, truncnormal:8:16."),
+        };
+        d.Validate();
+        return d;
+    }
+
     /// <summary>Epsilons for <paramref name="count"/> examples, as a float32 tensor [count].</summary>
     public abstract Tensor Sample(long count, Generator? generator, Device device);
 

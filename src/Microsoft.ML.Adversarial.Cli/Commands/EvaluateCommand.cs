@@ -1,0 +1,46 @@
+using System.CommandLine;
+using Microsoft.ML.Adversarial.Evaluation;
+using Spectre.Console;
+using TorchSharp;
+
+namespace Microsoft.ML.Adversarial.Cli.Commands;
+
+/// <summary><c>advml evaluate</c>: robustness table of one model.</summary>
+internal static class EvaluateCommand
+{
+    private static readonly Option<string> ModelPath = new("--model") { Description = "Model file (.advml)", Required = true };
+    internal static readonly Option<string> Methods = new("--methods") { Description = "Comma list of methods", DefaultValueFactory = _ => "step-ll,fgsm,iter-basic,iter-ll" };
+    internal static readonly Option<string> Epsilons = new("--epsilons") { Description = "Comma list, pixel values", DefaultValueFactory = _ => "2,4,8,16" };
+    internal static readonly Option<int?> Count = new("--count") { Description = "Test images (class-balanced); default 1000", DefaultValueFactory = _ => 1000 };
+    internal static readonly Option<string?> Output = new("--output", "-o") { Description = "Write the results to a .json or .csv file" };
+
+    public static System.CommandLine.Command Create()
+    {
+        var c = new System.CommandLine.Command("evaluate", "Accuracy of a model on clean and adversarial test images, per method and epsilon");
+        foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, Shared.Seed, Shared.Device, Shared.BatchSize }) c.Options.Add(o);
+        Shared.AddData(c);
+        c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
+        return c;
+    }
+
+    private static int Run(ParseResult p, CancellationToken ct)
+    {
+        var methods = Shared.Methods(p.GetValue(Methods)!);
+        var epsilons = Shared.Epsilons(p.GetValue(Epsilons)!);
+        if (p.GetValue(Output) is { } o) Shared.EnsureWritable(o, isFolder: false);
+        var device = Shared.ParseDevice(p);
+        string path = p.GetValue(ModelPath)!;
+        var (model, description) = Shared.LoadModel(path, device);
+        var data = Shared.LoadSplit(p, train: false, p.GetValue(Count));
+        if (data.ImageShape != (description.Channels, description.Height, description.Width))
+            throw new CliException($"The data has {data.ImageShape} images; the model takes ({description.Channels}, {description.Height}, {description.Width}).");
+        var report = Shared.WithProgress("evaluating", progress => new RobustnessEvaluator(new RobustnessOptions
+        {
+            Methods = methods, Epsilons = epsilons, BatchSize = p.GetValue(Shared.BatchSize), Seed = p.GetValue(Shared.Seed), CancellationToken = ct,
+            Progress = new InlineProgress<EvaluationProgress>(e => progress(e.Done, e.Total, null)),
+        }).Evaluate(model, data, Path.GetFileNameWithoutExtension(path), device));
+        Shared.Print(report);
+        if (p.GetValue(Output) is { } output) Shared.WriteResults(output, report.ToJson(), report.ToCsv());
+        return 0;
+    }
+}

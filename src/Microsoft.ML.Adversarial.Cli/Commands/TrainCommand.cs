@@ -1,0 +1,137 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.Models;
+using Microsoft.ML.Adversarial.Training;
+using Spectre.Console;
+using TorchSharp;
+
+namespace Microsoft.ML.Adversarial.Cli.Commands;
+
+/// <summary><c>advml train</c>: clean (--k 0) or adversarial training (Algorithm 1) with checkpoints and --resume.</summary>
+internal static class TrainCommand
+{
+    private static readonly Option<string> Output = new("--output", "-o") { Description = "Model file to write (.advml)", Required = true };
+    private static readonly Option<int?> Count = new("--train-count") { Description = "Training images to use (class-balanced subset); default all" };
+    private static readonly Option<string> Arch = new("--arch") { Description = "smallcnn, smallresnet or inceptionv3", DefaultValueFactory = _ => "smallcnn" };
+    private static readonly Option<double> Rho = new("--rho") { Description = "Width multiplier of every layer", DefaultValueFactory = _ => 1 };
+    private static readonly Option<string> Activation = new("--activation") { Description = "relu, relu6, reludecay[:beta], tanh, elu", DefaultValueFactory = _ => "relu" };
+    private static readonly Option<double> Dropout = new("--dropout") { Description = "Dropout before the last layer", DefaultValueFactory = _ => 0 };
+    private static readonly Option<bool> Deeper = new("--deeper") { Description = "Inception v3 with two extra blocks" };
+    private static readonly Option<bool> AuxLogits = new("--aux-logits") { Description = "Inception v3 auxiliary classifier" };
+    private static readonly Option<int> K = new("--k") { Description = "Adversarial examples per minibatch (0 = clean training)", DefaultValueFactory = _ => 16 };
+    private static readonly Option<int> M = new("--batch", "-m") { Description = "Minibatch size m", DefaultValueFactory = _ => 32 };
+    private static readonly Option<double> Lambda = new("--lambda") { Description = "Weight of the adversarial loss", DefaultValueFactory = _ => 0.3 };
+    private static readonly Option<string> Method = new("--method") { Description = "Method that makes the adversarial examples", DefaultValueFactory = _ => "step-ll" };
+    private static readonly Option<string?> MethodMix = new("--method-mix") { Description = "Comma list; one method drawn per minibatch" };
+    private static readonly Option<string> Epsilon = new("--epsilon") { Description = "paper | fixed:16 | uniform:0:16 | truncnormal:8:16", DefaultValueFactory = _ => "paper" };
+    private static readonly Option<int> Delay = new("--delay") { Description = "Clean-only steps before adversarial ones", DefaultValueFactory = _ => 0 };
+    private static readonly Option<string> Optimizer = new("--optimizer") { Description = "adam, rmsprop (the paper's, lr 0.045) or sgd", DefaultValueFactory = _ => "adam" };
+    private static readonly Option<double> LearningRate = new("--lr") { Description = "Learning rate", DefaultValueFactory = _ => 1e-3 };
+    private static readonly Option<double> Momentum = new("--momentum") { Description = "SGD/RMSProp momentum", DefaultValueFactory = _ => 0 };
+    private static readonly Option<double> WeightDecay = new("--weight-decay") { DefaultValueFactory = _ => 0 };
+    private static readonly Option<double> LabelSmoothing = new("--label-smoothing") { DefaultValueFactory = _ => 0 };
+    private static readonly Option<int> Epochs = new("--epochs") { DefaultValueFactory = _ => 1 };
+    private static readonly Option<int?> MaxSteps = new("--max-steps") { Description = "Stop after this many steps" };
+    private static readonly Option<string?> Checkpoint = new("--checkpoint") { Description = "Checkpoint folder (weights, optimiser, step; atomic writes)" };
+    private static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { DefaultValueFactory = _ => 500 };
+    private static readonly Option<bool> Resume = new("--resume") { Description = "Continue from the checkpoint folder's last checkpoint" };
+
+    public static System.CommandLine.Command Create()
+    {
+        var c = new System.CommandLine.Command("train", "Train a classifier, clean (--k 0) or adversarially (the paper's Algorithm 1)");
+        foreach (var o in new Option[] { Output, Count, Arch, Rho, Activation, Dropout, Deeper, AuxLogits, K, M, Lambda, Method, MethodMix, Epsilon, Delay,
+                     Optimizer, LearningRate, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Shared.Seed, Shared.Device })
+            c.Options.Add(o);
+        Shared.AddData(c);
+        c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
+        return c;
+    }
+
+    internal static AdversarialTrainingOptions TrainingOptions(ParseResult p)
+    {
+        var o = new AdversarialTrainingOptions
+        {
+            BatchSize = p.GetValue(M), AdversarialPerBatch = p.GetValue(K), AdversarialLossWeight = p.GetValue(Lambda), Method = p.GetValue(Method)!,
+            MethodMix = p.GetValue(MethodMix)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            DelaySteps = p.GetValue(Delay), Epochs = p.GetValue(Epochs), MaxSteps = p.GetValue(MaxSteps), LearningRate = p.GetValue(LearningRate),
+            Momentum = p.GetValue(Momentum), WeightDecay = p.GetValue(WeightDecay), LabelSmoothing = p.GetValue(LabelSmoothing), Seed = p.GetValue(Shared.Seed),
+            ProgressEvery = 20,
+        };
+        try
+        {
+            o.Epsilon = EpsilonDistribution.Parse(p.GetValue(Epsilon)!);
+            o.Optimizer = p.GetValue(Optimizer)!.ToLowerInvariant() switch
+            {
+                "adam" => OptimizerKind.Adam,
+                "rmsprop" => OptimizerKind.RmsProp,
+                "sgd" => OptimizerKind.Sgd,
+                var x => throw new CliException($"Unknown optimiser '{x}'. Use adam, rmsprop or sgd."),
+            };
+            o.Validate();
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
+        {
+            throw new CliException(e.Message);
+        }
+        return o;
+    }
+
+    internal static ModelSpec Spec(ParseResult p)
+    {
+        try
+        {
+            var spec = new ModelSpec(ModelSpec.ParseArchitecture(p.GetValue(Arch)!), p.GetValue(Rho), ActivationSpec.Parse(p.GetValue(Activation)!), p.GetValue(Dropout))
+            {
+                Deeper = p.GetValue(Deeper), AuxLogits = p.GetValue(AuxLogits),
+            };
+            spec.Validate();
+            return spec;
+        }
+        catch (ArgumentException e) { throw new CliException(e.Message); }
+    }
+
+    private static int Run(ParseResult p, CancellationToken ct)
+    {
+        string output = p.GetValue(Output)!;
+        var options = TrainingOptions(p);
+        var spec = Spec(p);
+        var device = Shared.ParseDevice(p);
+        Shared.EnsureWritable(output, isFolder: false);
+        var checkpoints = new CheckpointOptions { Directory = p.GetValue(Checkpoint), Every = p.GetValue(CheckpointEvery), Resume = p.GetValue(Resume) };
+        if (checkpoints.Resume && checkpoints.Directory is null) throw new CliException("--resume needs --checkpoint FOLDER (the folder of the interrupted run).");
+        if (checkpoints.Directory is { } dir) Shared.EnsureWritable(dir, isFolder: true);
+
+        var data = Shared.LoadSplit(p, train: true, p.GetValue(Count));
+        AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.ToString())}[/] on {data.RowCount} images {data.ImageShape}, " +
+            (options.AdversarialPerBatch == 0 ? "clean" : Markup.Escape($"k = {options.AdversarialPerBatch} of {options.BatchSize} by {options.Method}, lambda {options.AdversarialLossWeight}, eps {options.Epsilon}")));
+        torch.manual_seed(options.Seed);
+        var model = spec.Create(data.ClassNames.Count, data.ImageShape);
+        model.to(device);
+        var result = Train(model, data, options, checkpoints, ct);
+        ModelIO.Save(model, new ModelDescription(spec, data.ClassNames.Count, data.ImageShape.Channels, data.ImageShape.Height, data.ImageShape.Width, data.ClassNames.ToArray()), output);
+        var last = result.History.LastOrDefault();
+        AnsiConsole.MarkupLine($"Done: {result.Steps} steps in {result.Elapsed.TotalSeconds:F0} s" + (result.ResumedFromStep > 0 ? $" (resumed at {result.ResumedFromStep})" : "") +
+            (last is null ? "" : $", last loss {last.Loss:F4}, clean batch accuracy {last.CleanAccuracy:P1}") + $". Saved [bold]{Markup.Escape(output)}[/].");
+        return 0;
+    }
+
+    internal static TrainingResult Train(torch.nn.Module<torch.Tensor, torch.Tensor> model, InMemoryImageDataView data, AdversarialTrainingOptions options,
+        CheckpointOptions? checkpoints, CancellationToken ct, string title = "training")
+    {
+        long total = options.MaxSteps ?? (long)options.Epochs * ((data.RowCount + options.BatchSize - 1) / options.BatchSize);
+        return Shared.WithProgress(title, report =>
+        {
+            var progress = new InlineProgress<TrainingProgress>(t =>
+                report(t.Step, t.TotalSteps, string.Create(CultureInfo.InvariantCulture, $"{title}: loss {t.Loss:F3}, {t.ExamplesPerSecond:F0} img/s")));
+            report(0, total, null);
+            return new AdversarialTrainer(options, checkpoints).Train(model, data, progress, ct);
+        });
+    }
+}
+
+/// <summary>An IProgress that reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+internal sealed class InlineProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}

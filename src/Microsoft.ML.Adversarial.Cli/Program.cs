@@ -1,0 +1,39 @@
+// advml: adversarial machine learning from the command line (Microsoft.ML.Adversarial).
+using System.CommandLine;
+using Microsoft.ML.Adversarial.Cli;
+using Microsoft.ML.Adversarial.Cli.Commands;
+
+var root = new RootCommand("advml: train, attack, evaluate and compare image classifiers under adversarial examples (Kurakin, Goodfellow, Bengio, ICLR 2017)");
+root.Subcommands.Add(TrainCommand.Create());
+root.Subcommands.Add(AttackCommand.Create());
+root.Subcommands.Add(EvaluateCommand.Create());
+root.Subcommands.Add(TransferCommand.Create());
+root.Subcommands.Add(ReproduceCommand.Create());
+
+var parse = root.Parse(args);
+if (parse.Errors.Count > 0)
+{
+    // One line, non-zero exit: scripts can rely on it; --help shows the rest.
+    Console.Error.WriteLine($"advml: {parse.Errors[0].Message} (advml {string.Join(' ', args.Take(1))} --help lists the options)");
+    return 2;
+}
+try
+{
+    // Our handlers below turn errors into one line; System.CommandLine's own handler would print a stack trace.
+    return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (CliException e)
+{
+    Console.Error.WriteLine($"advml: {e.Message}");
+    return 2;
+}
+catch (OperationCanceledException)
+{
+    Console.Error.WriteLine("advml: interrupted. Finished models and checkpoints are kept; rerun the same command (train: add --resume) to continue.");
+    return 130;
+}
+catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+{
+    Console.Error.WriteLine($"advml: {CliException.OneLine(e.Message)}");
+    return 1;
+}

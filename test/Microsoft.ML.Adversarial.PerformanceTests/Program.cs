@@ -1,0 +1,29 @@
+// Performance: BenchmarkDotNet benchmarks, the side-by-side comparison with PyTorch, and the memory soak.
+//
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- compare [--rounds 2] [--networks smallcnn,inception] [--output FILE.md]
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- soak [--batches 2000]
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- bench [BenchmarkDotNet arguments, e.g. --filter *MLNetPath*]
+using BenchmarkDotNet.Running;
+using Microsoft.ML.Adversarial.PerformanceTests;
+
+string mode = args.Length > 0 ? args[0] : "compare";
+var rest = args.Skip(1).ToArray();
+string Arg(string name, string fallback)
+{
+    int i = Array.IndexOf(rest, name);
+    return i >= 0 && i + 1 < rest.Length ? rest[i + 1] : fallback;
+}
+
+switch (mode)
+{
+    case "compare":
+        return Harness.Compare(int.Parse(Arg("--rounds", "2")), Arg("--networks", "smallcnn,inception").Split(','), int.Parse(Arg("--threads", "2")), Arg("--output", ""));
+    case "soak":
+        return Soak.Run(int.Parse(Arg("--batches", "2000")), int.Parse(Arg("--every", "100")), int.Parse(Arg("--threads", "2")), Arg("--output", ""));
+    case "bench":
+        BenchmarkSwitcher.FromAssembly(typeof(AttackBenchmarks).Assembly).Run(rest);
+        return 0;
+    default:
+        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, soak or bench.");
+        return 2;
+}

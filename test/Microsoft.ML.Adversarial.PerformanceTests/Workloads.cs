@@ -1,0 +1,65 @@
+using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.Models;
+using Microsoft.ML.Adversarial.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Adversarial.PerformanceTests;
+
+/// <summary>
+/// The workloads both sides run: attacks at eps 16 on a fixed random batch, and one adversarial-training step
+/// (m = batch, k = m / 2, step l.l., lambda 0.3, RMSProp as the paper). Same shapes as benchmark_pytorch.py.
+/// </summary>
+internal sealed class Workload : IDisposable
+{
+    public static readonly string[] Names = { "fgsm", "step-ll", "iter-basic", "train-step" };
+
+    private readonly nn.Module<Tensor, Tensor> _model;
+    private readonly Tensor _x, _y;
+    private readonly Attack? _attack;
+    private readonly AdversarialTrainer? _trainer;
+    private readonly TorchSharp.Modules.OptimizerHelper? _optimizer;
+    private long _step;
+
+    public Workload(string name, string network, int batch)
+    {
+        Name = name;
+        Network = network;
+        Batch = batch;
+        manual_seed(0);
+        (int c, int side, int classes) = network == "smallcnn" ? (1, 28, 10) : (3, 299, 1000);
+        _model = network == "smallcnn" ? new SmallCnn() : new InceptionV3(classes: 1000, auxLogits: false);
+        _x = rand(batch, c, side, side);
+        _y = randint(0, classes, new long[] { batch });
+        if (name == "train-step")
+        {
+            var options = new AdversarialTrainingOptions { BatchSize = batch, AdversarialPerBatch = batch / 2, Epsilon = EpsilonDistribution.Fixed(8), ProgressEvery = 1 };
+            _trainer = new AdversarialTrainer(options);
+            _optimizer = _trainer.CreateOptimizer(_model);
+            _model.train();
+        }
+        else
+        {
+            _model.eval();
+            _attack = AttackRegistry.Create(name, new AttackOptions { Epsilon = 16 });
+        }
+    }
+
+    public string Name { get; }
+    public string Network { get; }
+    public int Batch { get; }
+
+    public void Run()
+    {
+        using var scope = NewDisposeScope();
+        if (_trainer is not null) _trainer.Step(_model, _optimizer!, _x, _y, _step++);
+        else _attack!.Generate(_model, _x, _y);
+    }
+
+    public void Dispose()
+    {
+        _model.Dispose();
+        _x.Dispose();
+        _y.Dispose();
+    }
+}
