@@ -52,7 +52,7 @@ var engine = mlContext.Model.CreatePredictionEngine<FashionImage, FashionPredict
 
 var firstImage = mlContext.Data.CreateEnumerable<FashionImage>(testData, reuseRowObject: false).First();
 var prediction = engine.Predict(firstImage);
-Console.WriteLine($"Saved robust-fashion-mnist.zip; the loaded model says the first test image is a {prediction.PredictedClass} " +
+Console.WriteLine($"Saved robust-fashion-mnist.zip; the loaded model predicts \"{prediction.PredictedClass}\" for the first test image " +
     $"(probability {prediction.Score.Max():P1}).");
 
 /// <summary>Input row: the pixel vector the model was trained on.</summary>

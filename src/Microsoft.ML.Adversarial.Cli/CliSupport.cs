@@ -138,14 +138,7 @@ internal static class Shared
         AnsiConsole.MarkupLine($"[grey]Wrote {Markup.Escape(path)}[/]");
     }
 
-    public static void WriteAtomically(string path, string text)
-    {
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var tmp = full + ".tmp-" + Environment.ProcessId;
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, full, overwrite: true);
-    }
+    public static void WriteAtomically(string path, string text) => AtomicFile.WriteAllText(path, text);
 
     /// <summary>Runs <paramref name="work"/> with a progress bar; the callback reports (done, total, description).</summary>
     public static T WithProgress<T>(string title, Func<Action<double, double, string?>, T> work)

@@ -131,14 +131,4 @@ internal static class ResultFiles
         IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
         _ => v.ToString() ?? "",
     };
-
-    /// <summary>Writes text to a file through a temporary file and a rename, so a reader never sees half a file.</summary>
-    public static void WriteAtomically(string path, string text)
-    {
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var tmp = full + ".tmp-" + Environment.ProcessId;
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, full, overwrite: true);
-    }
 }

@@ -37,12 +37,7 @@ public static class ModelIO
     public static void Save(Module<Tensor, Tensor> model, ModelDescription description, string path)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var tmp = full + ".tmp-" + Environment.ProcessId;
-        using (var file = File.Create(tmp))
-            Write(model, description, file);
-        File.Move(tmp, full, overwrite: true);
+        Data.AtomicFile.Write(path, stream => Write(model, description, stream));
     }
 
     /// <summary>Writes the model file to a stream (what <c>mlContext.Model.Save</c> embeds).</summary>
