@@ -105,10 +105,7 @@ internal static class Shared
         string folder = isFolder ? path : Path.GetDirectoryName(Path.GetFullPath(path))!;
         try
         {
-            Directory.CreateDirectory(folder);
-            string probe = Path.Combine(folder, $".advml-write-test-{Environment.ProcessId}");
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
+            AtomicFile.EnsureWritableFolder(folder);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

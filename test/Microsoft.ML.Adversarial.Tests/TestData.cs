@@ -14,6 +14,19 @@ internal static class TestData
     public static InMemoryImageDataView Test(int count, SubsetMode mode = SubsetMode.Stratified)
         => FashionMnist.Load(new FashionMnistOptions { Folder = Folder, Split = FashionMnistSplit.Test, Count = count, Subset = mode });
 
+    /// <summary>
+    /// The output of another project of the solution, built in this test run's configuration and framework
+    /// (the test project references it with ReferenceOutputAssembly=false, so it is built first).
+    /// </summary>
+    public static string BuiltAssembly(string projectFolder, string fileName)
+    {
+        // This assembly runs from test/Microsoft.ML.Adversarial.Tests/bin/<Configuration>/<tfm>/.
+        var dir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        string path = Path.Combine(PythonReference.RepoRoot(), projectFolder, "bin", dir.Parent!.Name, dir.Name, fileName);
+        Assert.IsTrue(File.Exists(path), $"{fileName} is not built at {path}; build the solution first.");
+        return path;
+    }
+
     public static string TempFolder()
     {
         string dir = Path.Combine(Path.GetTempPath(), "advml-tests", Guid.NewGuid().ToString("N")[..12]);

@@ -29,6 +29,16 @@ public abstract class Attack
     public virtual bool RequiresLabels => false;
 
     /// <summary>
+    /// Adversarial images for each epsilon (pixel units): element i is what <see cref="Generate"/> gives with
+    /// <paramref name="epsilons"/>[i]. One-step methods override this to reuse a single gradient for all of them.
+    /// </summary>
+    public virtual Tensor[] GenerateForEpsilons(Module<Tensor, Tensor> model, Tensor images, Tensor? labels, IReadOnlyList<double> epsilons)
+    {
+        ArgumentNullException.ThrowIfNull(epsilons);
+        return epsilons.Select(e => Generate(model, images, labels, torch.full(new long[] { images.shape[0] }, e, ScalarType.Float32, images.device))).ToArray();
+    }
+
+    /// <summary>
     /// Adversarial versions of <paramref name="images"/> ([N, ...], in <see cref="AttackOptions.InputRange"/>).
     /// </summary>
     /// <param name="model">A classifier returning logits [N, K].</param>

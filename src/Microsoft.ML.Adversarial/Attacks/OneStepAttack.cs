@@ -21,7 +21,7 @@ public abstract class OneStepAttack : Attack
     /// Adversarial images for each epsilon (pixel units), from a single gradient computation:
     /// element i of the result is what <see cref="Attack.Generate"/> gives with epsilon <paramref name="epsilons"/>[i].
     /// </summary>
-    public Tensor[] GenerateForEpsilons(Module<Tensor, Tensor> model, Tensor images, Tensor? labels, IReadOnlyList<double> epsilons)
+    public override Tensor[] GenerateForEpsilons(Module<Tensor, Tensor> model, Tensor images, Tensor? labels, IReadOnlyList<double> epsilons)
     {
         ArgumentNullException.ThrowIfNull(epsilons);
         foreach (double e in epsilons)

@@ -25,4 +25,13 @@ public static class AtomicFile
 
     public static void WriteAllText(string path, string text) =>
         Write(path, s => { using var w = new StreamWriter(s); w.Write(text); });
+
+    /// <summary>Creates <paramref name="folder"/> and writes and deletes a probe file there, so a long run fails before it starts, not at its first save.</summary>
+    public static void EnsureWritableFolder(string folder)
+    {
+        Directory.CreateDirectory(folder);
+        string probe = Path.Combine(folder, $".write-test-{Environment.ProcessId}");
+        File.WriteAllText(probe, "");
+        File.Delete(probe);
+    }
 }

@@ -92,18 +92,10 @@ public sealed class RobustnessEvaluator
                 foreach (var info in infos)
                 {
                     var attack = attacks[info.Name];
-                    if (attack is OneStepAttack oneStep)
-                    {
-                        var advs = oneStep.GenerateForEpsilons(model, x, y, o.Epsilons);
-                        Score(info.Name, advs, x, y);
-                        if (o.CheckLabelLeaking && info.UsesTrueLabel)
-                            Score(predictedKey(info.Name), oneStep.GenerateForEpsilons(model, x, predicted, o.Epsilons), x, y);
-                    }
-                    else
-                    {
-                        var advs = o.Epsilons.Select(e => attack.Generate(model, x, y, full(new long[] { count }, e, ScalarType.Float32, device))).ToArray();
-                        Score(info.Name, advs, x, y);
-                    }
+                    // One-step methods reuse a single gradient for every epsilon (Attack.GenerateForEpsilons).
+                    Score(info.Name, attack.GenerateForEpsilons(model, x, y, o.Epsilons), x, y);
+                    if (o.CheckLabelLeaking && info.UsesTrueLabel && info.IsOneStep)
+                        Score(predictedKey(info.Name), attack.GenerateForEpsilons(model, x, predicted, o.Epsilons), x, y);
                 }
                 done += count;
                 o.Progress?.Report(new EvaluationProgress($"evaluating {modelName}", done, total, done / Math.Max(1e-9, watch.Elapsed.TotalSeconds)));

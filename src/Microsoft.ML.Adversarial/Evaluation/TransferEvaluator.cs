@@ -68,9 +68,7 @@ public sealed class TransferEvaluator
                     using (no_grad()) sourceRightClean = source.call(x).argmax(1).eq(y);
                     foreach (var (method, attack) in attacks)
                     {
-                        var advs = attack is OneStepAttack one
-                            ? one.GenerateForEpsilons(source, x, y, o.Epsilons)
-                            : o.Epsilons.Select(e => attack.Generate(source, x, y, full(new long[] { count }, e, ScalarType.Float32, device))).ToArray();
+                        var advs = attack.GenerateForEpsilons(source, x, y, o.Epsilons);
                         using var _ = no_grad();
                         for (int i = 0; i < advs.Length; i++)
                         {

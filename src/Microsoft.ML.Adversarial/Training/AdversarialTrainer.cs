@@ -209,10 +209,7 @@ public sealed class AdversarialTrainer
     {
         try
         {
-            System.IO.Directory.CreateDirectory(directory);
-            string probe = Path.Combine(directory, $".write-test-{Environment.ProcessId}");
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
+            AtomicFile.EnsureWritableFolder(directory);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

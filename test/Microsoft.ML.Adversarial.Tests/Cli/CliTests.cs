@@ -11,15 +11,7 @@ public sealed class CliTests
 {
     public TestContext TestContext { get; set; } = null!;
 
-    internal static string ToolPath()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-        string tfm = dir.Name, configuration = dir.Parent!.Name;
-        string root = dir.Parent.Parent!.Parent!.Parent!.Parent!.FullName;
-        string path = Path.Combine(root, "src", "Microsoft.ML.Adversarial.Cli", "bin", configuration, tfm, "advml.dll");
-        Assert.IsTrue(File.Exists(path), $"advml is not built at {path}; build the solution first.");
-        return path;
-    }
+    internal static string ToolPath() => TestData.BuiltAssembly(Path.Combine("src", "Microsoft.ML.Adversarial.Cli"), "advml.dll");
 
     internal static (int Code, string Out, string Err) Advml(string workDir, params string[] args)
     {

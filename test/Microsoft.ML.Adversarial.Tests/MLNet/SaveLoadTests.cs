@@ -185,14 +185,6 @@ public sealed class SaveLoadTests
         return e;
     }
 
-    private static string CheckerPath()
-    {
-        // test/Microsoft.ML.Adversarial.Tests/bin/<Configuration>/<tfm>/ -> the checker's output in the same configuration.
-        var dir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-        string tfm = dir.Name, configuration = dir.Parent!.Name;
-        string path = Path.Combine(dir.Parent.Parent!.Parent!.Parent!.FullName, "Microsoft.ML.Adversarial.ModelLoadCheck", "bin", configuration, tfm,
-            "Microsoft.ML.Adversarial.ModelLoadCheck.dll");
-        Assert.IsTrue(File.Exists(path), $"The load checker is not built at {path}; build the solution first.");
-        return path;
-    }
+    private static string CheckerPath() =>
+        TestData.BuiltAssembly(Path.Combine("test", "Microsoft.ML.Adversarial.ModelLoadCheck"), "Microsoft.ML.Adversarial.ModelLoadCheck.dll");
 }
