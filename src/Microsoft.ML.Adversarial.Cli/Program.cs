@@ -1,6 +1,6 @@
 // advml: adversarial machine learning from the command line (Microsoft.ML.Adversarial).
 using System.CommandLine;
-using Microsoft.ML.Adversarial.Cli;
+using Microsoft.ML.Adversarial.Cli.Common;
 using Microsoft.ML.Adversarial.Cli.Commands;
 
 var root = new RootCommand("advml: train, attack, evaluate and compare image classifiers under adversarial examples (Kurakin, Goodfellow, Bengio, ICLR 2017)");

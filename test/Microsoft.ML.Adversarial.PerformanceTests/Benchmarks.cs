@@ -39,7 +39,7 @@ public class AttackBenchmarks
 public class MLNetPathBenchmarks
 {
     private MLContext _ml = null!;
-    private InMemoryImageDataView _data = null!;
+    private ImageSet _data = null!;
     private ImageClassifierTransformer _classifier = null!;
     private AdversarialAttackTransformer _fgsm = null!;
 
@@ -49,7 +49,7 @@ public class MLNetPathBenchmarks
         _ml = new MLContext(seed: 1);
         _data = FashionMnist.Load(new FashionMnistOptions { Split = FashionMnistSplit.Test, Count = 2048 });
         _classifier = MLNetPath.UntrainedClassifier(_ml, _data);
-        _fgsm = _ml.Transforms.Fgsm(_classifier, 16).Fit(_data);
+        _fgsm = _ml.Transforms.Fgsm(_classifier, 16).Fit(_ml.Data.LoadFromImageSet(_data));
     }
 
     [Benchmark(Baseline = true)]
@@ -62,13 +62,13 @@ public class MLNetPathBenchmarks
 internal static class MLNetPath
 {
     /// <summary>A SmallCnn wrapped as the ML.NET scorer (one training step: speed does not depend on accuracy).</summary>
-    public static ImageClassifierTransformer UntrainedClassifier(MLContext ml, InMemoryImageDataView data) =>
+    public static ImageClassifierTransformer UntrainedClassifier(MLContext ml, ImageSet data) =>
         ml.MulticlassClassification.Trainers.AdversarialTraining(new AdversarialTrainingEstimator.Options
         {
             Model = new ModelSpec(), AdversarialPerBatch = 0, MaxSteps = 1, Optimizer = Training.OptimizerKind.Adam, LearningRate = 1e-3,
-        }).Fit(data);
+        }).Fit(ml.Data.LoadFromImageSet(data));
 
-    public static float RunTensors(nn.Module<Tensor, Tensor> model, InMemoryImageDataView data, int batch)
+    public static float RunTensors(nn.Module<Tensor, Tensor> model, ImageSet data, int batch)
     {
         var attack = Attacks.Fgsm(16);
         float checksum = 0;
@@ -84,9 +84,9 @@ internal static class MLNetPath
         return checksum;
     }
 
-    public static float RunTransformer(AdversarialAttackTransformer fgsm, IDataView data)
+    public static float RunTransformer(AdversarialAttackTransformer fgsm, ImageSet data)
     {
-        var output = fgsm.Transform(data);
+        var output = fgsm.Transform(new ImageSetDataView(data));
         var column = output.Schema[fgsm.OutputColumnName];
         using var cursor = output.GetRowCursor(new[] { column });
         var getter = cursor.GetGetter<VBuffer<float>>(column);

@@ -74,7 +74,7 @@ internal static class Harness
         var ml = new MLContext(seed: 1);
         var data = FashionMnist.Load(new FashionMnistOptions { Split = FashionMnistSplit.Test, Count = 2048 });
         var classifier = MLNetPath.UntrainedClassifier(ml, data);
-        var fgsm = ml.Transforms.Fgsm(classifier, 16).Fit(data);
+        var fgsm = ml.Transforms.Fgsm(classifier, 16).Fit(ml.Data.LoadFromImageSet(data));
         var raw = new List<double>();
         var pipeline = new List<double>();
         MLNetPath.RunTensors(classifier.Model, data, 256);

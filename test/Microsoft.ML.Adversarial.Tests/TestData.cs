@@ -8,10 +8,10 @@ internal static class TestData
 {
     public static string Folder => FashionMnist.ResolveDefaultFolder();
 
-    public static InMemoryImageDataView Train(int count, SubsetMode mode = SubsetMode.Stratified)
+    public static ImageSet Train(int count, SubsetMode mode = SubsetMode.Stratified)
         => FashionMnist.Load(new FashionMnistOptions { Folder = Folder, Split = FashionMnistSplit.Train, Count = count, Subset = mode });
 
-    public static InMemoryImageDataView Test(int count, SubsetMode mode = SubsetMode.Stratified)
+    public static ImageSet Test(int count, SubsetMode mode = SubsetMode.Stratified)
         => FashionMnist.Load(new FashionMnistOptions { Folder = Folder, Split = FashionMnistSplit.Test, Count = count, Subset = mode });
 
     /// <summary>
@@ -33,6 +33,13 @@ internal static class TestData
         Directory.CreateDirectory(dir);
         return dir;
     }
+
+    /// <summary>An image set as the IDataView ML.NET pipelines read.</summary>
+    public static IDataView View(this ImageSet images) => new ImageSetDataView(images);
+
+    public static List<float[]> ReadVectors(ImageSet data, string column) => ReadVectors(data.View(), column);
+    public static List<uint> ReadKeys(ImageSet data, string column = "Label") => ReadKeys(data.View(), column);
+    public static string[] KeyNames(ImageSet data, string column = "Label") => KeyNames(data.View(), column);
 
     public static List<float[]> ReadVectors(IDataView data, string column)
     {

@@ -9,12 +9,12 @@ namespace Microsoft.ML.Adversarial.Tests;
 internal static class TrainedModels
 {
     private static readonly Lazy<SmallCnn> Cnn = new(TrainCnn);
-    private static readonly Lazy<InMemoryImageDataView> Eval = new(() => TestData.Test(256));
+    private static readonly Lazy<ImageSet> Eval = new(() => TestData.Test(256));
 
     public static SmallCnn SmallCnn => Cnn.Value;
 
     /// <summary>256 class-balanced test images.</summary>
-    public static InMemoryImageDataView EvalData => Eval.Value;
+    public static ImageSet EvalData => Eval.Value;
 
     public static (Tensor Images, Tensor Labels) EvalBatch(int count = 256) => EvalData.ToTensors(0, count);
 

@@ -4,6 +4,8 @@ using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
 
+using Microsoft.ML.Adversarial.Cli.Common;
+
 namespace Microsoft.ML.Adversarial.Cli.Commands;
 
 /// <summary><c>advml attack</c>: writes adversarial examples of a data split as PNG class folders or IDX files.</summary>
@@ -38,11 +40,9 @@ internal static class AttackCommand
         Shared.EnsureWritable(output, isFolder: true);
         var device = Shared.ParseDevice(p);
         var (model, description) = Shared.LoadModel(p.GetValue(ModelPath)!, device);
-        var data = Shared.LoadSplit(p, split == "train", p.GetValue(Count));
-        if (data.ImageShape != (description.Channels, description.Height, description.Width))
-            throw new CliException($"The data has {data.ImageShape} images; the model takes ({description.Channels}, {description.Height}, {description.Width}). Use --image-size/--grayscale to match.");
+        var data = Shared.LoadSplitFor(p, split == "train", p.GetValue(Count), description, p.GetValue(ModelPath)!);
 
-        var attack = AttackRegistry.Create(method, new AttackOptions { Epsilon = eps, Seed = p.GetValue(Shared.Seed) });
+        var attack = AttackRegistry.Create(method, new AttackOptions { Epsilon = eps, Seed = p.GetValue(Shared.Seed), InputRange = description.InputRangeOrDefault });
         int n = data.RowCount, size = description.Channels * description.Height * description.Width, batch = p.GetValue(Shared.BatchSize);
         var pixels = new float[(long)n * size];
         var labels = new uint[n];
@@ -60,7 +60,7 @@ internal static class AttackCommand
             }
             return 0;
         });
-        var adversarial = InMemoryImageDataView.FromFloats(pixels, labels, description.ClassNames ?? data.ClassNames, data.ImageShape);
+        var adversarial = new ImageSetDataView(ImageSet.FromFloats(pixels, labels, data.ClassNames, data.ImageShape));
         if (format == "png")
         {
             int written = ImageFolder.Save(adversarial, output);

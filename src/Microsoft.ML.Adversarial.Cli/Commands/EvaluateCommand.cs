@@ -3,6 +3,8 @@ using Microsoft.ML.Adversarial.Evaluation;
 using Spectre.Console;
 using TorchSharp;
 
+using Microsoft.ML.Adversarial.Cli.Common;
+
 namespace Microsoft.ML.Adversarial.Cli.Commands;
 
 /// <summary><c>advml evaluate</c>: robustness table of one model.</summary>
@@ -31,12 +33,10 @@ internal static class EvaluateCommand
         var device = Shared.ParseDevice(p);
         string path = p.GetValue(ModelPath)!;
         var (model, description) = Shared.LoadModel(path, device);
-        var data = Shared.LoadSplit(p, train: false, p.GetValue(Count));
-        if (data.ImageShape != (description.Channels, description.Height, description.Width))
-            throw new CliException($"The data has {data.ImageShape} images; the model takes ({description.Channels}, {description.Height}, {description.Width}).");
+        var data = Shared.LoadSplitFor(p, train: false, p.GetValue(Count), description, path);
         var report = Shared.WithProgress("evaluating", progress => new RobustnessEvaluator(new RobustnessOptions
         {
-            Methods = methods, Epsilons = epsilons, BatchSize = p.GetValue(Shared.BatchSize), Seed = p.GetValue(Shared.Seed), CancellationToken = ct,
+            Methods = methods, Epsilons = epsilons, InputRange = description.InputRangeOrDefault, BatchSize = p.GetValue(Shared.BatchSize), Seed = p.GetValue(Shared.Seed), CancellationToken = ct,
             Progress = new InlineProgress<EvaluationProgress>(e => progress(e.Done, e.Total, null)),
         }).Evaluate(model, data, Path.GetFileNameWithoutExtension(path), device));
         Shared.Print(report);

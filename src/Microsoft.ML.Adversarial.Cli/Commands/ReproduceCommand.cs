@@ -2,6 +2,8 @@ using System.CommandLine;
 using Microsoft.ML.Adversarial.Cli.Experiments;
 using Spectre.Console;
 
+using Microsoft.ML.Adversarial.Cli.Common;
+
 namespace Microsoft.ML.Adversarial.Cli.Commands;
 
 /// <summary><c>advml reproduce</c>: the paper's experiments at CPU scale, written to report.md, results.json and PNG figures.</summary>

@@ -6,6 +6,8 @@ using Microsoft.ML.Adversarial.Training;
 using Spectre.Console;
 using TorchSharp;
 
+using Microsoft.ML.Adversarial.Cli.Common;
+
 namespace Microsoft.ML.Adversarial.Cli.Commands;
 
 /// <summary><c>advml train</c>: clean (--k 0) or adversarial training (Algorithm 1) with checkpoints and --resume.</summary>
@@ -105,33 +107,11 @@ internal static class TrainCommand
         var data = Shared.LoadSplit(p, train: true, p.GetValue(Count));
         AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.ToString())}[/] on {data.RowCount} images {data.ImageShape}, " +
             (options.AdversarialPerBatch == 0 ? "clean" : Markup.Escape($"k = {options.AdversarialPerBatch} of {options.BatchSize} by {options.Method}, lambda {options.AdversarialLossWeight}, eps {options.Epsilon}")));
-        torch.manual_seed(options.Seed);
-        var model = spec.Create(data.ClassNames.Count, data.ImageShape);
-        model.to(device);
-        var result = Train(model, data, options, checkpoints, ct);
-        ModelIO.Save(model, new ModelDescription(spec, data.ClassNames.Count, data.ImageShape.Channels, data.ImageShape.Height, data.ImageShape.Width, data.ClassNames.ToArray()), output);
+        var (model, description, result) = Shared.TrainWithProgress(spec, data, options, checkpoints, device, ct);
+        ModelIO.Save(model, description, output);
         var last = result.History.LastOrDefault();
         AnsiConsole.MarkupLine($"Done: {result.Steps} steps in {result.Elapsed.TotalSeconds:F0} s" + (result.ResumedFromStep > 0 ? $" (resumed at {result.ResumedFromStep})" : "") +
             (last is null ? "" : $", last loss {last.Loss:F4}, clean batch accuracy {last.CleanAccuracy:P1}") + $". Saved [bold]{Markup.Escape(output)}[/].");
         return 0;
     }
-
-    internal static TrainingResult Train(torch.nn.Module<torch.Tensor, torch.Tensor> model, InMemoryImageDataView data, AdversarialTrainingOptions options,
-        CheckpointOptions? checkpoints, CancellationToken ct, string title = "training")
-    {
-        long total = options.MaxSteps ?? (long)options.Epochs * ((data.RowCount + options.BatchSize - 1) / options.BatchSize);
-        return Shared.WithProgress(title, report =>
-        {
-            var progress = new InlineProgress<TrainingProgress>(t =>
-                report(t.Step, t.TotalSteps, string.Create(CultureInfo.InvariantCulture, $"{title}: loss {t.Loss:F3}, {t.ExamplesPerSecond:F0} img/s")));
-            report(0, total, null);
-            return new AdversarialTrainer(options, checkpoints).Train(model, data, progress, ct);
-        });
-    }
-}
-
-/// <summary>An IProgress that reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-internal sealed class InlineProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
 }

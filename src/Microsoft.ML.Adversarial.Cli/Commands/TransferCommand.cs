@@ -1,7 +1,11 @@
 using System.CommandLine;
+using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.Evaluation;
+using Microsoft.ML.Adversarial.Models;
 using Spectre.Console;
 using TorchSharp;
+
+using Microsoft.ML.Adversarial.Cli.Common;
 
 namespace Microsoft.ML.Adversarial.Cli.Commands;
 
@@ -28,22 +32,35 @@ internal static class TransferCommand
         if (p.GetValue(EvaluateCommand.Output) is { } o) Shared.EnsureWritable(o, isFolder: false);
         var device = Shared.ParseDevice(p);
         var models = new Dictionary<string, torch.nn.Module<torch.Tensor, torch.Tensor>>();
-        (int, int, int)? shape = null;
+        (string Name, ModelDescription Description)? first = null;
         foreach (var entry in p.GetValue(Models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var parts = entry.Split('=', 2);
             string path = parts[^1], name = parts.Length == 2 ? parts[0] : Path.GetFileNameWithoutExtension(path);
             if (models.ContainsKey(name)) throw new CliException($"Two models are named '{name}'; use NAME=PATH to tell them apart.");
             var (model, d) = Shared.LoadModel(path, device);
-            if (shape is not null && shape != (d.Channels, d.Height, d.Width)) throw new CliException($"Model '{name}' takes other images than the first model.");
-            shape = (d.Channels, d.Height, d.Width);
             models[name] = model;
+            if (first is not { } f)
+            {
+                first = (name, d);
+                continue;
+            }
+            // One label tensor serves every model, so all must take the same images and order the same classes the same way.
+            if ((f.Description.Channels, f.Description.Height, f.Description.Width) != (d.Channels, d.Height, d.Width))
+                throw new CliException($"Model '{name}' takes ({d.Channels}, {d.Height}, {d.Width}) images, model '{f.Name}' ({f.Description.Channels}, {f.Description.Height}, {f.Description.Width}); transfer needs models of the same input.");
+            if (f.Description.InputRangeOrDefault.Description != d.InputRangeOrDefault.Description)
+                throw new CliException($"Model '{name}' takes pixels in {d.InputRangeOrDefault}, model '{f.Name}' in {f.Description.InputRangeOrDefault}; transfer needs models fed the same pixels.");
+            var classes = d.ClassNames ?? Array.Empty<string>();
+            var firstClasses = f.Description.ClassNames ?? Array.Empty<string>();
+            if (!classes.SequenceEqual(firstClasses))
+                throw new CliException($"Model '{name}' has classes {ClassMatch.Show(classes.ToList())}, model '{f.Name}' {ClassMatch.Show(firstClasses.ToList())}; transfer needs the same classes in the same order.");
         }
-        if (models.Count < 2) throw new CliException("--models needs at least two models.");
-        var data = Shared.LoadSplit(p, train: false, p.GetValue(EvaluateCommand.Count));
+        if (models.Count < 2 || first is not { } reference) throw new CliException("--models needs at least two models.");
+        var range = reference.Description.InputRangeOrDefault;
+        var data = Shared.LoadSplitFor(p, train: false, p.GetValue(EvaluateCommand.Count), reference.Description, reference.Name);
         var report = Shared.WithProgress("transfer", progress => new TransferEvaluator(new TransferOptions
         {
-            Methods = methods, Epsilons = epsilons, BatchSize = p.GetValue(Shared.BatchSize), Seed = p.GetValue(Shared.Seed), CancellationToken = ct,
+            Methods = methods, Epsilons = epsilons, InputRange = range, BatchSize = p.GetValue(Shared.BatchSize), Seed = p.GetValue(Shared.Seed), CancellationToken = ct,
             Progress = new InlineProgress<EvaluationProgress>(e => progress(e.Done, e.Total, e.Stage)),
         }).Evaluate(models, models, data, device));
         AnsiConsole.WriteLine(report.ToString());

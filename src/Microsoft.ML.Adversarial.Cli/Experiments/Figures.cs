@@ -1,5 +1,7 @@
 using ScottPlot;
 
+using Microsoft.ML.Adversarial.Cli.Common;
+
 namespace Microsoft.ML.Adversarial.Cli.Experiments;
 
 /// <summary>The report's PNG figures (ScottPlot), each written to a temporary file and renamed.</summary>

@@ -3,6 +3,8 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.ML.Adversarial.Evaluation;
 
+using Microsoft.ML.Adversarial.Cli.Common;
+
 namespace Microsoft.ML.Adversarial.Cli.Experiments;
 
 /// <summary>A paper finding, our numbers beside the paper's, and whether ours show it.</summary>

@@ -5,9 +5,10 @@ using Microsoft.ML.Adversarial.Evaluation;
 using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Adversarial.Training;
 using Spectre.Console;
-using Microsoft.ML.Adversarial.Cli.Commands;
 using TorchSharp;
 using static TorchSharp.torch;
+
+using Microsoft.ML.Adversarial.Cli.Common;
 
 namespace Microsoft.ML.Adversarial.Cli.Experiments;
 
@@ -45,7 +46,7 @@ internal sealed record StudyModel(ModelPlan Plan, nn.Module<Tensor, Tensor> Netw
 /// results.json and PNG figures. Trained models are kept in OUTPUT/models and reused when the run is repeated, so an
 /// interrupted run loses at most the model being trained.
 /// </summary>
-internal sealed class Reproduction(Profile profile, string output, Func<bool, int?, InMemoryImageDataView> load, Device device, CancellationToken ct)
+internal sealed class Reproduction(Profile profile, string output, Func<bool, int?, ImageSet> load, Device device, CancellationToken ct)
 {
     public static readonly double[] Epsilons = { 2, 4, 8, 16 };
 
@@ -80,7 +81,7 @@ internal sealed class Reproduction(Profile profile, string output, Func<bool, in
         Directory.CreateDirectory(modelDir);
         var train = load(true, profile.TrainCount);
         var test = load(false, profile.TestCount);
-        var iterTest = test.Take(profile.IterativeTestCount);
+        var iterTest = test.Stratified(profile.IterativeTestCount);
         AnsiConsole.MarkupLine($"Profile [bold]{profile.Name}[/]: {train.RowCount} training images, {profile.Epochs} epochs; {test.RowCount} test images " +
             $"({iterTest.RowCount} for iterative methods). Models are kept in {Markup.Escape(modelDir)} and reused on a rerun.");
 
@@ -110,7 +111,7 @@ internal sealed class Reproduction(Profile profile, string output, Func<bool, in
         return new StudyResults(profile, models, table4, figure2, train.RowCount, test.RowCount, iterTest.RowCount, total.Elapsed);
     }
 
-    private (nn.Module<Tensor, Tensor> Network, double Seconds) TrainOrLoad(ModelPlan plan, InMemoryImageDataView train, string modelDir)
+    private (nn.Module<Tensor, Tensor> Network, double Seconds) TrainOrLoad(ModelPlan plan, ImageSet train, string modelDir)
     {
         string path = Path.Combine(modelDir, plan.Name + ".advml");
         string keyPath = Path.Combine(modelDir, plan.Name + ".json");
@@ -129,14 +130,10 @@ internal sealed class Reproduction(Profile profile, string output, Func<bool, in
             AdversarialPerBatch = plan.K, Method = plan.K > 0 ? plan.Method : "step-ll", Epochs = profile.Epochs, Optimizer = OptimizerKind.Adam,
             LearningRate = 1e-3, Seed = plan.Seed, ProgressEvery = 20,
         };
-        manual_seed(plan.Seed);
-        var network = plan.Spec.Create(train.ClassNames.Count, train.ImageShape);
-        network.to(device);
         var watch = Stopwatch.StartNew();
-        Commands.TrainCommand.Train(network, train, options, checkpoints: null, ct, $"train {plan.Name}");
+        var (network, description, _) = Shared.TrainWithProgress(plan.Spec, train, options, checkpoints: null, device, ct, $"train {plan.Name}");
         double seconds = watch.Elapsed.TotalSeconds;
-        var (c, h, w) = train.ImageShape;
-        ModelIO.Save(network, new ModelDescription(plan.Spec, train.ClassNames.Count, c, h, w, train.ClassNames.ToArray()), path);
+        ModelIO.Save(network, description, path);
         Shared.WriteAtomically(keyPath, JsonSerializer.Serialize(new Dictionary<string, string>
         {
             ["key"] = key, ["seconds"] = seconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture),
@@ -144,7 +141,7 @@ internal sealed class Reproduction(Profile profile, string output, Func<bool, in
         return (network, seconds);
     }
 
-    private RobustnessReport Evaluate(nn.Module<Tensor, Tensor> network, InMemoryImageDataView data, string name, string[] methods, bool checkLeak) =>
+    private RobustnessReport Evaluate(nn.Module<Tensor, Tensor> network, ImageSet data, string name, string[] methods, bool checkLeak) =>
         Shared.WithProgress($"evaluate {name}: {string.Join(", ", methods)}", report => new RobustnessEvaluator(new RobustnessOptions
         {
             Methods = methods, Epsilons = Epsilons, CheckLabelLeaking = checkLeak, CancellationToken = ct,

@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
@@ -8,40 +9,15 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Adversarial.MLNet;
 
-/// <summary>Options of an attack transform: which method, how strong, which columns.</summary>
-public sealed class AdversarialAttackOptions
-{
-    /// <summary>Registry name of the method ("fgsm", "step-ll", "iter-ll", ...).</summary>
-    public string Method { get; set; } = "step-ll";
-    /// <summary>Epsilon in pixel units of [0, 255] (used when <see cref="EpsilonColumnName"/> is null).</summary>
-    public double Epsilon { get; set; } = 16;
-    /// <summary>A Single column with each row's epsilon (pixel units); null uses <see cref="Epsilon"/>.</summary>
-    public string? EpsilonColumnName { get; set; }
-    /// <summary>Adversarial pixel column written; the input column's name replaces it (so a scorer downstream sees the attack).</summary>
-    public string OutputColumnName { get; set; } = "Pixels";
-    /// <summary>Clean pixel column read; null means <see cref="OutputColumnName"/>.</summary>
-    public string? InputColumnName { get; set; }
-    /// <summary>Key label column, read by methods that need the true label (FGSM, iter. basic, step rnd., PGD).</summary>
-    public string LabelColumnName { get; set; } = "Label";
-    /// <summary>Step size (pixel units) of the iterative methods; null: the paper's 1.</summary>
-    public double? Alpha { get; set; }
-    /// <summary>Steps of the iterative methods and PGD; null: the paper's rule.</summary>
-    public int? Iterations { get; set; }
-    /// <summary>Seed of the method's randomness; null draws one from the MLContext.</summary>
-    public long? Seed { get; set; }
-    /// <summary>Rows attacked at once.</summary>
-    public int BatchSize { get; set; } = 256;
-}
-
 /// <summary>
 /// Writes adversarial versions of a pixel column, made against a source classifier by any registered method. Rows are
 /// attacked in batches inside the cursor; re-reading the output gives the same pixels (the random stream restarts).
 /// </summary>
 public class AdversarialAttackTransformer : ITransformer
 {
-    private readonly AdversarialAttackOptions _options;
+    private readonly AdversarialAttackEstimator.Options _options;
 
-    internal AdversarialAttackTransformer(ImageClassifierTransformer source, AdversarialAttackOptions options, long seed)
+    internal AdversarialAttackTransformer(ImageClassifierTransformer source, AdversarialAttackEstimator.Options options, long seed)
     {
         Source = source;
         _options = options;
@@ -62,63 +38,62 @@ public class AdversarialAttackTransformer : ITransformer
     /// <summary>A new attack object with this transformer's settings.</summary>
     public Attack CreateAttack()
     {
-        var options = new AttackOptions { Epsilon = _options.Epsilon, InputRange = Source.InputRange, Seed = Seed };
-        if (_options.Alpha is not null || _options.Iterations is not null)
+        // The registry gives the options type the method takes; the step settings map onto whichever it is.
+        var options = AttackRegistry.OptionsFor(Info.Name, new AttackOptions { Epsilon = _options.Epsilon, InputRange = Source.InputRange, Seed = Seed });
+        switch (options)
         {
-            if (Info.Name.StartsWith("pgd"))
-            {
-                var pgd = AttackRegistry.As<PgdOptions>(options);
-                if (_options.Iterations is int s) pgd.Steps = s;
-                if (_options.Alpha is double a) pgd.StepSize = a;
-                options = pgd;
-            }
-            else
-            {
-                var it = AttackRegistry.As<IterativeAttackOptions>(options);
-                it.Iterations = _options.Iterations;
-                if (_options.Alpha is double a) it.Alpha = a;
-                options = it;
-            }
+            case PgdOptions pgd:
+                if (_options.Iterations is int steps) pgd.Steps = steps;
+                if (_options.Alpha is double size) pgd.StepSize = size;
+                break;
+            case IterativeAttackOptions iterative:
+                iterative.Iterations = _options.Iterations;
+                if (_options.Alpha is double alpha) iterative.Alpha = alpha;
+                break;
         }
         return AttackRegistry.Create(Info.Name, options);
     }
 
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    /// <summary>
+    /// The label column the attack reads on <paramref name="schema"/>: required ones must be there; methods that use labels
+    /// when given (untargeted PGD) read it when present and fall back to the prediction otherwise; the rest read none.
+    /// Labels reach the attack as the source model's classes, matched by name (<see cref="ClassOrder"/>).
+    /// </summary>
+    private (string? Column, ClassOrder? Order) LabelColumnFor(DataViewSchema schema)
     {
-        Check(inputSchema);
-        return BatchedDataView.BuildSchema(inputSchema, new Mapper(this, CreateAttack()).Outputs);
+        if (!Info.UsesTrueLabel) return (null, null);
+        string name = _options.LabelColumnName;
+        if (!Info.RequiresLabels && schema.GetColumnOrNull(name) is null) return (null, null);
+        var label = SchemaChecks.Find(schema, name, $"Label (method '{Method}' needs the true label)");
+        if (label.Type is not KeyDataViewType key)
+            throw new ArgumentOutOfRangeException(name, $"Label column '{name}' has type {label.Type}; '{Method}' needs a key label (MapValueToKey).");
+        if (key.Count != (ulong)Source.ClassNames.Count)
+            throw new ArgumentOutOfRangeException(name, $"Label column '{name}' has {key.Count} classes; the source model has {Source.ClassNames.Count}.");
+        return (name, ClassOrder.For(schema, name, Source.ClassNames));
     }
+
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => BatchedDataView.BuildSchema(inputSchema, MapperFor(inputSchema).Outputs);
 
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        Check(input.Schema);
-        return new BatchedDataView(input, new Mapper(this, CreateAttack()) { BatchSize = _options.BatchSize });
+        return new BatchedDataView(input, MapperFor(input.Schema));
     }
 
-    private void Check(DataViewSchema schema)
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new BatchRowMapper(inputSchema, MapperFor(inputSchema));
+
+    /// <summary>Checks <paramref name="schema"/> and makes the mapper that attacks its rows.</summary>
+    private Mapper MapperFor(DataViewSchema schema)
     {
         SchemaChecks.PixelShape(schema, InputColumnName, Source.ImageShape);
-        if (Info.UsesTrueLabel)
-        {
-            var label = SchemaChecks.Find(schema, _options.LabelColumnName, $"Label (method '{Method}' needs the true label)");
-            if (label.Type is not KeyDataViewType key)
-                throw new ArgumentOutOfRangeException(_options.LabelColumnName, $"Label column '{_options.LabelColumnName}' has type {label.Type}; '{Method}' needs a key label (MapValueToKey).");
-            if (key.Count != (ulong)Source.ClassNames.Count)
-                throw new ArgumentOutOfRangeException(_options.LabelColumnName, $"Label column '{_options.LabelColumnName}' has {key.Count} classes; the source model has {Source.ClassNames.Count}.");
-        }
         if (_options.EpsilonColumnName is { } e)
         {
             var col = SchemaChecks.Find(schema, e, "Epsilon");
             if (col.Type != NumberDataViewType.Single)
                 throw new ArgumentOutOfRangeException(e, $"Epsilon column '{e}' has type {col.Type}; expected Single (pixel units).");
         }
-    }
-
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
-    {
-        Check(inputSchema);
-        return new BatchRowMapper(inputSchema, new Mapper(this, CreateAttack()));
+        var (labelColumn, order) = LabelColumnFor(schema);
+        return new Mapper(this, CreateAttack(), labelColumn, order) { BatchSize = _options.BatchSize };
     }
 
     internal const string LoaderSignature = "AdvAttackTransform";
@@ -128,7 +103,7 @@ public class AdversarialAttackTransformer : ITransformer
         modelSignature: "ADVATTCK", verWrittenCur: 0x00010001, verReadableCur: 0x00010001, verWeCanReadBack: 0x00010001,
         loaderSignature: LoaderSignature, loaderAssemblyName: typeof(AdversarialAttackTransformer).Assembly.FullName);
 
-    private sealed record State(int StateVersion, string LibraryVersion, long Seed, AdversarialAttackOptions Options);
+    private sealed record State(int StateVersion, string LibraryVersion, long Seed, AdversarialAttackEstimator.Options Options);
 
     /// <summary>Saved by <c>mlContext.Model.Save</c>: the settings and seed (State.json) and the source classifier as a sub-model.</summary>
     void ICanSaveModel.Save(ModelSaveContext ctx)
@@ -154,17 +129,23 @@ public class AdversarialAttackTransformer : ITransformer
         private readonly Attack _attack;
         private readonly int _length;
 
-        public Mapper(AdversarialAttackTransformer t, Attack attack)
+        private readonly ClassOrder? _order;
+        private readonly string _rangeFix;
+
+        public Mapper(AdversarialAttackTransformer t, Attack attack, string? labelColumnName, ClassOrder? order)
         {
             _t = t;
             _attack = attack;
+            _order = order;
+            _rangeFix = SchemaChecks.RangeFix(t.Source.InputRange, t.InputColumnName);
+            LabelColumnName = labelColumnName;
             var (c, h, w) = t.Source.ImageShape;
             _length = c * h * w;
             Outputs = new[] { new OutputColumn(t.OutputColumnName, new VectorDataViewType(NumberDataViewType.Single, c, h, w)) };
         }
 
         public override string PixelColumnName => _t.InputColumnName;
-        public override string? LabelColumnName => _t.Info.UsesTrueLabel ? _t._options.LabelColumnName : null;
+        public override string? LabelColumnName { get; }
         public override string? EpsilonColumnName => _t._options.EpsilonColumnName;
         public override IReadOnlyList<OutputColumn> Outputs { get; }
 
@@ -176,14 +157,16 @@ public class AdversarialAttackTransformer : ITransformer
             var (c, h, w) = _t.Source.ImageShape;
             var device = _t.Source.Device;
             var x = tensor(pixels, new long[] { pixels.Length / _length, c, h, w })[..count].to(device);
+            _t.Source.InputRange.Check(x, _rangeFix);
             Tensor? y = null;
             if (labels is not null)
             {
                 var span = labels.AsSpan(0, count);
-                int missing = span.IndexOf(-1L);
-                if (missing >= 0)
+                if (span.IndexOf(-1L) >= 0)
                     throw new InvalidDataException($"A row of the batch has a missing label in column '{_t._options.LabelColumnName}', which '{_t.Method}' needs. Filter rows with missing labels first.");
-                y = tensor(labels)[..count].to(device);
+                var modelLabels = new long[count];
+                for (int i = 0; i < count; i++) modelLabels[i] = _order!.ToModel(span[i]);
+                y = tensor(modelLabels).to(device);
             }
             Tensor? eps = epsilons is null ? null : tensor(epsilons)[..count].to(device);
             var adv = _attack.Generate(_t.Source.Model, x, y, eps).cpu();
@@ -195,30 +178,54 @@ public class AdversarialAttackTransformer : ITransformer
 /// <summary>FGSM as an ML.NET transform: <c>X + eps sign(grad J(X, y_true))</c>.</summary>
 public sealed class FgsmTransformer : AdversarialAttackTransformer
 {
-    internal FgsmTransformer(ImageClassifierTransformer source, AdversarialAttackOptions options, long seed) : base(source, options, seed) { }
+    internal FgsmTransformer(ImageClassifierTransformer source, AdversarialAttackEstimator.Options options, long seed) : base(source, options, seed) { }
 }
 
 /// <summary>Step l.l. as an ML.NET transform: <c>X - eps sign(grad J(X, y_LL))</c>.</summary>
 public sealed class StepLLTransformer : AdversarialAttackTransformer
 {
-    internal StepLLTransformer(ImageClassifierTransformer source, AdversarialAttackOptions options, long seed) : base(source, options, seed) { }
+    internal StepLLTransformer(ImageClassifierTransformer source, AdversarialAttackEstimator.Options options, long seed) : base(source, options, seed) { }
 }
 
 /// <summary>Makes an attack transformer; there is nothing to learn, so Fit only checks the schema.</summary>
 public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTransformer>
 {
+    /// <summary>Options of an attack transform: which method, how strong, which columns.</summary>
+    public sealed class Options
+    {
+        /// <summary>Registry name of the method ("fgsm", "step-ll", "iter-ll", ...).</summary>
+        public string Method { get; set; } = "step-ll";
+        /// <summary>Epsilon in pixel units of [0, 255] (used when <see cref="EpsilonColumnName"/> is null).</summary>
+        public double Epsilon { get; set; } = 16;
+        /// <summary>A Single column with each row's epsilon (pixel units); null uses <see cref="Epsilon"/>.</summary>
+        public string? EpsilonColumnName { get; set; }
+        /// <summary>Adversarial pixel column written; the input column's name replaces it (so a scorer downstream sees the attack).</summary>
+        public string OutputColumnName { get; set; } = "Pixels";
+        /// <summary>Clean pixel column read; null means <see cref="OutputColumnName"/>.</summary>
+        public string? InputColumnName { get; set; }
+        /// <summary>Key label column, read by methods that need the true label (FGSM, iter. basic, step rnd., PGD).</summary>
+        public string LabelColumnName { get; set; } = "Label";
+        /// <summary>Step size (pixel units) of the iterative methods; null: the paper's 1.</summary>
+        public double? Alpha { get; set; }
+        /// <summary>Steps of the iterative methods and PGD; null: the paper's rule.</summary>
+        public int? Iterations { get; set; }
+        /// <summary>Seed of the method's randomness; null draws one from the MLContext.</summary>
+        public long? Seed { get; set; }
+        /// <summary>Rows attacked at once.</summary>
+        public int BatchSize { get; set; } = 256;
+    }
+
     private readonly IHostEnvironment _env;
     private readonly ImageClassifierTransformer _source;
-    private readonly AdversarialAttackOptions _options;
+    private readonly AdversarialAttackEstimator.Options _options;
 
-    internal AdversarialAttackEstimator(IHostEnvironment env, ImageClassifierTransformer source, AdversarialAttackOptions options)
+    internal AdversarialAttackEstimator(IHostEnvironment env, ImageClassifierTransformer source, AdversarialAttackEstimator.Options options)
     {
         _env = env;
         _source = source ?? throw new ArgumentNullException(nameof(source), "An attack needs the classifier it attacks (the transformer a trainer's Fit returned).");
         _options = options ?? throw new ArgumentNullException(nameof(options));
         AttackRegistry.Describe(options.Method); // unknown names fail here, listing the known ones
-        if (!double.IsFinite(options.Epsilon) || options.Epsilon < 0 || options.Epsilon > 255)
-            throw new ArgumentOutOfRangeException(nameof(options.Epsilon), options.Epsilon, "Epsilon must lie in [0, 255] pixel values.");
+        PixelEpsilon.Check(options.Epsilon, nameof(options.Epsilon));
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options.BatchSize), options.BatchSize, "BatchSize must be at least 1.");
     }
 
@@ -230,7 +237,7 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
         return transformer;
     }
 
-    internal static AdversarialAttackTransformer Make(ImageClassifierTransformer source, AdversarialAttackOptions options, long seed) =>
+    internal static AdversarialAttackTransformer Make(ImageClassifierTransformer source, AdversarialAttackEstimator.Options options, long seed) =>
         AttackRegistry.Describe(options.Method).Name switch
         {
             "fgsm" => new FgsmTransformer(source, options, seed),

@@ -1,4 +1,5 @@
 using Microsoft.ML.Adversarial;
+using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.Evaluation;
 using Microsoft.ML.Adversarial.MLNet;
 using Microsoft.ML.Data;
@@ -35,7 +36,7 @@ public sealed class AdversarialCatalog
         ArgumentNullException.ThrowIfNull(data);
         var input = data;
         if (!string.Equals(method, "clean", StringComparison.OrdinalIgnoreCase))
-            input = _ml.Transforms.AdversarialAttack(model, new AdversarialAttackOptions
+            input = _ml.Transforms.AdversarialAttack(model, new AdversarialAttackEstimator.Options
             {
                 Method = method, Epsilon = epsilon, OutputColumnName = model.PixelColumnName, LabelColumnName = labelColumnName, Seed = 1,
             }).Fit(data).Transform(data);
@@ -55,7 +56,7 @@ public sealed class AdversarialCatalog
         options ??= new RobustnessOptions();
         options.InputRange = model.InputRange;
         var images = Read(model, data, labelColumnName);
-        return new RobustnessEvaluator(options).Evaluate(model.Model, images, modelName ?? model.Spec?.ToString() ?? "model", model.Device);
+        return new RobustnessEvaluator(options).Evaluate(model.Model, images, modelName ?? model.Spec.ToString(), model.Device);
     }
 
     /// <summary>
@@ -69,9 +70,9 @@ public sealed class AdversarialCatalog
         if (models.Count == 0) throw new ArgumentException("Give at least one model.", nameof(models));
         var first = models.Values.First();
         foreach (var (name, m) in models)
-            if (m.ImageShape != first.ImageShape || m.ClassNames.Count != first.ClassNames.Count)
-                throw new ArgumentException($"Model '{name}' takes {m.ImageShape} images with {m.ClassNames.Count} classes; '{models.Keys.First()}' takes " +
-                    $"{first.ImageShape} with {first.ClassNames.Count}. Transfer needs models of the same input and classes.", nameof(models));
+            if (m.ImageShape != first.ImageShape || !m.ClassNames.SequenceEqual(first.ClassNames))
+                throw new ArgumentException($"Model '{name}' takes {m.ImageShape} images with classes {ClassMatch.Show(m.ClassNames.ToList())}; '{models.Keys.First()}' takes " +
+                    $"{first.ImageShape} with {ClassMatch.Show(first.ClassNames.ToList())}. Transfer needs models of the same input and classes, in the same order.", nameof(models));
         options ??= new TransferOptions();
         options.InputRange = first.InputRange;
         var images = Read(first, data, labelColumnName);
@@ -79,12 +80,10 @@ public sealed class AdversarialCatalog
         return new TransferEvaluator(options).Evaluate(nets, nets, images, first.Device);
     }
 
-    private static Microsoft.ML.Adversarial.Data.InMemoryImageDataView Read(ImageClassifierTransformer model, IDataView data, string labelColumnName)
+    private static ImageSet Read(ImageClassifierTransformer model, IDataView data, string labelColumnName)
     {
         ArgumentNullException.ThrowIfNull(data);
-        var shape = SchemaChecks.PixelShape(data.Schema, model.PixelColumnName, model.ImageShape);
-        if (SchemaChecks.LabelClasses(data.Schema, labelColumnName) is int classes && classes != model.ClassNames.Count)
-            throw new ArgumentOutOfRangeException(labelColumnName, $"Label column '{labelColumnName}' has {classes} classes; the model has {model.ClassNames.Count}.");
-        return AdversarialTrainingEstimator.ReadImages(data, model.PixelColumnName, labelColumnName, shape);
+        // Labels meet the model's classes by name, whatever order the label column's keys have.
+        return ImageSetReader.Read(data, model.PixelColumnName, labelColumnName, model.ImageShape).AlignTo(model.ClassNames, $"label column '{labelColumnName}'");
     }
 }

@@ -35,13 +35,13 @@ public static class AdversarialTransformsCatalogExtensions
     /// <summary>Any registered method ("fgsm", "step-ll", "iter-ll", "pgd-linf", ...) against <paramref name="sourceModel"/>.</summary>
     public static AdversarialAttackEstimator AdversarialAttack(this TransformsCatalog catalog, ImageClassifierTransformer sourceModel, string method,
         double epsilon = 16, string outputColumnName = "Pixels", string? inputColumnName = null, string labelColumnName = "Label")
-        => AdversarialAttack(catalog, sourceModel, new AdversarialAttackOptions
+        => AdversarialAttack(catalog, sourceModel, new AdversarialAttackEstimator.Options
         {
             Method = method, Epsilon = epsilon, OutputColumnName = outputColumnName, InputColumnName = inputColumnName, LabelColumnName = labelColumnName,
         });
 
     /// <summary>An attack with every option.</summary>
-    public static AdversarialAttackEstimator AdversarialAttack(this TransformsCatalog catalog, ImageClassifierTransformer sourceModel, AdversarialAttackOptions options)
+    public static AdversarialAttackEstimator AdversarialAttack(this TransformsCatalog catalog, ImageClassifierTransformer sourceModel, AdversarialAttackEstimator.Options options)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         return new AdversarialAttackEstimator(MLNetEnvironment.From(catalog), sourceModel, options);

@@ -21,18 +21,11 @@ internal sealed class BatchRowMapper : IRowToRowMapper
     public DataViewSchema InputSchema { get; }
     public DataViewSchema OutputSchema { get; }
 
-    private IEnumerable<DataViewSchema.Column> MapperInputs()
-    {
-        yield return InputSchema[_mapper.PixelColumnName];
-        if (_mapper.LabelColumnName is { } l) yield return InputSchema[l];
-        if (_mapper.EpsilonColumnName is { } e) yield return InputSchema[e];
-    }
-
     public IEnumerable<DataViewSchema.Column> GetDependencies(IEnumerable<DataViewSchema.Column> dependingColumns)
     {
         var list = dependingColumns.ToList();
         var needed = list.Where(c => c.Index < InputSchema.Count).Select(c => InputSchema[c.Index]).ToList();
-        if (list.Any(c => c.Index >= InputSchema.Count)) needed.AddRange(MapperInputs());
+        if (list.Any(c => c.Index >= InputSchema.Count)) needed.AddRange(_mapper.InputColumnNames().Select(n => InputSchema[n]));
         return needed.DistinctBy(c => c.Index);
     }
 
@@ -44,23 +37,19 @@ internal sealed class BatchRowMapper : IRowToRowMapper
         private readonly BatchRowMapper _owner;
         private readonly DataViewRow _input;
         private readonly HashSet<int> _active;
-        private readonly float[]?[] _vectorOut;
-        private readonly uint[]?[] _keyOut;
+        private readonly MapperOutputs _outputs;
+        private MapperInputReader? _reader;
+        private float[] _pixels = Array.Empty<float>();
+        private long[]? _labels;
+        private float[]? _epsilons;
         private long _mappedAt = -1;
-        private ValueGetter<VBuffer<float>>? _pixels;
-        private ValueGetter<uint>? _label;
-        private ValueGetter<float>? _epsilon;
-        private VBuffer<float> _pixelBuffer;
-        private float[] _pixelArray = Array.Empty<float>();
 
         public Row(BatchRowMapper owner, DataViewRow input, HashSet<int> active)
         {
             _owner = owner;
             _input = input;
             _active = active;
-            var outputs = owner._mapper.Outputs;
-            _vectorOut = outputs.Select(o => o.VectorLength > 0 ? new float[o.VectorLength] : null).ToArray();
-            _keyOut = outputs.Select(o => o.VectorLength > 0 ? null : new uint[1]).ToArray();
+            _outputs = new MapperOutputs(owner._mapper.Outputs, 1);
         }
 
         public override DataViewSchema Schema => _owner.OutputSchema;
@@ -69,31 +58,17 @@ internal sealed class BatchRowMapper : IRowToRowMapper
         public override bool IsColumnActive(DataViewSchema.Column column) => _active.Contains(column.Index);
         public override ValueGetter<DataViewRowId> GetIdGetter() => _input.GetIdGetter();
 
+        /// <summary>Maps the current input row (a batch of one) the first time an output is read at this position.</summary>
         private void EnsureMapped()
         {
             if (_mappedAt == _input.Position && _mappedAt >= 0) return;
-            var m = _owner._mapper;
-            _pixels ??= _input.GetGetter<VBuffer<float>>(_owner.InputSchema[m.PixelColumnName]);
-            _pixels(ref _pixelBuffer);
-            if (_pixelArray.Length != _pixelBuffer.Length) _pixelArray = new float[_pixelBuffer.Length];
-            _pixelBuffer.CopyTo(_pixelArray);
-            long[]? labels = null;
-            float[]? eps = null;
-            if (m.LabelColumnName is { } l)
+            if (_reader is null)
             {
-                _label ??= _input.GetGetter<uint>(_owner.InputSchema[l]);
-                uint key = 0;
-                _label(ref key);
-                labels = new[] { (long)key - 1 };
+                _reader = new MapperInputReader(_owner._mapper, _input);
+                (_pixels, _labels, _epsilons) = _reader.NewBatch(1);
             }
-            if (m.EpsilonColumnName is { } e)
-            {
-                _epsilon ??= _input.GetGetter<float>(_owner.InputSchema[e]);
-                float value = 0;
-                _epsilon(ref value);
-                eps = new[] { value };
-            }
-            m.Map(_pixelArray, labels, eps, 1, _vectorOut, _keyOut);
+            _reader.Read(0, _pixels, _labels, _epsilons);
+            _owner._mapper.Map(_pixels, _labels, _epsilons, 1, _outputs.Vectors, _outputs.Keys);
             _mappedAt = _input.Position;
         }
 
@@ -103,28 +78,7 @@ internal sealed class BatchRowMapper : IRowToRowMapper
                 throw new InvalidOperationException($"Column '{column.Name}' was not requested.");
             int inputCount = _owner.InputSchema.Count;
             if (column.Index < inputCount) return _input.GetGetter<TValue>(_owner.InputSchema[column.Index]);
-            int o = column.Index - inputCount;
-            var output = _owner._mapper.Outputs[o];
-            if (output.VectorLength > 0)
-            {
-                if (typeof(TValue) != typeof(VBuffer<float>)) throw new InvalidOperationException($"Column '{column.Name}' is a Single vector; requested {typeof(TValue).Name}.");
-                int len = output.VectorLength;
-                ValueGetter<VBuffer<float>> g = (ref VBuffer<float> dst) =>
-                {
-                    EnsureMapped();
-                    var editor = VBufferEditor.Create(ref dst, len);
-                    _vectorOut[o].AsSpan(0, len).CopyTo(editor.Values);
-                    dst = editor.Commit();
-                };
-                return (ValueGetter<TValue>)(Delegate)g;
-            }
-            if (typeof(TValue) != typeof(uint)) throw new InvalidOperationException($"Column '{column.Name}' is a key; requested {typeof(TValue).Name}.");
-            ValueGetter<uint> k = (ref uint dst) =>
-            {
-                EnsureMapped();
-                dst = _keyOut[o]![0];
-            };
-            return (ValueGetter<TValue>)(Delegate)k;
+            return _outputs.Getter<TValue>(column, column.Index - inputCount, static () => 0, EnsureMapped);
         }
     }
 }

@@ -22,10 +22,18 @@ public static class AdversarialDataCatalogExtensions
         });
 
     /// <summary>Loads Fashion-MNIST with full control over folder, split, subset and column names.</summary>
-    public static IDataView LoadFromFashionMnist(this DataOperationsCatalog catalog, FashionMnistOptions options)
+    public static IDataView LoadFromFashionMnist(this DataOperationsCatalog catalog, FashionMnistOptions options,
+        string labelColumnName = "Label", string pixelColumnName = "Pixels")
     {
         ArgumentNullException.ThrowIfNull(catalog);
-        return FashionMnist.Load(options);
+        return new ImageSetDataView(FashionMnist.Load(options), labelColumnName, pixelColumnName);
+    }
+
+    /// <summary>An in-memory <see cref="ImageSet"/> (the TorchSharp-side data set) as an IDataView: key-typed label and pixel vector.</summary>
+    public static IDataView LoadFromImageSet(this DataOperationsCatalog catalog, ImageSet images, string labelColumnName = "Label", string pixelColumnName = "Pixels")
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new ImageSetDataView(images, labelColumnName, pixelColumnName);
     }
 
     /// <summary>

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Microsoft.ML.Adversarial.MLNet;
+using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
@@ -19,15 +19,15 @@ namespace Microsoft.ML.Adversarial.MLNet;
 /// </summary>
 public sealed class ImageClassifierTransformer : ITransformer
 {
-    internal ImageClassifierTransformer(Module<Tensor, Tensor> model, IReadOnlyList<string> classNames, (int C, int H, int W) imageShape,
-        InputRange inputRange, Device device, string pixelColumnName, string scoreColumnName, string predictedLabelColumnName, int batchSize,
-        ModelSpec? spec = null)
+    internal ImageClassifierTransformer(Module<Tensor, Tensor> model, ModelDescription description, Device device,
+        string pixelColumnName, string scoreColumnName, string predictedLabelColumnName, int batchSize, string labelColumnName = "Label")
     {
-        Spec = spec;
+        LabelColumnName = labelColumnName;
         Model = model;
-        ClassNames = classNames;
-        ImageShape = imageShape;
-        InputRange = inputRange;
+        Description = description;
+        ClassNames = description.ClassNames ?? Enumerable.Range(0, description.Classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        ImageShape = (description.Channels, description.Height, description.Width);
+        InputRange = description.InputRangeOrDefault;
         Device = device;
         PixelColumnName = pixelColumnName;
         ScoreColumnName = scoreColumnName;
@@ -36,6 +36,9 @@ public sealed class ImageClassifierTransformer : ITransformer
         model.eval();
     }
 
+    /// <summary>What the network is: architecture, classes, input shape and pixel range (what a model file stores).</summary>
+    public ModelDescription Description { get; }
+
     /// <summary>The TorchSharp network (in evaluation mode); attacks use it as their source model.</summary>
     public Module<Tensor, Tensor> Model { get; }
     public IReadOnlyList<string> ClassNames { get; }
@@ -43,32 +46,35 @@ public sealed class ImageClassifierTransformer : ITransformer
     public InputRange InputRange { get; }
     public Device Device { get; }
     public string PixelColumnName { get; }
+    /// <summary>
+    /// The label column whose key values order <c>Score</c> and <c>PredictedLabel</c> when the input has it (matched to
+    /// <see cref="ClassNames"/> by name, so <c>Evaluate</c> compares the right classes); absent, the model's order is used.
+    /// </summary>
+    public string LabelColumnName { get; }
     public string ScoreColumnName { get; }
     public string PredictedLabelColumnName { get; }
     public int BatchSize { get; }
 
-    /// <summary>What the network is (null for a network the library did not build; such a transformer cannot be saved).</summary>
-    public ModelSpec? Spec { get; }
+    /// <summary>The architecture the network was built from.</summary>
+    public ModelSpec Spec => Description.Spec;
     /// <summary>True: <c>CreatePredictionEngine</c> works (one row at a time; <c>Transform</c> batches).</summary>
     public bool IsRowToRowMapper => true;
 
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
-    {
-        SchemaChecks.PixelShape(inputSchema, PixelColumnName, ImageShape);
-        return BatchedDataView.BuildSchema(inputSchema, new Mapper(this).Outputs);
-    }
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => BatchedDataView.BuildSchema(inputSchema, MapperFor(inputSchema).Outputs);
 
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        SchemaChecks.PixelShape(input.Schema, PixelColumnName, ImageShape);
-        return new BatchedDataView(input, new Mapper(this) { BatchSize = BatchSize });
+        return new BatchedDataView(input, MapperFor(input.Schema));
     }
 
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new BatchRowMapper(inputSchema, MapperFor(inputSchema));
+
+    /// <summary>Checks the pixel column and lines the outputs up with the label column's classes (by name).</summary>
+    private Mapper MapperFor(DataViewSchema schema)
     {
-        SchemaChecks.PixelShape(inputSchema, PixelColumnName, ImageShape);
-        return new BatchRowMapper(inputSchema, new Mapper(this));
+        SchemaChecks.PixelShape(schema, PixelColumnName, ImageShape);
+        return new Mapper(this, ClassOrder.For(schema, LabelColumnName, ClassNames)) { BatchSize = BatchSize };
     }
 
     internal const string LoaderSignature = "AdvImageClassifier";
@@ -80,21 +86,17 @@ public sealed class ImageClassifierTransformer : ITransformer
         loaderSignature: LoaderSignature, loaderAssemblyName: typeof(ImageClassifierTransformer).Assembly.FullName);
 
     private sealed record State(int StateVersion, string LibraryVersion, string PixelColumnName, string ScoreColumnName,
-        string PredictedLabelColumnName, int BatchSize, float[] RangeMin, float[] RangeMax, string RangeDescription);
+        string PredictedLabelColumnName, int BatchSize, float[] RangeMin, float[] RangeMax, string RangeDescription, string? LabelColumnName = null);
 
     /// <summary>Saved by <c>mlContext.Model.Save</c>: settings (State.json) and the network (Network.zip, a <see cref="ModelIO"/> file).</summary>
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
-        if (Spec is null)
-            throw new NotSupportedException("This classifier wraps a network the library did not build (no ModelSpec), so mlContext.Model.Save cannot rebuild it. " +
-                "Train it with AdversarialTraining, or save the network with SaveWeights.");
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
         var state = new State(StateVersion, ModelIO.LibraryVersion, PixelColumnName, ScoreColumnName, PredictedLabelColumnName, BatchSize,
-            InputRange.Min.ToArray(), InputRange.Max.ToArray(), InputRange.Description);
+            InputRange.Min.ToArray(), InputRange.Max.ToArray(), InputRange.Description, LabelColumnName);
         ModelPersistence.SaveJson(ctx, state);
-        var description = new ModelDescription(Spec, ClassNames.Count, ImageShape.Channels, ImageShape.Height, ImageShape.Width, ClassNames.ToArray());
-        ctx.SaveBinaryStream(ModelPersistence.NetworkEntry, w => ModelIO.Write(Model, description, w.BaseStream));
+        ctx.SaveBinaryStream(ModelPersistence.NetworkEntry, w => ModelIO.Write(Model, Description with { InputRange = InputRange }, w.BaseStream));
     }
 
     /// <summary>Called by <c>mlContext.Model.Load</c> through the LoadableClass registration.</summary>
@@ -104,10 +106,10 @@ public sealed class ImageClassifierTransformer : ITransformer
         var state = ModelPersistence.LoadJson<State>(ctx, s => s.StateVersion, StateVersion, s => s.LibraryVersion);
         var device = MLNetEnvironment.ResolveDevice(null, env);
         var (model, description) = ModelPersistence.LoadNetwork(ctx, device);
-        var classNames = description.ClassNames ?? Enumerable.Range(0, description.Classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-        return new ImageClassifierTransformer(model, classNames, (description.Channels, description.Height, description.Width),
-            new InputRange(state.RangeMin, state.RangeMax, state.RangeDescription), device, state.PixelColumnName, state.ScoreColumnName,
-            state.PredictedLabelColumnName, state.BatchSize, description.Spec);
+        // State.json's range is authoritative: files written before model files stored the range have it only there.
+        var range = new InputRange(state.RangeMin, state.RangeMax, state.RangeDescription);
+        return new ImageClassifierTransformer(model, description with { InputRange = range }, device, state.PixelColumnName, state.ScoreColumnName,
+            state.PredictedLabelColumnName, state.BatchSize, state.LabelColumnName ?? "Label");
     }
 
     /// <summary>Saves the network's weights in TorchSharp's format.</summary>
@@ -123,15 +125,19 @@ public sealed class ImageClassifierTransformer : ITransformer
     private sealed class Mapper : BatchMapper
     {
         private readonly ImageClassifierTransformer _t;
+        private readonly ClassOrder _order;
+        private readonly string _rangeFix;
 
-        public Mapper(ImageClassifierTransformer t)
+        public Mapper(ImageClassifierTransformer t, ClassOrder order)
         {
             _t = t;
-            int k = t.ClassNames.Count;
+            _order = order;
+            _rangeFix = SchemaChecks.RangeFix(t.InputRange, t.PixelColumnName);
+            int k = order.Names.Count;
             Outputs = new[]
             {
-                new OutputColumn(t.ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, k), SchemaChecks.TextVectorAnnotation("SlotNames", t.ClassNames)),
-                new OutputColumn(t.PredictedLabelColumnName, new KeyDataViewType(typeof(uint), k), SchemaChecks.TextVectorAnnotation("KeyValues", t.ClassNames)),
+                new OutputColumn(t.ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, k), SchemaChecks.TextVectorAnnotation("SlotNames", order.Names)),
+                new OutputColumn(t.PredictedLabelColumnName, new KeyDataViewType(typeof(uint), k), SchemaChecks.TextVectorAnnotation("KeyValues", order.Names)),
             };
         }
 
@@ -143,8 +149,11 @@ public sealed class ImageClassifierTransformer : ITransformer
             using var scope = NewDisposeScope();
             var (c, h, w) = _t.ImageShape;
             var x = tensor(pixels, new long[] { pixels.Length / (c * h * w), c, h, w })[..count];
+            // A score of pixels outside the model's range (0..255 for a [0, 1] model) or of NaN would look like any other.
+            _t.InputRange.Check(x, _rangeFix);
             var probs = _t.PredictProbabilities(x).cpu();
-            probs.data<float>().CopyTo(vectorOutputs[0].AsSpan(0, count * _t.ClassNames.Count));
+            if (_order.ModelIndex is { } modelIndex) probs = probs.index_select(1, tensor(modelIndex.Select(i => (long)i).ToArray()));
+            probs.contiguous().data<float>().CopyTo(vectorOutputs[0].AsSpan(0, count * _order.Names.Count));
             var predicted = probs.argmax(1).data<long>();
             for (int i = 0; i < count; i++) keyOutputs[1]![i] = (uint)predicted[i] + 1;
         }

@@ -13,7 +13,7 @@ public sealed class ImageFolderTests
         var source = TestData.Test(30);
         string folder = TestData.TempFolder();
 
-        int written = mlContext.Data.SaveAsImageFolder(source, folder);
+        int written = mlContext.Data.SaveAsImageFolder(source.View(), folder);
         Assert.AreEqual(30, written);
         var classFolders = Directory.GetDirectories(folder).Select(Path.GetFileName).OrderBy(n => n, StringComparer.Ordinal).ToArray();
         Assert.AreEqual(10, classFolders.Length);
@@ -43,7 +43,7 @@ public sealed class ImageFolderTests
     {
         var mlContext = new MLContext(seed: 1);
         string folder = TestData.TempFolder();
-        mlContext.Data.SaveAsImageFolder(TestData.Test(4), folder);
+        mlContext.Data.SaveAsImageFolder(TestData.Test(4).View(), folder);
         IDataView loaded = mlContext.Data.LoadFromImageFolder(folder, height: 32, width: 40);
         var type = (VectorDataViewType)loaded.Schema["Pixels"].Type;
         CollectionAssert.AreEqual(new[] { 3, 32, 40 }, type.Dimensions.ToArray());

@@ -3,6 +3,7 @@ using Microsoft.ML.Adversarial.MLNet;
 using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Adversarial.Training;
 using Microsoft.ML.Data;
+using TorchSharp;
 
 namespace Microsoft.ML.Adversarial.Tests.MLNet;
 
@@ -35,13 +36,24 @@ public sealed class PipelineTests
 
         var clean = ml.MulticlassClassification.Evaluate(scored, topKPredictionCount: 5);
         Assert.IsTrue(clean.MicroAccuracy > 0.6, $"clean accuracy {clean.MicroAccuracy}");
-        Assert.IsTrue(clean.TopKAccuracy >= clean.MicroAccuracy);
+        // ML.NET's top-1/top-5 from our Score column equal the network's own top-k on the same images: slots, keys and
+        // labels line up.
+        var (images, labels) = ((ImageSetDataView)test).Images.ToTensors(0, 300);
+        using (torch.no_grad())
+        {
+            var top = model.Model.call(images).topk(5, 1).indexes;
+            Assert.AreEqual(top[.., 0].eq(labels).to(torch.ScalarType.Float64).mean().item<double>(), clean.MicroAccuracy, 1e-9);
+            Assert.AreEqual(top.eq(labels.unsqueeze(1)).any(1).to(torch.ScalarType.Float64).mean().item<double>(), clean.TopKAccuracy, 1e-9);
+        }
         var probabilities = TestData.ReadVectors(scored, "Score");
         Assert.IsTrue(probabilities.All(p => Math.Abs(p.Sum() - 1) < 1e-4), "scores are probabilities");
 
         var fgsm = ml.Transforms.Fgsm(model, epsilon: 16).Fit(test);
-        Assert.IsInstanceOfType<FgsmTransformer>(fgsm);
         var attacked = fgsm.Transform(test);
+        // The transform is FGSM: its pixels equal the tensor API's FGSM with the true labels.
+        var expectedFgsm = Attacks.Fgsm(16).Generate(model.Model, images, labels).flatten(1);
+        var fgsmRows = TestData.ReadVectors(attacked, "Pixels");
+        for (int i = 0; i < 300; i += 37) CollectionAssert.AreEqual(expectedFgsm[i].data<float>().ToArray(), fgsmRows[i], $"FGSM row {i}");
         var attackedMetrics = ml.MulticlassClassification.Evaluate(model.Transform(attacked), topKPredictionCount: 5);
         Assert.IsTrue(attackedMetrics.MicroAccuracy < clean.MicroAccuracy - 0.05, $"FGSM eps 16: {attackedMetrics.MicroAccuracy} vs clean {clean.MicroAccuracy}");
 
@@ -50,7 +62,9 @@ public sealed class PipelineTests
         var adversarial = TestData.ReadVectors(attacked, "Pixels");
         Assert.AreEqual(original.Count, adversarial.Count);
         Assert.IsTrue(original.Zip(adversarial).All(p => p.First.Zip(p.Second, (a, b) => Math.Abs(a - b)).Max() <= 16f / 255f + 1e-5f));
-        Assert.IsInstanceOfType<StepLLTransformer>(ml.Transforms.StepLeastLikely(model, 8).Fit(test));
+        var stepLL = TestData.ReadVectors(ml.Transforms.StepLeastLikely(model, 8).Fit(test).Transform(test), "Pixels");
+        var expectedStepLL = Attacks.StepLL(8).Generate(model.Model, images).flatten(1);
+        for (int i = 0; i < 300; i += 37) CollectionAssert.AreEqual(expectedStepLL[i].data<float>().ToArray(), stepLL[i], $"step l.l. row {i}");
         var reread = TestData.ReadVectors(attacked, "Pixels");
         Assert.IsTrue(adversarial.Zip(reread).All(p => p.First.SequenceEqual(p.Second)), "reading the attacked view twice gives the same pixels");
     }
@@ -59,9 +73,9 @@ public sealed class PipelineTests
     public void BatchedAttackEqualsTheTensorApi()
     {
         var (ml, model, test) = Trained.Value;
-        var attacked = ml.Transforms.AdversarialAttack(model, new AdversarialAttackOptions { Method = "iter-ll", Epsilon = 4, BatchSize = 64 }).Fit(test).Transform(test);
+        var attacked = ml.Transforms.AdversarialAttack(model, new AdversarialAttackEstimator.Options { Method = "iter-ll", Epsilon = 4, BatchSize = 64 }).Fit(test).Transform(test);
         var pipeline = TestData.ReadVectors(attacked, "Pixels");
-        var (x, _) = ((InMemoryImageDataView)test).ToTensors(0, 64);
+        var (x, _) = ((ImageSetDataView)test).Images.ToTensors(0, 64);
         var direct = Attacks.IterLL(4).Generate(model.Model, x).flatten(1);
         for (int i = 0; i < 64; i++)
         {

@@ -30,7 +30,7 @@ public sealed class SaveLoadTests
     /// <summary>Attack (step rnd., which draws random targets from its seed) then score: a two-transformer chain.</summary>
     private static TransformerChain<ITransformer> Chain(MLContext ml, ImageClassifierTransformer classifier, IDataView test)
     {
-        var attack = ml.Transforms.AdversarialAttack(classifier, new AdversarialAttackOptions { Method = "step-rnd", Epsilon = 8, BatchSize = 20 }).Fit(test);
+        var attack = ml.Transforms.AdversarialAttack(classifier, new AdversarialAttackEstimator.Options { Method = "step-rnd", Epsilon = 8, BatchSize = 20 }).Fit(test);
         return new TransformerChain<ITransformer>(attack, classifier);
     }
 
@@ -75,6 +75,7 @@ public sealed class SaveLoadTests
 
         var loaded = new MLContext(seed: 99).Model.Load(path, out var schema);
         var attack = Assert.IsInstanceOfType<FgsmTransformer>(loaded);
+        Assert.AreEqual("fgsm", attack.CreateAttack().Name, "the loaded transform runs FGSM");
         Assert.AreEqual(4, attack.Epsilon);
         Assert.AreEqual(fgsm.Seed, attack.Seed);
         Assert.AreEqual("Pixels", attack.OutputColumnName);

@@ -85,7 +85,7 @@ public sealed class InceptionV3Tests
                 for (int r = 0; r < 28; r++)
                     one.AsSpan(r * 28, 28).CopyTo(pixels.AsSpan(((i * 3 + c) * 75 + r + 23) * 75 + 23, 28));
         }
-        var data = InMemoryImageDataView.FromFloats(pixels, labels, FashionMnist.ClassNames, (3, 75, 75));
+        var data = ImageSet.FromFloats(pixels, labels, FashionMnist.ClassNames, (3, 75, 75));
 
         manual_seed(5);
         using var model = (InceptionV3)new ModelSpec(ModelArchitecture.InceptionV3, Rho: 0.5) { Deeper = true, AuxLogits = true }.Create(10, (3, 75, 75));

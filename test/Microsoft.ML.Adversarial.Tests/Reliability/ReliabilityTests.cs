@@ -72,7 +72,7 @@ public sealed class ReliabilityTests
         File.WriteAllBytes(victim, bytes[..(bytes.Length / 2)]);
         var ml = new MLContext(seed: 1);
         // Decoders fill a truncated PNG with blank pixels without complaint; the header check refuses it instead.
-        var e = Assert.ThrowsExactly<InvalidDataException>(() => InMemoryImageDataView.Read(ml.Data.LoadFromImageFolder(root, 28, 28, grayscale: true)));
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ImageSetReader.Read(ml.Data.LoadFromImageFolder(root, 28, 28, grayscale: true)));
         TestContext.WriteLine(e.Message);
         StringAssert.Contains(e.Message, Path.GetFileName(victim));
         StringAssert.Contains(e.Message, "truncated");
@@ -85,7 +85,7 @@ public sealed class ReliabilityTests
         var labels = Enumerable.Range(0, one.RowCount).Select(_ => 3u).ToArray();
         var pixels = new float[one.RowCount * 784];
         for (int i = 0; i < one.RowCount; i++) one.CopyPixels(i, pixels.AsSpan(i * 784, 784));
-        var singleClass = InMemoryImageDataView.FromFloats(pixels, labels, FashionMnist.ClassNames, (1, 28, 28));
+        var singleClass = ImageSet.FromFloats(pixels, labels, FashionMnist.ClassNames, (1, 28, 28));
         var trainer = new AdversarialTrainer(new AdversarialTrainingOptions { MaxSteps = 1 });
         var e = Assert.ThrowsExactly<ArgumentException>(() => trainer.Train(new SmallCnn(rho: 0.25), singleClass));
         StringAssert.Contains(e.Message, "same label ('Dress')");
@@ -153,7 +153,7 @@ public sealed class ReliabilityTests
         Assert.IsTrue(written.Length is > 0 and < 3000);
         // Every file under its final name is a complete image: ImageAnalytics decodes all of them.
         var ml = new MLContext(seed: 1);
-        Assert.AreEqual(written.Length, InMemoryImageDataView.Read(ml.Data.LoadFromImageFolder(Path.Combine(dir, "out"), 28, 28, grayscale: true)).RowCount);
+        Assert.AreEqual(written.Length, ImageSetReader.Read(ml.Data.LoadFromImageFolder(Path.Combine(dir, "out"), 28, 28, grayscale: true)).RowCount);
 
         var rerun = CliTests.Advml(dir, attack);
         Assert.AreEqual(0, rerun.Code, rerun.Err);

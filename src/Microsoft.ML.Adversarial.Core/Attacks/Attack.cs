@@ -1,0 +1,128 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using Microsoft.ML.Adversarial.Models;
+
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>
+/// Base of every adversarial example generator. It owns what all methods share: input and option checks,
+/// epsilon in pixel units (one value or one per example), evaluation mode (restored afterwards), gradients taken
+/// for the input only (the model's parameter gradients are never touched), clipping to the epsilon ball and the
+/// valid input range, seeded randomness and a dispose scope per call.
+/// </summary>
+public abstract class Attack
+{
+    private Generator? _generator;
+
+    protected Attack(string name, AttackOptions options)
+    {
+        Name = name;
+        Options = options ?? throw new ArgumentNullException(nameof(options));
+    }
+
+    /// <summary>Registry name ("fgsm", "step-ll", ...).</summary>
+    public string Name { get; }
+
+    public AttackOptions Options { get; }
+
+    /// <summary>True when the method needs the true labels (FGSM, iter. basic, step rnd.).</summary>
+    public virtual bool RequiresLabels => false;
+
+    /// <summary>
+    /// True when the method reads the true labels if given (so its result can leak them, section 4.2): every method that
+    /// requires them, and untargeted PGD, which falls back to the prediction without them.
+    /// </summary>
+    public virtual bool UsesLabels => RequiresLabels;
+
+    /// <summary>True for noise baselines (random sign, truncated normal) that are not attacks.</summary>
+    public virtual bool IsRandomBaseline => false;
+
+    /// <summary>
+    /// Adversarial images for each epsilon (pixel units): element i is what <see cref="Generate"/> gives with
+    /// <paramref name="epsilons"/>[i]. One-step methods override this to reuse a single gradient for all of them.
+    /// </summary>
+    public virtual Tensor[] GenerateForEpsilons(Module<Tensor, Tensor> model, Tensor images, Tensor? labels, IReadOnlyList<double> epsilons)
+    {
+        PixelEpsilon.CheckAll(epsilons, nameof(epsilons));
+        return epsilons.Select(e => Generate(model, images, labels, torch.full(new long[] { images.shape[0] }, e, ScalarType.Float32, images.device))).ToArray();
+    }
+
+    /// <summary>
+    /// Adversarial versions of <paramref name="images"/> ([N, ...], in <see cref="AttackOptions.InputRange"/>).
+    /// </summary>
+    /// <param name="model">A classifier returning logits [N, K].</param>
+    /// <param name="images">Clean inputs; not modified.</param>
+    /// <param name="labels">True classes [N] (int64 or int32); needed when <see cref="RequiresLabels"/>.</param>
+    /// <param name="epsilon">Per-example epsilon [N] in pixel units; null uses <see cref="AttackOptions.Epsilon"/>.</param>
+    /// <returns>A new tensor, detached, on the images' device, owned by the caller's dispose scope.</returns>
+    public Tensor Generate(Module<Tensor, Tensor> model, Tensor images, Tensor? labels = null, Tensor? epsilon = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(images);
+        using var scope = torch.NewDisposeScope();
+        var batch = Prepare(model, images, labels, epsilon);
+        using var mode = ModelMode.Set(model, Options.GradientsInTrainingMode);
+        return Run(batch).detach().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Runs the method on a validated batch; the model is already in the mode the options ask for.</summary>
+    protected abstract Tensor Run(AttackBatch batch);
+
+    private protected AttackBatch Prepare(Module<Tensor, Tensor> model, Tensor images, Tensor? labels, Tensor? epsilon)
+    {
+        ValidateOptions();
+        if (!images.is_floating_point())
+            throw new ArgumentException($"Images must be a floating-point tensor; got {images.dtype}. Convert with images.to_type(ScalarType.Float32) and scale to {Options.InputRange}.", nameof(images));
+        if (images.dim() < 2 || images.shape[0] == 0)
+            throw new ArgumentException($"Images must have shape [N, ...] with N >= 1; got [{string.Join(", ", images.shape)}].", nameof(images));
+        long n = images.shape[0];
+        var clean = images.detach();
+        if (Options.ValidateInputs) Options.InputRange.Check(clean, "Set AttackOptions.InputRange to the range the model takes (for example InputRange.Pixels for [0, 255]), or rescale the images (and remove NaN).", nameof(images));
+
+        Tensor? y = null;
+        if (labels is not null)
+        {
+            if (labels.dim() != 1 || labels.shape[0] != n)
+                throw new ArgumentException($"Labels must have shape [{n}] (one class index per image); got [{string.Join(", ", labels.shape)}].", nameof(labels));
+            if (labels.is_floating_point() || labels.dtype == ScalarType.Bool)
+                throw new ArgumentException($"Labels must be integer class indices; got {labels.dtype}.", nameof(labels));
+            y = labels.to(ScalarType.Int64, clean.device).detach();
+        }
+        else if (RequiresLabels)
+            throw new ArgumentException($"Attack '{Name}' needs the true labels; pass them to Generate (or use a method that does not, such as 'fgsm-pred' or 'step-ll').", nameof(labels));
+
+        Tensor eps;
+        if (epsilon is null)
+            eps = torch.full(n, Options.Epsilon, dtype: clean.dtype, device: clean.device);
+        else
+        {
+            if (epsilon.dim() != 1 || epsilon.shape[0] != n)
+                throw new ArgumentException($"Per-example epsilon must have shape [{n}]; got [{string.Join(", ", epsilon.shape)}].", nameof(epsilon));
+            eps = epsilon.to(clean.dtype, clean.device).detach();
+            PixelEpsilon.Check(eps, nameof(epsilon));
+        }
+        return new AttackBatch(this, model, clean, y, eps, GeneratorFor(clean.device));
+    }
+
+    /// <summary>Checks option values; each attack adds its own.</summary>
+    protected virtual void ValidateOptions()
+    {
+        PixelEpsilon.Check(Options.Epsilon, nameof(AttackOptions.Epsilon));
+        if (Options.InputRange is null)
+            throw new ArgumentNullException(nameof(AttackOptions.InputRange), "InputRange must be set (for example InputRange.UnitInterval).");
+    }
+
+    private Generator? GeneratorFor(Device device)
+    {
+        if (Options.Seed is not long seed) return null;
+        if (_generator is null || _generator.device.ToString() != device.ToString())
+            _generator = new Generator((ulong)seed, device);
+        return _generator;
+    }
+
+    /// <summary>Restarts the random stream at <see cref="AttackOptions.Seed"/>, so the next call repeats the first.</summary>
+    public void ResetRandom() => _generator = null;
+
+    public override string ToString() => $"{Name} (eps {Options.Epsilon})";
+}

@@ -1,0 +1,86 @@
+using System.Reflection;
+
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>Settings every attack shares.</summary>
+public class AttackOptions
+{
+    /// <summary>Size of the perturbation in pixel units of [0, 255] (the paper's convention), whatever range the model takes.</summary>
+    public double Epsilon { get; set; } = 16;
+
+    /// <summary>How the model's inputs relate to pixels; results are clipped to it. Default [0, 1].</summary>
+    public InputRange InputRange { get; set; } = InputRange.UnitInterval;
+
+    /// <summary>
+    /// Take gradients with BatchNorm and dropout in training mode. Off by default: attacks see the model as it is
+    /// used for inference. The model's own mode is restored either way.
+    /// </summary>
+    public bool GradientsInTrainingMode { get; set; }
+
+    /// <summary>Seed of the attack's random numbers (random targets, random starts, noise). Null uses TorchSharp's global generator.</summary>
+    public long? Seed { get; set; }
+
+    /// <summary>Reject images outside <see cref="InputRange"/> (by more than 1e-4 of the range). On by default.</summary>
+    public bool ValidateInputs { get; set; } = true;
+
+    /// <summary>A copy, so a registry entry or a transformer can change settings without touching the caller's object.</summary>
+    public AttackOptions Clone() => (AttackOptions)MemberwiseClone();
+
+    // Every setting declared here, found by reflection: a setting added later is copied too, never dropped silently.
+    private static readonly PropertyInfo[] SharedSettings = typeof(AttackOptions)
+        .GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanRead && p.CanWrite).ToArray();
+
+    /// <summary>Copies the settings every attack shares (those of this class) onto <paramref name="target"/>.</summary>
+    public void CopySharedTo(AttackOptions target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        foreach (var p in SharedSettings) p.SetValue(target, p.GetValue(this));
+    }
+
+    /// <summary>These options as the type a method takes: this object when it already is one, else a new one with the shared settings.</summary>
+    public T As<T>() where T : AttackOptions, new()
+    {
+        if (this is T t) return t;
+        var copy = new T();
+        CopySharedTo(copy);
+        return copy;
+    }
+}
+
+/// <summary>Settings of the iterative methods ("iter. basic", "iter. l.l.").</summary>
+public class IterativeAttackOptions : AttackOptions
+{
+    /// <summary>Step size in pixel units; the paper uses 1.</summary>
+    public double Alpha { get; set; } = 1;
+
+    /// <summary>Number of steps; null uses the paper's <c>min(eps + 4, 1.25 eps)</c>, truncated, at least 1, per example.</summary>
+    public int? Iterations { get; set; }
+
+    /// <summary>The paper's iteration count for an epsilon in pixel units.</summary>
+    public static int DefaultIterations(double epsilon) => Math.Max(1, (int)Math.Min(epsilon + 4, 1.25 * epsilon));
+}
+
+/// <summary>The norm a PGD attack's ball is measured in.</summary>
+public enum PgdNorm
+{
+    LInf,
+    L2,
+}
+
+/// <summary>Settings of projected gradient descent (Madry et al., 2018).</summary>
+public class PgdOptions : AttackOptions
+{
+    public PgdNorm Norm { get; set; } = PgdNorm.LInf;
+    /// <summary>Steps per restart.</summary>
+    public int Steps { get; set; } = 10;
+    /// <summary>Step size in pixel units; null uses 2.5 eps / steps (Madry et al.).</summary>
+    public double? StepSize { get; set; }
+    /// <summary>Independent random starts; each example keeps its most damaging result.</summary>
+    public int Restarts { get; set; } = 1;
+    /// <summary>Start from a uniformly random point of the ball rather than the clean image.</summary>
+    public bool RandomStart { get; set; } = true;
+    /// <summary>Target class for a targeted attack; null attacks the true label.</summary>
+    public int? TargetClass { get; set; }
+    /// <summary>Target the least-likely class of the clean image (overrides <see cref="TargetClass"/>).</summary>
+    public bool TargetLeastLikely { get; set; }
+}

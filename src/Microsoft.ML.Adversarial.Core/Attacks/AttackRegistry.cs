@@ -1,0 +1,86 @@
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>What the registry knows about a method. The flags are read from the attack class itself, never restated.</summary>
+/// <param name="Name">Registry name, used by the CLI and the ML.NET transformers.</param>
+/// <param name="PaperName">The name the paper uses.</param>
+/// <param name="Summary">One line: the formula in words.</param>
+/// <param name="RequiresLabels">Cannot run without the true labels (<see cref="Attack.RequiresLabels"/>).</param>
+/// <param name="UsesTrueLabel">Reads the true labels when given, and so can leak them (section 4.2; <see cref="Attack.UsesLabels"/>).</param>
+/// <param name="IsOneStep">One gradient per batch, reusable for every epsilon (a <see cref="OneStepAttack"/>).</param>
+/// <param name="IsRandomBaseline">Noise, not an attack: a baseline for comparison (<see cref="Attack.IsRandomBaseline"/>).</param>
+/// <param name="OptionsType">The options class the method takes (<see cref="AttackOptions"/> or a subclass).</param>
+public sealed record AttackInfo(string Name, string PaperName, string Summary, bool RequiresLabels, bool UsesTrueLabel, bool IsOneStep,
+    bool IsRandomBaseline, Type OptionsType);
+
+/// <summary>Every method by name: <c>AttackRegistry.Create("step-ll", new AttackOptions { Epsilon = 8 })</c>.</summary>
+public static class AttackRegistry
+{
+    private static readonly Dictionary<string, (AttackInfo Info, Func<AttackOptions, Attack> Create)> Methods = new(StringComparer.OrdinalIgnoreCase);
+
+    static AttackRegistry()
+    {
+        Add<AttackOptions>("fgsm", "FGSM", "X + eps sign(grad J(X, y_true))", o => new Fgsm(o));
+        Add<AttackOptions>("fgsm-pred", "FGSM-pred", "X + eps sign(grad J(X, y_pred))", o => new FgsmPredicted(o));
+        Add<AttackOptions>("fast-entropy", "fast entropy", "X + eps sign(grad H(p(.|X)))", o => new FastEntropy(o));
+        Add<AttackOptions>("fast-grad-l2", "fast grad. L2", "X + eps g / ||g||_2, g = grad J(X, y_true)", o => new FastGradL2(o));
+        Add<AttackOptions>("fast-grad-linf", "fast grad. L-inf", "X + eps g / ||g||_inf, g = grad J(X, y_true)", o => new FastGradLInf(o));
+        Add<AttackOptions>("step-ll", "step l.l.", "X - eps sign(grad J(X, y_LL)), y_LL = argmin p(y|X)", o => new StepLeastLikely(o));
+        Add<AttackOptions>("step-rnd", "step rnd.", "X - eps sign(grad J(X, y_rnd)), y_rnd uniform among y != y_true", o => new StepRandom(o));
+        Add<IterativeAttackOptions>("iter-basic", "iter. basic", "repeat X <- Clip(X + alpha sign(grad J(X, y_true)))", o => new BasicIterative(o));
+        Add<IterativeAttackOptions>("iter-ll", "iter. l.l.", "repeat X <- Clip(X - alpha sign(grad J(X, y_LL)))", o => new IterativeLeastLikely(o));
+        Add<AttackOptions>("random-sign", "sign of random normal", "X + eps sign(N(0, 1))", o => new RandomSign(o));
+        Add<AttackOptions>("random-truncnormal", "random truncated normal", "X + eps T, T ~ N(0, 0.5) truncated to [-1, 1]", o => new TruncatedNormalNoise(o));
+        Add<PgdOptions>("pgd-linf", "PGD L-inf (Madry et al.)", "random start, repeat X <- Proj_inf(X + step sign(grad J)), restarts",
+            o => new Pgd(WithNorm(o, PgdNorm.LInf)));
+        Add<PgdOptions>("pgd-l2", "PGD L2 (Madry et al.)", "random start, repeat X <- Proj_2(X + step g/||g||_2), restarts",
+            o => new Pgd(WithNorm(o, PgdNorm.L2)));
+    }
+
+    private static void Add<TOptions>(string name, string paperName, string summary, Func<TOptions, Attack> create) where TOptions : AttackOptions, new()
+    {
+        // The flags come from an instance with default options, so the registry cannot disagree with the classes.
+        var probe = create(new TOptions());
+        var info = new AttackInfo(name, paperName, summary, probe.RequiresLabels, probe.UsesLabels, probe is OneStepAttack, probe.IsRandomBaseline, typeof(TOptions));
+        Methods[name] = (info, o => create(o.As<TOptions>()));
+    }
+
+    /// <summary>All methods, in the order the paper introduces them.</summary>
+    public static IReadOnlyList<AttackInfo> All => Methods.Values.Select(m => m.Info).ToList();
+
+    public static IReadOnlyList<string> Names => Methods.Keys.ToList();
+
+    public static bool Contains(string name) => Methods.ContainsKey(name);
+
+    public static AttackInfo Describe(string name) => Lookup(name).Info;
+
+    /// <summary>A new attack of the named method; <paramref name="options"/> is copied, never shared.</summary>
+    public static Attack Create(string name, AttackOptions? options = null) => Lookup(name).Create((options ?? new AttackOptions()).Clone());
+
+    /// <summary>Convenience: a method with a given epsilon (pixel units) and defaults otherwise.</summary>
+    public static Attack Create(string name, double epsilon) => Create(name, new AttackOptions { Epsilon = epsilon });
+
+    /// <summary>
+    /// Options of the type the named method takes (<see cref="AttackInfo.OptionsType"/>), holding the shared settings of
+    /// <paramref name="shared"/>: set the method-specific ones on the result, then pass it to <see cref="Create(string, AttackOptions)"/>.
+    /// </summary>
+    public static AttackOptions OptionsFor(string name, AttackOptions? shared = null)
+    {
+        var type = Lookup(name).Info.OptionsType;
+        var options = (AttackOptions)Activator.CreateInstance(type)!;
+        (shared ?? new AttackOptions()).CopySharedTo(options);
+        return options;
+    }
+
+    private static (AttackInfo Info, Func<AttackOptions, Attack> Create) Lookup(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        if (Methods.TryGetValue(name, out var m)) return m;
+        throw new ArgumentException($"Unknown attack method '{name}'. Known methods: {string.Join(", ", Methods.Keys)}.", nameof(name));
+    }
+
+    private static PgdOptions WithNorm(PgdOptions o, PgdNorm norm)
+    {
+        o.Norm = norm;
+        return o;
+    }
+}

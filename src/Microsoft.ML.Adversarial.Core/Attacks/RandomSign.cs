@@ -1,0 +1,11 @@
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>Baseline (appendix A): <c>X + eps * sign(N)</c> with N standard normal noise; no gradient, no label.</summary>
+public sealed class RandomSign(AttackOptions? options = null) : OneStepAttack("random-sign", options ?? new AttackOptions())
+{
+    public override bool IsRandomBaseline => true;
+
+    protected override Tensor Direction(AttackBatch b) => b.Normal().sign();
+}

@@ -1,0 +1,39 @@
+namespace Microsoft.ML.Adversarial.Evaluation;
+
+/// <summary>What both evaluators take: methods, epsilons (pixel units), batching, top-k, the input range, seed, progress.</summary>
+public abstract class EvaluationOptions
+{
+    private protected EvaluationOptions(IReadOnlyList<string> methods, IReadOnlyList<double> epsilons)
+    {
+        Methods = methods;
+        Epsilons = epsilons;
+    }
+
+    /// <summary>Registry names of the methods to run.</summary>
+    public IReadOnlyList<string> Methods { get; set; }
+    /// <summary>Perturbation sizes in pixel units of [0, 255].</summary>
+    public IReadOnlyList<double> Epsilons { get; set; }
+    public int BatchSize { get; set; } = 256;
+    public int TopK { get; set; } = 5;
+    /// <summary>The pixel range the models take (epsilon conversion and clipping).</summary>
+    public InputRange InputRange { get; set; } = InputRange.UnitInterval;
+    /// <summary>Seed of the random methods (step rnd., random sign, PGD starts).</summary>
+    public long Seed { get; set; } = 1;
+    public IProgress<EvaluationProgress>? Progress { get; set; }
+    public CancellationToken CancellationToken { get; set; }
+
+    internal void Validate()
+    {
+        if (Methods is null || Methods.Count == 0) throw new ArgumentException("Methods is empty; name at least one method (e.g. \"fgsm\").", nameof(Methods));
+        foreach (var m in Methods) AttackRegistry.Describe(m);
+        if (Methods.Distinct(StringComparer.OrdinalIgnoreCase).Count() != Methods.Count)
+            throw new ArgumentException($"Methods lists a method twice ({string.Join(", ", Methods)}); name each once.", nameof(Methods));
+        if (Epsilons is null || Epsilons.Count == 0) throw new ArgumentException("Epsilons is empty; give at least one epsilon in pixel units (e.g. 16).", nameof(Epsilons));
+        PixelEpsilon.CheckAll(Epsilons, nameof(Epsilons));
+        if (Epsilons.Distinct().Count() != Epsilons.Count)
+            throw new ArgumentException($"Epsilons lists a value twice ({string.Join(", ", Epsilons)}); give each once.", nameof(Epsilons));
+        if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be at least 1.");
+        if (TopK < 1) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "TopK must be at least 1.");
+        ArgumentNullException.ThrowIfNull(InputRange, nameof(InputRange));
+    }
+}

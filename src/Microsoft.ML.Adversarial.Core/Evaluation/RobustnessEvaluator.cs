@@ -1,0 +1,144 @@
+using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.Adversarial.Evaluation;
+
+/// <summary>What to evaluate: methods, epsilons (pixel units), batching, top-k and the input range.</summary>
+public sealed class RobustnessOptions : EvaluationOptions
+{
+    public RobustnessOptions() : base(new[] { "step-ll", "fgsm", "iter-basic", "iter-ll" }, new[] { 2.0, 4.0, 8.0, 16.0 }) { }
+
+    /// <summary>For label-using one-step methods, also attack with the predicted label and compare (section 4.2).</summary>
+    public bool CheckLabelLeaking { get; set; } = true;
+}
+
+/// <summary>Progress of an evaluation: images done out of the total, and the current step.</summary>
+public sealed record EvaluationProgress(string Stage, long Done, long Total, double ImagesPerSecond);
+
+/// <summary>
+/// Robustness of one classifier: clean accuracy, then accuracy on each method's adversarial examples at each epsilon
+/// (top-1, top-5, 95% intervals, ratio to clean), label-leak checks and gradient-masking warnings. For one-step
+/// methods the gradient is computed once per batch and reused for every epsilon.
+/// </summary>
+public sealed class RobustnessEvaluator
+{
+    private readonly RobustnessOptions _options;
+
+    public RobustnessEvaluator(RobustnessOptions? options = null)
+    {
+        _options = options ?? new RobustnessOptions();
+        _options.Validate();
+    }
+
+    private sealed class Tally
+    {
+        public long Top1, TopK, Count, Unmoved;
+    }
+
+    public RobustnessReport Evaluate(Module<Tensor, Tensor> model, ImageSet data, string modelName = "model", Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        if (data.RowCount == 0) throw new ArgumentException("The evaluation data set is empty.", nameof(data));
+        var o = _options;
+        device ??= model.parameters().FirstOrDefault()?.device ?? CPU;
+        var infos = o.Methods.Select(AttackRegistry.Describe).ToList();
+        var tallies = new Dictionary<(string, double), Tally>();
+        Tally Get(string m, double e) => tallies.TryGetValue((m, e), out var t) ? t : tallies[(m, e)] = new Tally();
+        var clean = Get("clean", 0);
+        var predictedKey = (string name) => name + " (predicted label)";
+        long total = data.RowCount, done = 0;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var attacks = infos.ToDictionary(i => i.Name, i => AttackRegistry.Create(i.Name, new AttackOptions { InputRange = o.InputRange, Seed = o.Seed }));
+        using (ModelMode.Set(model, training: false))
+        {
+            for (int start = 0; start < data.RowCount; start += o.BatchSize)
+            {
+                o.CancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                int count = Math.Min(o.BatchSize, data.RowCount - start);
+                var (x, y) = data.ToTensors(start, count, device);
+                Tensor predicted;
+                using (no_grad())
+                {
+                    var logits = model.call(x);
+                    CheckFinite(logits, modelName, start);
+                    predicted = logits.argmax(1);
+                    Add(clean, logits, y, null, null);
+                }
+                foreach (var info in infos)
+                {
+                    var attack = attacks[info.Name];
+                    // One-step methods reuse a single gradient for every epsilon (Attack.GenerateForEpsilons).
+                    Score(info.Name, attack.GenerateForEpsilons(model, x, y, o.Epsilons), x, y);
+                    if (o.CheckLabelLeaking && info.UsesTrueLabel && info.IsOneStep)
+                        Score(predictedKey(info.Name), attack.GenerateForEpsilons(model, x, predicted, o.Epsilons), x, y);
+                }
+                done += count;
+                o.Progress?.Report(new EvaluationProgress($"evaluating {modelName}", done, total, done / Math.Max(1e-9, watch.Elapsed.TotalSeconds)));
+            }
+        }
+
+        void Score(string method, Tensor[] advs, Tensor x, Tensor y)
+        {
+            using var _ = no_grad();
+            for (int i = 0; i < advs.Length; i++)
+                Add(Get(method, o.Epsilons[i]), model.call(advs[i]), y, advs[i], x);
+        }
+
+        void Add(Tally t, Tensor logits, Tensor y, Tensor? adv, Tensor? x)
+        {
+            var counted = TopKCount.Of(logits, y, o.TopK);
+            t.Top1 += counted.Top1;
+            t.TopK += counted.TopK;
+            t.Count += y.shape[0];
+            if (adv is not null && x is not null)
+                t.Unmoved += (adv - x).abs().flatten(1).amax(1).eq(0).sum().item<long>();
+        }
+
+        return BuildReport(modelName, tallies, infos, predictedKey);
+    }
+
+    private RobustnessReport BuildReport(string modelName, Dictionary<(string, double), Tally> tallies, List<AttackInfo> infos, Func<string, string> predictedKey)
+    {
+        var o = _options;
+        var clean = tallies[("clean", 0)];
+        double cleanTop1 = (double)clean.Top1 / clean.Count;
+        AccuracyRow Row(string method, double eps, Tally t)
+        {
+            double p1 = (double)t.Top1 / t.Count, p5 = (double)t.TopK / t.Count;
+            return new AccuracyRow(modelName, method, eps, (int)t.Count, p1, p5, AccuracyRow.Ci95(p1, (int)t.Count), AccuracyRow.Ci95(p5, (int)t.Count),
+                cleanTop1 > 0 ? p1 / cleanTop1 : double.NaN);
+        }
+        var rows = new List<AccuracyRow> { Row("clean", 0, clean) };
+        var leaks = new List<LabelLeakRow>();
+        var warnings = new List<string>();
+        foreach (var info in infos)
+            foreach (var eps in o.Epsilons)
+            {
+                var t = tallies[(info.Name, eps)];
+                var row = Row(info.Name, eps, t);
+                rows.Add(row);
+                if (eps > 0 && t.Unmoved > t.Count / 2)
+                    warnings.Add($"{info.Name} at eps {eps} left {t.Unmoved} of {t.Count} images unchanged: the input gradient is zero there. " +
+                        "This is gradient masking (saturated or non-differentiable model), not robustness; check the model with a gradient-free or random method.");
+                if (tallies.TryGetValue((predictedKey(info.Name), eps), out var pred))
+                {
+                    var pr = Row(predictedKey(info.Name), eps, pred);
+                    leaks.Add(new LabelLeakRow(modelName, info.Name, eps, cleanTop1, row.Top1, pr.Top1));
+                }
+            }
+        return new RobustnessReport { Model = modelName, Rows = rows, LabelLeaks = leaks, Warnings = warnings };
+    }
+
+    internal static void CheckFinite(Tensor logits, string model, int start)
+    {
+        if (!logits.isfinite().all().item<bool>())
+            throw new InvalidOperationException(
+                $"Model '{model}' returned NaN or infinite outputs for the batch starting at row {start}. Its weights may have diverged, or the inputs " +
+                "contain NaN; an accuracy computed from such outputs would be meaningless.");
+    }
+}

@@ -1,0 +1,95 @@
+using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.Adversarial.Evaluation;
+
+/// <summary>Options of a transfer study: methods and epsilons as in the paper's Tables 4 and 6 by default.</summary>
+public sealed class TransferOptions : EvaluationOptions
+{
+    public TransferOptions() : base(new[] { "fgsm", "iter-basic", "iter-ll" }, new[] { 16.0 }) { }
+}
+
+/// <summary>
+/// Transferability (section 4.4): adversarial examples made on each source model, classified by every target.
+/// Transfer rate = among the examples the source classifies correctly when clean and wrongly when adversarial, the
+/// fraction the target misclassifies (Table 4). Error rate = the target's error on all adversarial examples (Table 6).
+/// Each source's examples are generated once per batch and reused for every target.
+/// </summary>
+public sealed class TransferEvaluator
+{
+    private readonly TransferOptions _options;
+
+    public TransferEvaluator(TransferOptions? options = null)
+    {
+        _options = options ?? new TransferOptions();
+        _options.Validate();
+    }
+
+    private sealed class Tally
+    {
+        public long Count, Top1, TopK, SourceFooled, TransferredFooled;
+    }
+
+    public TransferReport Evaluate(IReadOnlyDictionary<string, Module<Tensor, Tensor>> sources, IReadOnlyDictionary<string, Module<Tensor, Tensor>> targets,
+        ImageSet data, Device? device = null)
+    {
+        if (sources.Count == 0 || targets.Count == 0) throw new ArgumentException("Give at least one source and one target model.");
+        if (data.RowCount == 0) throw new ArgumentException("The evaluation data set is empty.", nameof(data));
+        var o = _options;
+        device ??= CPU;
+        var tallies = new Dictionary<(string, string, string, double), Tally>();
+        long total = (long)data.RowCount * sources.Count, done = 0;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        using (ModelMode.Set(sources.Values.Concat(targets.Values), training: false))
+        {
+            foreach (var (sourceName, source) in sources)
+            {
+                var attacks = o.Methods.ToDictionary(m => m, m => AttackRegistry.Create(m, new AttackOptions { InputRange = o.InputRange, Seed = o.Seed }));
+                for (int start = 0; start < data.RowCount; start += o.BatchSize)
+                {
+                    o.CancellationToken.ThrowIfCancellationRequested();
+                    using var scope = NewDisposeScope();
+                    int count = Math.Min(o.BatchSize, data.RowCount - start);
+                    var (x, y) = data.ToTensors(start, count, device);
+                    Tensor sourceRightClean;
+                    using (no_grad()) sourceRightClean = source.call(x).argmax(1).eq(y);
+                    foreach (var (method, attack) in attacks)
+                    {
+                        var advs = attack.GenerateForEpsilons(source, x, y, o.Epsilons);
+                        using var _ = no_grad();
+                        for (int i = 0; i < advs.Length; i++)
+                        {
+                            // Examples that fooled the source: right when clean, wrong when adversarial.
+                            var fooled = sourceRightClean.logical_and(source.call(advs[i]).argmax(1).ne(y));
+                            long fooledCount = fooled.sum().item<long>();
+                            foreach (var (targetName, target) in targets)
+                            {
+                                var key = (sourceName, targetName, method, o.Epsilons[i]);
+                                if (!tallies.TryGetValue(key, out var t)) tallies[key] = t = new Tally();
+                                var counted = TopKCount.Of(target.call(advs[i]), y, o.TopK);
+                                t.Count += count;
+                                t.Top1 += counted.Top1;
+                                t.TopK += counted.TopK;
+                                t.SourceFooled += fooledCount;
+                                t.TransferredFooled += counted.Top1Right.logical_not().logical_and(fooled).sum().item<long>();
+                            }
+                        }
+                    }
+                    done += count;
+                    o.Progress?.Report(new EvaluationProgress($"transfer from {sourceName}", done, total, done / Math.Max(1e-9, watch.Elapsed.TotalSeconds)));
+                }
+            }
+        }
+        var rows = tallies.Select(kv =>
+        {
+            var (s, t, m, e) = kv.Key;
+            var v = kv.Value;
+            return new TransferRow(s, t, m, e, (int)v.Count, (double)v.Top1 / v.Count, (double)v.TopK / v.Count, (int)v.SourceFooled,
+                v.SourceFooled > 0 ? (double)v.TransferredFooled / v.SourceFooled : double.NaN, 1 - (double)v.Top1 / v.Count);
+        }).ToList();
+        return new TransferReport { Rows = rows };
+    }
+}

@@ -1,0 +1,291 @@
+using Microsoft.ML.Adversarial.Models;
+using System.Diagnostics;
+using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.IO;
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Microsoft.ML.Adversarial.Training;
+
+/// <summary>Where and how often a training run saves checkpoints, and whether it resumes from one.</summary>
+public sealed class CheckpointOptions
+{
+    /// <summary>Folder of the run's checkpoint; null: no checkpoints.</summary>
+    public string? Directory { get; set; }
+    /// <summary>Save every this many steps (and at the end).</summary>
+    public int Every { get; set; } = 500;
+    /// <summary>Continue from the checkpoint in <see cref="Directory"/> when there is one.</summary>
+    public bool Resume { get; set; }
+}
+
+/// <summary>What a finished (or cancelled) run did.</summary>
+public sealed record TrainingResult(long Steps, long ResumedFromStep, TimeSpan Elapsed, double FinalLoss, IReadOnlyList<TrainingProgress> History);
+
+/// <summary>A network made and trained by <see cref="AdversarialTrainer.TrainNew"/>, with what a model file needs to rebuild it.</summary>
+public sealed record TrainedModel(Module<Tensor, Tensor> Model, ModelDescription Description, TrainingResult Result);
+
+/// <summary>
+/// Adversarial training (the paper's Algorithm 1) of any TorchSharp classifier: in each minibatch of m examples the
+/// first k (the data is shuffled) are replaced by adversarial examples made from the current network, and the loss is
+/// <c>(sum_clean L + lambda sum_adv L) / ((m - k) + lambda k)</c>. Clean and adversarial examples go through one forward
+/// pass together, so BatchNorm sees mixed batches as the paper recommends. Every random draw is a function of
+/// (seed, step), so a run resumed from a checkpoint continues exactly as if never stopped.
+/// </summary>
+public sealed class AdversarialTrainer
+{
+    private readonly AdversarialTrainingOptions _options;
+    private readonly CheckpointOptions _checkpoints;
+    private readonly Action<string>? _log;
+    private readonly int _seed;
+
+    /// <param name="options">Training options (validated here).</param>
+    /// <param name="checkpoints">Where to save checkpoints and whether to resume.</param>
+    /// <param name="log">Receives one line per progress report.</param>
+    /// <param name="seed">Overrides <see cref="AdversarialTrainingOptions.Seed"/> (the ML.NET estimator passes MLContext's).</param>
+    public AdversarialTrainer(AdversarialTrainingOptions options, CheckpointOptions? checkpoints = null, Action<string>? log = null, int? seed = null)
+    {
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _seed = seed ?? options.Seed;
+        _options.Validate();
+        _checkpoints = checkpoints ?? new CheckpointOptions();
+        if (_checkpoints.Directory is not null && _checkpoints.Every < 1)
+            throw new ArgumentOutOfRangeException(nameof(CheckpointOptions.Every), _checkpoints.Every, "Checkpoint interval must be at least 1 step.");
+        _log = log;
+    }
+
+    /// <summary>Steps per epoch for <paramref name="rows"/> examples (the last, smaller minibatch included).</summary>
+    public long StepsPerEpoch(int rows) => (rows + _options.BatchSize - 1) / _options.BatchSize;
+
+    /// <summary>
+    /// Builds a new network from <paramref name="spec"/> for <paramref name="data"/>'s image shape and classes (initialised
+    /// from the trainer's seed), moves it to <paramref name="device"/> and trains it: the one way the library, the ML.NET
+    /// estimator and the CLI create and train a model.
+    /// </summary>
+    /// <returns>The trained network (evaluation mode), the description a model file stores, and the run's summary.</returns>
+    public TrainedModel TrainNew(ModelSpec spec, ImageSet data, Device? device = null, IProgress<TrainingProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(data);
+        spec.Validate();
+        torch.manual_seed(_seed);
+        var model = spec.Create(data.ClassNames.Count, data.ImageShape);
+        try
+        {
+            model.to(device ?? CPU);
+            var result = Train(model, data, progress, cancellationToken);
+            var (c, h, w) = data.ImageShape;
+            return new TrainedModel(model, new ModelDescription(spec, data.ClassNames.Count, c, h, w, data.ClassNames.ToArray()) { InputRange = _options.InputRange }, result);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Trains <paramref name="model"/> in place on <paramref name="data"/>.</summary>
+    public TrainingResult Train(Module<Tensor, Tensor> model, ImageSet data, IProgress<TrainingProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        if (data.RowCount == 0) throw new ArgumentException("The training data has no rows. Check the data path and any filters in front of the trainer.", nameof(data));
+        CheckClasses(data);
+        var o = _options;
+        // Attacks inside training skip their own input check (ValidateInputs = false), so the range is checked here,
+        // before any step: pixels of 0..255 on a [0, 1] model would train, and be attacked, meaninglessly.
+        if (data.RangeProblem(o.InputRange) is { } rangeProblem)
+            throw new ArgumentException($"Training data: {rangeProblem}. Scale the pixels to {o.InputRange} or set AdversarialTrainingOptions.InputRange to the range they are in.", nameof(data));
+        if (_checkpoints.Directory is { } checkpointDir) ProbeWritable(checkpointDir);
+        var device = model.parameters().FirstOrDefault()?.device ?? CPU;
+        long perEpoch = StepsPerEpoch(data.RowCount);
+        long total = Math.Min(perEpoch * o.Epochs, o.MaxSteps ?? long.MaxValue);
+
+        var optimizer = CreateOptimizer(model);
+        long step = 0;
+        if (_checkpoints is { Resume: true, Directory: { } dir } && Checkpoint.Exists(dir))
+        {
+            step = Checkpoint.Load(dir, model, optimizer, Fingerprint(model));
+            _log?.Invoke($"Resumed from step {step} of {total} ({dir}).");
+        }
+        long resumedFrom = step;
+        var history = new List<TrainingProgress>();
+        var watch = Stopwatch.StartNew();
+        double sumLoss = 0, cleanRight = 0, cleanSeen = 0, advRight = 0, advSeen = 0, lastLoss = double.NaN;
+        long windowExamples = 0;
+        var window = Stopwatch.StartNew();
+        int[]? order = null;
+        long orderEpoch = -1;
+
+        model.train();
+        while (step < total)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            long epoch = step / perEpoch;
+            if (epoch != orderEpoch)
+            {
+                order = EpochOrder(data.RowCount, epoch);
+                orderEpoch = epoch;
+            }
+            int start = (int)((step % perEpoch) * o.BatchSize);
+            int m = Math.Min(o.BatchSize, data.RowCount - start);
+            SetLearningRate(optimizer, epoch);
+
+            using (var scope = NewDisposeScope())
+            {
+                var (x, y) = data.ToTensors(order.AsSpan(start, m), device);
+                var stats = Step(model, optimizer, x, y, step);
+                lastLoss = stats.Loss;
+                sumLoss += stats.Loss;
+                cleanRight += stats.CleanRight; cleanSeen += stats.CleanCount;
+                advRight += stats.AdvRight; advSeen += stats.AdvCount;
+                windowExamples += m;
+            }
+            step++;
+
+            if (step % o.ProgressEvery == 0 || step == total)
+            {
+                long since = step % o.ProgressEvery == 0 ? o.ProgressEvery : step % o.ProgressEvery;
+                var p = new TrainingProgress(step, (int)epoch + 1, total, sumLoss / since, cleanSeen > 0 ? cleanRight / cleanSeen : double.NaN,
+                    advSeen > 0 ? advRight / advSeen : double.NaN, windowExamples / Math.Max(1e-9, window.Elapsed.TotalSeconds), CurrentLearningRate(optimizer));
+                history.Add(p);
+                progress?.Report(p);
+                _log?.Invoke(p.ToString());
+                sumLoss = cleanRight = cleanSeen = advRight = advSeen = 0;
+                windowExamples = 0;
+                window.Restart();
+            }
+            if (_checkpoints.Directory is { } ckpt && (step % _checkpoints.Every == 0 || step == total))
+                Checkpoint.Save(ckpt, model, optimizer, step, Fingerprint(model));
+        }
+        model.eval();
+        return new TrainingResult(step, resumedFrom, watch.Elapsed, lastLoss, history);
+    }
+
+    internal readonly record struct StepStats(double Loss, int CleanRight, int CleanCount, int AdvRight, int AdvCount);
+
+    /// <summary>One step of Algorithm 1 on the minibatch (x, y).</summary>
+    internal StepStats Step(Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, Tensor x, Tensor y, long step)
+    {
+        var o = _options;
+        int m = (int)x.shape[0];
+        // A last, smaller minibatch keeps the proportion k / m.
+        int k = step < o.DelaySteps ? 0 : (int)Math.Round((double)o.AdversarialPerBatch * m / o.BatchSize);
+        long stepSeed = StepSeed(step);
+        torch.manual_seed(stepSeed); // dropout and other in-model randomness: a function of (seed, step)
+
+        Tensor input = x;
+        if (k > 0)
+        {
+            var generator = new Generator((ulong)stepSeed, x.device);
+            string method = o.MethodMix is { Count: > 0 } mix ? mix[new Random(unchecked((int)stepSeed)).Next(mix.Count)] : o.Method;
+            var attack = AttackRegistry.Create(method, new AttackOptions { InputRange = o.InputRange, Seed = stepSeed + 1, ValidateInputs = false });
+            var eps = o.Epsilon.Sample(k, generator, x.device);
+            var adversarial = attack.Generate(model, x[..k], y[..k], eps);
+            input = cat(new[] { adversarial, x[k..] }, 0);
+        }
+
+        optimizer.zero_grad();
+        Tensor logits, loss;
+        if (model is IAuxiliaryClassifier { HasAuxiliaryLogits: true } withAux)
+        {
+            // Inception's side classifier adds its own weighted loss, as in the network's original training.
+            var (main, aux) = withAux.ForwardWithAuxiliary(input);
+            logits = main;
+            loss = WeightedLoss(F.cross_entropy(main, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight);
+            if (aux is not null)
+                loss = loss + withAux.AuxiliaryLossWeight *
+                    WeightedLoss(F.cross_entropy(aux, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight);
+        }
+        else
+        {
+            logits = model.call(input);
+            loss = WeightedLoss(F.cross_entropy(logits, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight);
+        }
+        double lossValue = loss.item<float>();
+        if (!double.IsFinite(lossValue))
+            throw new InvalidOperationException(
+                $"Training diverged at step {step + 1}: the loss is {lossValue}. Lower the learning rate (now {CurrentLearningRate(optimizer)}), " +
+                "check the inputs for NaN, or use an optimiser with smaller steps.");
+        loss.backward();
+        optimizer.step();
+
+        var right = logits.detach().argmax(1).eq(y);
+        int advRight = k > 0 ? (int)right[..k].sum().item<long>() : 0;
+        int cleanRight = (int)right[k..].sum().item<long>();
+        return new StepStats(lossValue, cleanRight, m - k, advRight, k);
+    }
+
+    /// <summary>The paper's loss: <c>(sum_clean L + lambda sum_adv L) / ((m - k) + lambda k)</c>; the first k are adversarial.</summary>
+    public static Tensor WeightedLoss(Tensor perExampleLoss, int k, double lambda)
+    {
+        long m = perExampleLoss.shape[0];
+        if (k == 0) return perExampleLoss.mean();
+        var clean = perExampleLoss[k..].sum();
+        var adversarial = perExampleLoss[..k].sum();
+        return (clean + lambda * adversarial) / ((m - k) + lambda * k);
+    }
+
+    /// <summary>A classifier needs examples of at least two classes; one class means a wrong filter or folder.</summary>
+    private static void CheckClasses(ImageSet data)
+    {
+        uint first = data.GetLabel(0);
+        for (int i = 1; i < data.RowCount; i++)
+            if (data.GetLabel(i) != first) return;
+        throw new ArgumentException(
+            $"All {data.RowCount} training rows have the same label ('{data.ClassNames[(int)first]}'); a classifier needs examples of at least two classes. " +
+            "Check the label column and any filters or folders in front of the trainer.", nameof(data));
+    }
+
+    /// <summary>Fails before the first step, not at the first checkpoint, when the checkpoint folder cannot be written.</summary>
+    private static void ProbeWritable(string directory)
+    {
+        try
+        {
+            AtomicFile.EnsureWritableFolder(directory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"Cannot write checkpoints to '{directory}' ({e.Message}). Choose a writable CheckpointOptions.Directory.", e);
+        }
+    }
+
+    internal long StepSeed(long step) => (long)_seed * 1_000_003L + step;
+
+    internal int[] EpochOrder(int rows, long epoch)
+    {
+        var order = Enumerable.Range(0, rows).ToArray();
+        // A fixed arithmetic mix, not HashCode.Combine: HashCode is randomised per process, and a resumed run in a new
+        // process must see the same order.
+        new Random(unchecked(_seed * 1_000_003 + (int)epoch * 7919)).Shuffle(order);
+        return order;
+    }
+
+    internal TorchSharp.Modules.OptimizerHelper CreateOptimizer(Module<Tensor, Tensor> model)
+    {
+        var o = _options;
+        var parameters = model.parameters();
+        return o.Optimizer switch
+        {
+            OptimizerKind.RmsProp => optim.RMSProp(parameters, lr: o.LearningRate, alpha: o.RmsPropDecay, eps: o.RmsPropEpsilon, weight_decay: o.WeightDecay, momentum: o.Momentum),
+            OptimizerKind.Sgd => optim.SGD(parameters, o.LearningRate, momentum: o.Momentum, weight_decay: o.WeightDecay),
+            OptimizerKind.Adam => optim.Adam(parameters, lr: o.LearningRate, weight_decay: o.WeightDecay),
+            _ => throw new ArgumentOutOfRangeException(nameof(o.Optimizer), o.Optimizer, "Unknown optimiser."),
+        };
+    }
+
+    private void SetLearningRate(TorchSharp.Modules.OptimizerHelper optimizer, long epoch)
+    {
+        var o = _options;
+        double lr = o.LearningRateDecayEpochs > 0 ? o.LearningRate * Math.Pow(o.LearningRateDecay, epoch / o.LearningRateDecayEpochs) : o.LearningRate;
+        foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+    }
+
+    private static double CurrentLearningRate(TorchSharp.Modules.OptimizerHelper optimizer) => optimizer.ParamGroups.First().LearningRate;
+
+    internal string Fingerprint(Module<Tensor, Tensor> model)
+        => $"{model.GetType().Name};{_options.Optimizer};" + string.Join(";", model.state_dict().Select(kv => $"{kv.Key}[{string.Join(",", kv.Value.shape)}]"));
+}

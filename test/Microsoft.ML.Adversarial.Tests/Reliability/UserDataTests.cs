@@ -1,0 +1,207 @@
+using System.Text.Json;
+using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.Evaluation;
+using Microsoft.ML.Adversarial.MLNet;
+using Microsoft.ML.Adversarial.Models;
+using Microsoft.ML.Adversarial.Tests.Cli;
+using Microsoft.ML.Adversarial.Training;
+using Microsoft.ML.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Adversarial.Tests.Reliability;
+
+/// <summary>
+/// A user's own data meeting a model (issue 13): classes matched by name, subsets stratified on every source, pixel
+/// ranges and label values checked before any work. Each test failed before its fix.
+/// </summary>
+[TestClass]
+public sealed class UserDataTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    private static readonly Lazy<(MLContext Ml, ImageClassifierTransformer Model)> Classifier = new(() =>
+    {
+        var ml = new MLContext(seed: 1);
+        var model = ml.MulticlassClassification.Trainers.AdversarialTraining(new AdversarialTrainingEstimator.Options
+        {
+            Model = new ModelSpec(Rho: 0.5), AdversarialPerBatch = 0, Epochs = 1, Optimizer = OptimizerKind.Adam, LearningRate = 2e-3, Seed = 2,
+        }).Fit(TestData.Train(1500).View());
+        return (ml, model);
+    });
+
+    /// <summary>The same images with the classes listed in another order (reversed names, labels renumbered to match).</summary>
+    private static ImageSet Permuted(ImageSet set)
+    {
+        int k = set.ClassNames.Count;
+        var names = set.ClassNames.Reverse().ToArray();
+        var pixels = new float[set.RowCount * set.ImageSize];
+        for (int i = 0; i < set.RowCount; i++) set.CopyPixels(i, pixels.AsSpan(i * set.ImageSize, set.ImageSize));
+        var labels = Enumerable.Range(0, set.RowCount).Select(i => (uint)(k - 1 - set.GetLabel(i))).ToArray();
+        return ImageSet.FromFloats(pixels, labels, names, set.ImageShape);
+    }
+
+    [TestMethod]
+    public void MLNetMetricsDoNotDependOnTheLabelKeysOrder()
+    {
+        var (ml, model) = Classifier.Value;
+        var test = TestData.Test(300);
+        var straight = ml.MulticlassClassification.Evaluate(model.Transform(test.View()), topKPredictionCount: 3);
+        var permuted = ml.MulticlassClassification.Evaluate(model.Transform(Permuted(test).View()), topKPredictionCount: 3);
+        TestContext.WriteLine($"top-1 {straight.MicroAccuracy:P1} with the model's class order, {permuted.MicroAccuracy:P1} with the classes reversed");
+        Assert.IsTrue(straight.MicroAccuracy > 0.5);
+        Assert.AreEqual(straight.MicroAccuracy, permuted.MicroAccuracy, 1e-12, "the same images must score the same whatever the key order");
+        Assert.AreEqual(straight.TopKAccuracy, permuted.TopKAccuracy, 1e-12);
+        Assert.AreEqual(straight.LogLoss, permuted.LogLoss, 1e-6);
+
+        // The FGSM transform reads true labels through the same map: reversed keys give the same adversarial pixels.
+        var fgsm = ml.Transforms.Fgsm(model, 8);
+        var a = TestData.ReadVectors(fgsm.Fit(test.View()).Transform(test.View()), "Pixels");
+        var b = TestData.ReadVectors(fgsm.Fit(Permuted(test).View()).Transform(Permuted(test).View()), "Pixels");
+        for (int i = 0; i < a.Count; i += 29) CollectionAssert.AreEqual(a[i], b[i], $"row {i}");
+
+        // And the robustness report (catalog) aligns too.
+        var report = ml.Adversarial().EvaluateRobustness(model, Permuted(test).View(), new RobustnessOptions { Methods = new[] { "fgsm" }, Epsilons = new[] { 8.0 } });
+        Assert.AreEqual(straight.MicroAccuracy, report.Clean.Top1, 1e-12);
+    }
+
+    [TestMethod]
+    public void UnknownOrMissingClassesAreAnErrorListingBothSets()
+    {
+        var test = TestData.Test(40);
+        var numbered = ImageSet.FromBytes(new byte[40 * 784], Enumerable.Range(0, 40).Select(i => (uint)(i % 10)).ToArray(),
+            Enumerable.Range(0, 10).Select(i => $"class{i}").ToArray(), (1, 28, 28));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => numbered.AlignTo(FashionMnist.ClassNames));
+        TestContext.WriteLine(e.Message);
+        StringAssert.Contains(e.Message, "'class0'");
+        StringAssert.Contains(e.Message, "'T-shirt/top'");
+        // A folder cannot hold "T-shirt/top": its folder-safe form matches.
+        var safe = ImageSet.FromBytes(new byte[40 * 784], Enumerable.Range(0, 40).Select(i => (uint)(i % 10)).ToArray(),
+            FashionMnist.ClassNames.Select(ClassMatch.FolderName).ToArray(), (1, 28, 28));
+        CollectionAssert.AreEqual(FashionMnist.ClassNames.ToArray(), safe.AlignTo(FashionMnist.ClassNames).ClassNames.ToArray());
+        // Through ML.NET: a label column with other classes than the model's is refused before scoring.
+        var (ml, model) = Classifier.Value;
+        var m = Assert.ThrowsExactly<ArgumentException>(() => model.Transform(numbered.View()));
+        StringAssert.Contains(m.Message, "label column 'Label'");
+        _ = test;
+    }
+
+    [TestMethod]
+    public void CliEvaluatesAFolderWhoseClassOrderDiffersFromTheModels()
+    {
+        // Folders named after the model's classes sort differently from the model's order ("Ankle boot" first).
+        string dir = TestData.TempFolder();
+        var ml = new MLContext(seed: 1);
+        var images = TestData.Test(200);
+        ml.Data.SaveAsImageFolder(images.View(), Path.Combine(dir, "data", "test"));
+        ml.Data.SaveAsImageFolder(TestData.Train(20).View(), Path.Combine(dir, "data", "train"));
+        var (code, _, err) = CliTests.Advml(dir, "train", "-o", "m.advml", "--train-count", "2000", "--rho", "0.5", "--k", "0", "--epochs", "1");
+        Assert.AreEqual(0, code, err);
+
+        (code, _, err) = CliTests.Advml(dir, "evaluate", "--model", "m.advml", "--data", Path.Combine(dir, "data"), "--grayscale", "--image-size", "28",
+            "--count", "200", "--methods", "fgsm", "--epsilons", "4", "-o", "eval.json");
+        Assert.AreEqual(0, code, err);
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "eval.json")));
+        double cliTop1 = json.RootElement.GetProperty("Rows")[0].GetProperty("Top1").GetDouble();
+
+        // Independent count: each PNG's folder names its class; the model's own class list gives the index.
+        var (model, description) = ModelIO.Load(Path.Combine(dir, "m.advml"));
+        var folderView = ml.Data.LoadFromImageFolder(Path.Combine(dir, "data", "test"), 28, 28, grayscale: true);
+        var pixels = TestData.ReadVectors(folderView, "Pixels");
+        var folderNames = TestData.KeyNames(folderView);
+        var keys = TestData.ReadKeys(folderView);
+        int right = 0;
+        using (no_grad())
+            for (int i = 0; i < pixels.Count; i++)
+            {
+                int truth = description.ClassNames!.Select(ClassMatch.FolderName).ToList().IndexOf(folderNames[keys[i] - 1]);
+                Assert.IsTrue(truth >= 0);
+                if (model.call(tensor(pixels[i], new long[] { 1, 1, 28, 28 })).argmax(1).item<long>() == truth) right++;
+            }
+        TestContext.WriteLine($"CLI clean top-1 {cliTop1:P1}, direct count {right / (double)pixels.Count:P1}");
+        Assert.IsTrue(right > 100, "a trained model gets most of 200 images right");
+        Assert.AreEqual(right / (double)pixels.Count, cliTop1, 1e-9);
+
+        // Folders named 0..9 do not name the model's classes: a clear error, not a number.
+        var numbered = Path.Combine(dir, "numbered", "test");
+        foreach (var (cls, i) in Directory.GetDirectories(Path.Combine(dir, "data", "test")).OrderBy(d => d, StringComparer.Ordinal).Select((d, i) => (d, i)))
+            CopyFolder(cls, Path.Combine(numbered, i.ToString()));
+        (code, _, err) = CliTests.Advml(dir, "evaluate", "--model", "m.advml", "--data", Path.Combine(dir, "numbered"), "--grayscale", "--image-size", "28");
+        Assert.AreNotEqual(0, code);
+        StringAssert.Contains(err, "do not match");
+        StringAssert.Contains(err, "'0'");
+        StringAssert.Contains(err, "'Trouser'");
+    }
+
+    private static void CopyFolder(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
+    }
+
+    [TestMethod]
+    public void SubsetsOfAClassSortedSourceAreStratified()
+    {
+        // An image folder lists its rows class by class; the first n rows would be one or two classes.
+        var sorted = TestData.Test(200).Select(Enumerable.Range(0, 200).OrderBy(i => TestData.Test(200).GetLabel(i)).ToArray());
+        var subset = sorted.Stratified(50);
+        var perClass = Enumerable.Range(0, subset.RowCount).GroupBy(i => subset.GetLabel(i)).Select(g => g.Count()).ToList();
+        Assert.AreEqual(10, perClass.Count, "every class is in the subset");
+        Assert.IsTrue(perClass.All(c => c == 5), string.Join(",", perClass));
+    }
+
+    [TestMethod]
+    public void PixelsOutsideTheModelsRangeAreRefusedAtFitScoringAndTraining()
+    {
+        var ml = new MLContext(seed: 1);
+        var test = TestData.Test(64);
+        // ExtractPixels without scaleImage gives 0..255; simulate exactly that column.
+        var pixels = new float[64 * 784];
+        for (int i = 0; i < 64; i++) test.CopyPixels(i, pixels.AsSpan(i * 784, 784));
+        for (int i = 0; i < pixels.Length; i++) pixels[i] *= 255f;
+        var raw = ImageSet.FromFloats(pixels, Enumerable.Range(0, 64).Select(i => test.GetLabel(i)).ToArray(), test.ClassNames, test.ImageShape);
+
+        var fit = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.AdversarialTraining(
+            new AdversarialTrainingEstimator.Options { MaxSteps = 1 }).Fit(raw.View()));
+        TestContext.WriteLine(fit.Message);
+        StringAssert.Contains(fit.Message, "scaleImage: 1f / 255");
+        StringAssert.Contains(fit.Message, "Options.InputRange");
+
+        var core = Assert.ThrowsExactly<ArgumentException>(() => new AdversarialTrainer(new AdversarialTrainingOptions { MaxSteps = 1 }).Train(new SmallCnn(rho: 0.25), raw));
+        StringAssert.Contains(core.Message, "AdversarialTrainingOptions.InputRange");
+
+        var (_, model) = Classifier.Value;
+        var score = Assert.ThrowsExactly<ArgumentException>(() => TestData.ReadVectors(model.Transform(raw.View()), "Score"));
+        StringAssert.Contains(score.Message, "scaleImage");
+        var attack = Assert.ThrowsExactly<ArgumentException>(() => TestData.ReadVectors(ml.Transforms.StepLeastLikely(model, 8).Fit(raw.View()).Transform(raw.View()), "Pixels"));
+        StringAssert.Contains(attack.Message, "scaleImage");
+
+        pixels[5] = float.NaN;
+        var nan = ImageSet.FromFloats(pixels.Select(v => v / 255f).ToArray(), Enumerable.Range(0, 64).Select(i => test.GetLabel(i)).ToArray(), test.ClassNames, test.ImageShape);
+        var nanScore = Assert.ThrowsExactly<ArgumentException>(() => TestData.ReadVectors(model.Transform(nan.View()), "Score"));
+        StringAssert.Contains(nanScore.Message, "NaN");
+    }
+
+    private sealed class FloatLabelRow
+    {
+        public float Label { get; set; }
+        [VectorType(1, 28, 28)] public float[] Pixels { get; set; } = new float[784];
+    }
+
+    [TestMethod]
+    public void SingleLabelsThatAreNotClassIndicesAreRefused()
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = new[] { 0f, 1f, 1_000_000f, 0f, 1f }.Select(l => new FloatLabelRow { Label = l }).ToList();
+        var data = ml.Data.LoadFromEnumerable(rows);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ImageSetReader.Read(data));
+        TestContext.WriteLine(e.Message);
+        StringAssert.Contains(e.Message, "1000000");
+        StringAssert.Contains(e.Message, "MapValueToKey");
+        // Real class indices read fine, and meet a model's classes by index.
+        var ok = ImageSetReader.Read(ml.Data.LoadFromEnumerable(new[] { 0f, 1f, 2f, 1f }.Select(l => new FloatLabelRow { Label = l }).ToList()));
+        Assert.AreEqual(3, ok.ClassNames.Count);
+        Assert.IsTrue(ok.ClassNamesAreIndices);
+        Assert.AreEqual(2u, ok.AlignTo(FashionMnist.ClassNames).GetLabel(2));
+    }
+}
