@@ -105,11 +105,14 @@ internal static class TrainCommand
         var data = Shared.LoadSplit(p, train: true, p.GetValue(Count));
         AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.ToString())}[/] on {data.RowCount} images {data.ImageShape}, " +
             (options.AdversarialPerBatch == 0 ? "clean" : Markup.Escape($"k = {options.AdversarialPerBatch} of {options.BatchSize} by {options.Method}, lambda {options.AdversarialLossWeight}, eps {options.Epsilon}")));
+        var description = new ModelDescription(spec, data.ClassNames.Count, data.ImageShape.Channels, data.ImageShape.Height, data.ImageShape.Width, data.ClassNames.ToArray());
+        try { description.Validate(); } // before allocating: a too-large network is an error, not a native crash
+        catch (ArgumentException e) { throw new CliException(e.Message); }
         torch.manual_seed(options.Seed);
         var model = spec.Create(data.ClassNames.Count, data.ImageShape);
         model.to(device);
         var result = Train(model, data, options, checkpoints, ct);
-        ModelIO.Save(model, new ModelDescription(spec, data.ClassNames.Count, data.ImageShape.Channels, data.ImageShape.Height, data.ImageShape.Width, data.ClassNames.ToArray()), output);
+        ModelIO.Save(model, description, output);
         var last = result.History.LastOrDefault();
         AnsiConsole.MarkupLine($"Done: {result.Steps} steps in {result.Elapsed.TotalSeconds:F0} s" + (result.ResumedFromStep > 0 ? $" (resumed at {result.ResumedFromStep})" : "") +
             (last is null ? "" : $", last loss {last.Loss:F4}, clean batch accuracy {last.CleanAccuracy:P1}") + $". Saved [bold]{Markup.Escape(output)}[/].");

@@ -88,13 +88,21 @@ public sealed class ImageClassifierTransformer : ITransformer
         if (Spec is null)
             throw new NotSupportedException("This classifier wraps a network the library did not build (no ModelSpec), so mlContext.Model.Save cannot rebuild it. " +
                 "Train it with AdversarialTraining, or save the network with SaveWeights.");
+        if (ModelPersistence.IsDisposed(Model))
+        {
+            ModelPersistence.AbandonFile(ctx);
+            throw new ObjectDisposedException(nameof(Model), $"The classifier's {Spec} network has been disposed, so there is nothing to save. " +
+                "Save the model before disposing it, or load it again.");
+        }
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
         var state = new State(StateVersion, ModelIO.LibraryVersion, PixelColumnName, ScoreColumnName, PredictedLabelColumnName, BatchSize,
             InputRange.Min.ToArray(), InputRange.Max.ToArray(), InputRange.Description);
         ModelPersistence.SaveJson(ctx, state);
         var description = new ModelDescription(Spec, ClassNames.Count, ImageShape.Channels, ImageShape.Height, ImageShape.Width, ClassNames.ToArray());
-        ctx.SaveBinaryStream(ModelPersistence.NetworkEntry, w => ModelIO.Write(Model, description, w.BaseStream));
+        var network = new MemoryStream();
+        ModelIO.Write(Model, description, network);
+        ModelPersistence.SaveEntry(ctx, ModelPersistence.NetworkEntry, network.ToArray());
     }
 
     /// <summary>Called by <c>mlContext.Model.Load</c> through the LoadableClass registration.</summary>
