@@ -111,8 +111,12 @@ public sealed class SaveLoadTests
             using (var r = new StreamReader(entry.Open())) json = r.ReadToEnd();
             string name = entry.FullName;
             entry.Delete();
-            using var w = new StreamWriter(zip.CreateEntry(name).Open());
-            w.Write(json.Replace("\"StateVersion\": 1", "\"StateVersion\": 7"));
+            var newerJson = System.Text.Encoding.UTF8.GetBytes(json.Replace("\"StateVersion\": 1", "\"StateVersion\": 7"));
+            using (var w = zip.CreateEntry(name).Open()) w.Write(newerJson);
+            // A newer library writes the settings' SHA-256 beside them too.
+            zip.GetEntry(name + ".sha256")!.Delete();
+            using var h = new StreamWriter(zip.CreateEntry(name + ".sha256").Open());
+            h.Write(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(newerJson)));
         }
         var inner = Innermost(Assert.Throws<Exception>(() => ml.Model.Load(newer, out _)));
         TestContext.WriteLine($"newer: {inner.Message}");
