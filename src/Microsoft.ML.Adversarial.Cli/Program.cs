@@ -32,8 +32,15 @@ catch (OperationCanceledException)
     Console.Error.WriteLine("advml: interrupted. Finished models and checkpoints are kept; rerun the same command (train: add --resume) to continue.");
     return 130;
 }
-catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException
+                               or System.Text.Json.JsonException or FormatException or NotSupportedException or ObjectDisposedException)
 {
     Console.Error.WriteLine($"advml: {CliException.OneLine(e.Message)}");
     return 1;
+}
+catch (Exception e)
+{
+    // Last resort (a bug, or a native error TorchSharp surfaced): still one line and a non-zero exit, with the type to report.
+    Console.Error.WriteLine($"advml: unexpected {e.GetType().Name}: {CliException.OneLine(e.Message)} (please report this with the command line)");
+    return 3;
 }

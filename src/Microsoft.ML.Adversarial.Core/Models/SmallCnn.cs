@@ -58,10 +58,14 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
 
 internal static class ModelChecks
 {
+    /// <summary>Largest width multiplier accepted.</summary>
+    public const double MaxRho = 16;
+
     public static void Width(double rho)
     {
-        if (!double.IsFinite(rho) || rho <= 0)
-            throw new ArgumentOutOfRangeException(nameof(rho), rho, $"The width multiplier rho must be a positive number (the paper studies 0.5 to 2); got {rho}.");
+        // Bounded above: rho 200 asks for a network of tens of gigabytes, which used to crash in native code.
+        if (!double.IsFinite(rho) || rho <= 0 || rho > MaxRho)
+            throw new ArgumentOutOfRangeException(nameof(rho), rho, $"The width multiplier rho must be a positive number no larger than {MaxRho} (the paper studies 0.5 to 2); got {rho}.");
     }
 
     public static void Classes(int classes)

@@ -69,15 +69,16 @@ public sealed class AdversarialTrainer
     {
         ArgumentNullException.ThrowIfNull(spec);
         ArgumentNullException.ThrowIfNull(data);
-        spec.Validate();
+        var (c, h, w) = data.ImageShape;
+        var description = new ModelDescription(spec, data.ClassNames.Count, c, h, w, data.ClassNames.ToArray()) { InputRange = _options.InputRange };
+        description.Validate(); // a network too large for any machine is an error here, not a native crash
         torch.manual_seed(_seed);
-        var model = spec.Create(data.ClassNames.Count, data.ImageShape);
+        var model = description.CreateModel();
         try
         {
             model.to(device ?? CPU);
             var result = Train(model, data, progress, cancellationToken);
-            var (c, h, w) = data.ImageShape;
-            return new TrainedModel(model, new ModelDescription(spec, data.ClassNames.Count, c, h, w, data.ClassNames.ToArray()) { InputRange = _options.InputRange }, result);
+            return new TrainedModel(model, description, result);
         }
         catch
         {
@@ -100,6 +101,9 @@ public sealed class AdversarialTrainer
         if (data.RangeProblem(o.InputRange) is { } rangeProblem)
             throw new ArgumentException($"Training data: {rangeProblem}. Scale the pixels to {o.InputRange} or set AdversarialTrainingOptions.InputRange to the range they are in.", nameof(data));
         if (_checkpoints.Directory is { } checkpointDir) ProbeWritable(checkpointDir);
+        // One run per checkpoint folder: two would overwrite each other's checkpoints.
+        using var folderLock = _checkpoints.Directory is { } lockDir ? CheckpointLock.Acquire(lockDir) : null;
+        var settings = _checkpoints.Directory is null ? null : Settings(data);
         var device = model.parameters().FirstOrDefault()?.device ?? CPU;
         long perEpoch = StepsPerEpoch(data.RowCount);
         long total = Math.Min(perEpoch * o.Epochs, o.MaxSteps ?? long.MaxValue);
@@ -108,7 +112,7 @@ public sealed class AdversarialTrainer
         long step = 0;
         if (_checkpoints is { Resume: true, Directory: { } dir } && Checkpoint.Exists(dir))
         {
-            step = Checkpoint.Load(dir, model, optimizer, Fingerprint(model));
+            step = Checkpoint.Load(dir, model, optimizer, Fingerprint(model), settings);
             _log?.Invoke($"Resumed from step {step} of {total} ({dir}).");
         }
         long resumedFrom = step;
@@ -159,7 +163,7 @@ public sealed class AdversarialTrainer
                 window.Restart();
             }
             if (_checkpoints.Directory is { } ckpt && (step % _checkpoints.Every == 0 || step == total))
-                Checkpoint.Save(ckpt, model, optimizer, step, Fingerprint(model));
+                Checkpoint.Save(ckpt, model, optimizer, step, Fingerprint(model), settings);
         }
         model.eval();
         return new TrainingResult(step, resumedFrom, watch.Elapsed, lastLoss, history);
@@ -285,6 +289,55 @@ public sealed class AdversarialTrainer
     }
 
     private static double CurrentLearningRate(TorchSharp.Modules.OptimizerHelper optimizer) => optimizer.ParamGroups.First().LearningRate;
+
+    /// <summary>
+    /// Everything besides the architecture that decides what the steps do: options, seed and data. A resume must match
+    /// all of them (Epochs and MaxSteps may change: training longer is what resuming is for).
+    /// </summary>
+    internal Dictionary<string, string> Settings(ImageSet data)
+    {
+        var o = _options;
+        static string N(double v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        return new Dictionary<string, string>
+        {
+            ["Seed"] = _seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["BatchSize"] = o.BatchSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["AdversarialPerBatch"] = o.AdversarialPerBatch.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["AdversarialLossWeight"] = N(o.AdversarialLossWeight),
+            ["Method"] = o.MethodMix is { Count: > 0 } mix ? "mix " + string.Join(",", mix) : o.Method,
+            ["Epsilon"] = o.Epsilon.ToString() ?? "",
+            ["DelaySteps"] = o.DelaySteps.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Optimizer"] = o.Optimizer.ToString(),
+            ["LearningRate"] = N(o.LearningRate),
+            ["RmsPropDecay"] = N(o.RmsPropDecay),
+            ["RmsPropEpsilon"] = N(o.RmsPropEpsilon),
+            ["Momentum"] = N(o.Momentum),
+            ["WeightDecay"] = N(o.WeightDecay),
+            ["LabelSmoothing"] = N(o.LabelSmoothing),
+            ["LearningRateDecay"] = o.LearningRateDecayEpochs == 0 ? "none" : $"{N(o.LearningRateDecay)} every {o.LearningRateDecayEpochs} epochs",
+            ["InputRange"] = $"{o.InputRange.Description} [{string.Join(",", o.InputRange.Min.Select(v => N(v)))}..{string.Join(",", o.InputRange.Max.Select(v => N(v)))}]",
+            ["Data.Rows"] = data.RowCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Data.Classes"] = string.Join(",", data.ClassNames),
+            ["Data.Fingerprint"] = DataFingerprint(data),
+        };
+    }
+
+    /// <summary>SHA-256 of every label and pixel, in row order (the row order decides the epoch order too).</summary>
+    private static string DataFingerprint(ImageSet data)
+    {
+        var (c, h, w) = data.ImageShape;
+        var pixels = new float[c * h * w];
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        Span<byte> label = stackalloc byte[4];
+        for (int i = 0; i < data.RowCount; i++)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(label, data.GetLabel(i));
+            hash.AppendData(label);
+            data.CopyPixels(i, pixels);
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(pixels.AsSpan()));
+        }
+        return Convert.ToHexString(hash.GetHashAndReset())[..32];
+    }
 
     internal string Fingerprint(Module<Tensor, Tensor> model)
         => $"{model.GetType().Name};{_options.Optimizer};" + string.Join(";", model.state_dict().Select(kv => $"{kv.Key}[{string.Join(",", kv.Value.shape)}]"));

@@ -17,12 +17,16 @@ internal static class Checkpoint
     private const string Previous = "checkpoint.previous";
     private const int FormatVersion = 1;
 
-    private sealed record State(int Format, long Step, string Fingerprint, string ModelSha256, string OptimizerSha256);
+    // Settings (added within format 1; absent in older checkpoints, which are then checked by fingerprint only): every
+    // option that changes what a step does, and the data's fingerprint, so that a resume with other settings is refused.
+    private sealed record State(int Format, long Step, string Fingerprint, string ModelSha256, string OptimizerSha256,
+        IReadOnlyDictionary<string, string>? Settings = null);
 
     public static bool Exists(string directory)
         => File.Exists(Path.Combine(directory, Current, "state.json")) || File.Exists(Path.Combine(directory, Previous, "state.json"));
 
-    public static void Save(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, long step, string fingerprint)
+    public static void Save(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, long step, string fingerprint,
+        IReadOnlyDictionary<string, string>? settings = null)
     {
         Directory.CreateDirectory(directory);
         string tmp = Path.Combine(directory, $".checkpoint.tmp-{Guid.NewGuid():N}");
@@ -30,7 +34,7 @@ internal static class Checkpoint
         string modelPath = Path.Combine(tmp, "model.dat"), optimizerPath = Path.Combine(tmp, "optimizer.dat");
         model.save(modelPath);
         optimizer.save_state_dict(optimizerPath);
-        var state = new State(FormatVersion, step, fingerprint, Sha256(modelPath), Sha256(optimizerPath));
+        var state = new State(FormatVersion, step, fingerprint, Sha256(modelPath), Sha256(optimizerPath), settings);
         File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(state));
 
         string current = Path.Combine(directory, Current), previous = Path.Combine(directory, Previous);
@@ -41,7 +45,8 @@ internal static class Checkpoint
     }
 
     /// <summary>Loads the newest complete checkpoint into the model and optimiser; returns its step.</summary>
-    public static long Load(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, string fingerprint)
+    public static long Load(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, string fingerprint,
+        IReadOnlyDictionary<string, string>? settings = null)
     {
         string folder = Path.Combine(directory, Current);
         if (!File.Exists(Path.Combine(folder, "state.json"))) folder = Path.Combine(directory, Previous);
@@ -61,6 +66,16 @@ internal static class Checkpoint
             throw new InvalidDataException(
                 $"Checkpoint '{folder}' was written for another architecture or optimiser.\n  checkpoint: {Shorten(state.Fingerprint)}\n  this run:   {Shorten(fingerprint)}\n" +
                 "Resume with the same model options, or point the run at a new checkpoint folder.");
+        if (state.Settings is { } saved && settings is not null)
+        {
+            var differences = saved.Keys.Union(settings.Keys).Order(StringComparer.Ordinal)
+                .Where(k => saved.GetValueOrDefault(k) != settings.GetValueOrDefault(k))
+                .Select(k => $"{k}: {saved.GetValueOrDefault(k) ?? "(none)"} vs {settings.GetValueOrDefault(k) ?? "(none)"}").ToList();
+            if (differences.Count > 0)
+                throw new InvalidDataException(
+                    $"Checkpoint '{folder}' was written with other settings (checkpoint vs this run): {string.Join("; ", differences)}. " +
+                    "Resuming would mix two runs into one model; resume with the checkpoint's settings, or point the run at a new checkpoint folder.");
+        }
         string modelPath = Path.Combine(folder, "model.dat"), optimizerPath = Path.Combine(folder, "optimizer.dat");
         foreach (var (path, expected) in new[] { (modelPath, state.ModelSha256), (optimizerPath, state.OptimizerSha256) })
             if (!File.Exists(path) || Sha256(path) != expected)
@@ -77,4 +92,62 @@ internal static class Checkpoint
     }
 
     private static string Shorten(string s) => s.Length <= 300 ? s : s[..300] + "...";
+}
+
+/// <summary>
+/// Exclusive use of a checkpoint folder for one training run: a lock file opened with <see cref="FileShare.None"/>,
+/// held until disposed. The operating system releases it when the process dies, so a crashed run never blocks the
+/// next one. Who holds it (PID, host, start time) is written beside it for the error message.
+/// </summary>
+internal sealed class CheckpointLock : IDisposable
+{
+    private const string LockFile = "checkpoint.lock";
+    private const string OwnerFile = "checkpoint.lock.owner";
+    private readonly FileStream _lock;
+    private readonly string _owner;
+
+    private CheckpointLock(FileStream lockStream, string owner)
+    {
+        _lock = lockStream;
+        _owner = owner;
+    }
+
+    public static CheckpointLock Acquire(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        string lockPath = Path.Combine(directory, LockFile), ownerPath = Path.Combine(directory, OwnerFile);
+        FileStream stream;
+        try
+        {
+            stream = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e)
+        {
+            string holder;
+            try { holder = File.ReadAllText(ownerPath).Trim(); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { holder = "another process"; }
+            throw new IOException(
+                $"Checkpoint folder '{directory}' is in use by another training run ({holder}). Two runs on one folder would overwrite each other's " +
+                "checkpoints: wait for that run to finish, stop it, or use another checkpoint folder.", e);
+        }
+        string owner = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"PID {Environment.ProcessId} on host {Environment.MachineName}, started {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC");
+        try
+        {
+            File.WriteAllText(ownerPath, owner);
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+        return new CheckpointLock(stream, ownerPath);
+    }
+
+    public void Dispose()
+    {
+        try { File.Delete(_owner); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // only the message's detail
+        _lock.Dispose();
+    }
 }

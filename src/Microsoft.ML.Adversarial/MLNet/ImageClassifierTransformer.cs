@@ -91,12 +91,21 @@ public sealed class ImageClassifierTransformer : ITransformer
     /// <summary>Saved by <c>mlContext.Model.Save</c>: settings (State.json) and the network (Network.zip, a <see cref="ModelIO"/> file).</summary>
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
+        if (ModelPersistence.IsDisposed(Model))
+        {
+            ModelPersistence.AbandonFile(ctx);
+            throw new ObjectDisposedException(nameof(Model), $"The classifier's {Spec} network has been disposed, so there is nothing to save. " +
+                "Save the model before disposing it, or load it again.");
+        }
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
         var state = new State(StateVersion, ModelIO.LibraryVersion, PixelColumnName, ScoreColumnName, PredictedLabelColumnName, BatchSize,
             InputRange.Min.ToArray(), InputRange.Max.ToArray(), InputRange.Description, LabelColumnName);
         ModelPersistence.SaveJson(ctx, state);
-        ctx.SaveBinaryStream(ModelPersistence.NetworkEntry, w => ModelIO.Write(Model, Description with { InputRange = InputRange }, w.BaseStream));
+        var description = Description with { InputRange = InputRange };
+        var network = new MemoryStream();
+        ModelIO.Write(Model, description, network);
+        ModelPersistence.SaveEntry(ctx, ModelPersistence.NetworkEntry, network.ToArray());
     }
 
     /// <summary>Called by <c>mlContext.Model.Load</c> through the LoadableClass registration.</summary>

@@ -112,8 +112,12 @@ public sealed class SaveLoadTests
             using (var r = new StreamReader(entry.Open())) json = r.ReadToEnd();
             string name = entry.FullName;
             entry.Delete();
-            using var w = new StreamWriter(zip.CreateEntry(name).Open());
-            w.Write(json.Replace("\"StateVersion\": 1", "\"StateVersion\": 7"));
+            var newerJson = System.Text.Encoding.UTF8.GetBytes(json.Replace("\"StateVersion\": 1", "\"StateVersion\": 7"));
+            using (var w = zip.CreateEntry(name).Open()) w.Write(newerJson);
+            // A newer library writes the settings' SHA-256 beside them too.
+            zip.GetEntry(name + ".sha256")!.Delete();
+            using var h = new StreamWriter(zip.CreateEntry(name + ".sha256").Open());
+            h.Write(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(newerJson)));
         }
         var inner = Innermost(Assert.Throws<Exception>(() => ml.Model.Load(newer, out _)));
         TestContext.WriteLine($"newer: {inner.Message}");
@@ -137,6 +141,63 @@ public sealed class SaveLoadTests
         string foreign = Path.Combine(folder, "notes.zip");
         File.WriteAllText(foreign, "not a model");
         Assert.Throws<Exception>(() => ml.Model.Load(foreign, out _));
+        Directory.Delete(folder, true);
+    }
+
+    /// <summary>Damage that decodes without error (stored or rewritten entries) must not load as a different model.</summary>
+    [TestMethod]
+    public void DamagedSettingsOrNetworkEntriesAreRefusedInsteadOfLoadingAWrongModel()
+    {
+        var (ml, classifier, test) = Trained.Value;
+        string folder = TestData.TempFolder();
+        string good = Path.Combine(folder, "good.zip");
+        ml.Model.Save(classifier, test.Schema, good);
+        Assert.IsInstanceOfType<ImageClassifierTransformer>(ml.Model.Load(good, out _));
+
+        // The network's weights with 4 flipped bytes, inside a Network.zip whose own zip is intact.
+        string innerGood = Path.Combine(folder, "inner.advml"), innerBad = Path.Combine(folder, "inner-bad.advml");
+        using (var zip = ZipFile.OpenRead(good))
+            zip.Entries.Single(x => x.FullName.EndsWith("Network.zip")).ExtractToFile(innerGood);
+        Reliability.ModelFileTests.RewriteZip(innerGood, innerBad, (name, bytes) =>
+        {
+            if (name != "weights.bin") return bytes;
+            for (int i = 0; i < 4; i++) bytes[bytes.Length / 2 + 5 * i] ^= 0x41;
+            return bytes;
+        });
+        string network = Path.Combine(folder, "network.zip");
+        Reliability.ModelFileTests.RewriteZip(good, network, (name, bytes) => name.EndsWith("Network.zip") ? File.ReadAllBytes(innerBad) : bytes);
+        var inner = Innermost(Assert.Throws<Exception>(() => ml.Model.Load(network, out _)));
+        TestContext.WriteLine($"network: {inner.Message}");
+        StringAssert.Contains(inner.Message, "Network.zip");
+        StringAssert.Contains(inner.Message, "SHA-256");
+
+        // The settings with one number changed (a valid JSON, a valid zip).
+        string settings = Path.Combine(folder, "settings.zip");
+        Reliability.ModelFileTests.RewriteZip(good, settings, (name, bytes) => name.EndsWith("State.json")
+            ? System.Text.Encoding.UTF8.GetBytes(System.Text.Encoding.UTF8.GetString(bytes).Replace("\"BatchSize\": 24", "\"BatchSize\": 25"))
+            : bytes);
+        inner = Innermost(Assert.Throws<Exception>(() => ml.Model.Load(settings, out _)));
+        TestContext.WriteLine($"settings: {inner.Message}");
+        StringAssert.Contains(inner.Message, "State.json");
+        StringAssert.Contains(inner.Message, "SHA-256");
+        Directory.Delete(folder, true);
+    }
+
+    [TestMethod]
+    public void SavingAClassifierWhoseNetworkWasDisposedIsAnErrorAndLeavesNoFile()
+    {
+        var (ml, classifier, test) = Trained.Value;
+        string folder = TestData.TempFolder();
+        // A copy (the shared classifier stays usable), its network disposed, then saved.
+        string good = Path.Combine(folder, "good.zip");
+        ml.Model.Save(classifier, test.Schema, good);
+        var copy = (ImageClassifierTransformer)ml.Model.Load(good, out _);
+        copy.Model.Dispose();
+        string broken = Path.Combine(folder, "disposed.zip");
+        var e = Assert.Throws<Exception>(() => ml.Model.Save(copy, test.Schema, broken));
+        TestContext.WriteLine($"disposed: {e.Message}");
+        StringAssert.Contains(Innermost(e).Message, "disposed");
+        Assert.IsFalse(File.Exists(broken), "no broken model file may be left behind");
         Directory.Delete(folder, true);
     }
 
