@@ -18,13 +18,23 @@ public sealed class ImageFolderOptions
     public ImageResizingEstimator.ResizingKind Resizing { get; set; } = ImageResizingEstimator.ResizingKind.IsoCrop;
     /// <summary>Largest image (width x height) accepted; larger files are refused before decoding (decompression bombs).</summary>
     public long MaxPixels { get; set; } = ImageHeader.DefaultMaxPixels;
+    /// <summary>
+    /// Grey level in [0, 1] that images with transparency are composited on (alpha "over" this background, per
+    /// channel): 1 (the default) is white, the convention for documents and web images; 0 is black. A pixel of
+    /// colour c and alpha a reads as a * c + (1 - a) * Background, so fully transparent pixels read as the background
+    /// and opaque images are unchanged. With <see cref="ImageResizingEstimator.ResizingKind.IsoPad"/> the padding is
+    /// transparent and so reads as the background too.
+    /// </summary>
+    public float Background { get; set; } = 1f;
 }
 
 /// <summary>
 /// Reads class-per-folder image sets through ML.NET ImageAnalytics
 /// (<c>LoadImages</c> → <c>ResizeImages</c> → <c>ExtractPixels</c>) into the same <c>Label</c> + <c>Pixels</c>
 /// shape as <see cref="FashionMnist"/> (<c>Vector&lt;Single, C, H, W&gt;</c>, values in [0, 1]), and writes pixel
-/// columns back as PNG files in the same layout.
+/// columns back as PNG files in the same layout. Every file is checked (header, then a full decode) before any row is
+/// read, and a file that fails is named in the error; images with transparency are composited on
+/// <see cref="ImageFolderOptions.Background"/> (white by default).
 /// </summary>
 public static class ImageFolder
 {
@@ -37,7 +47,9 @@ public static class ImageFolder
 
     private sealed class ImageEntry
     {
-        public string ImagePath { get; set; } = "";
+        // Not "ImagePath": the output's path column (ImageFolderOptions.ImagePathColumnName) is a copy of this one,
+        // and this one is dropped; under the same name the copy was dropped with it.
+        public string SourcePath { get; set; } = "";
         public string Label { get; set; } = "";
     }
 
@@ -70,29 +82,37 @@ public static class ImageFolder
         ArgumentNullException.ThrowIfNull(options);
         if (options.Height < 1 || options.Width < 1)
             throw new ArgumentOutOfRangeException(nameof(options), $"Image size must be positive; got {options.Height}x{options.Width}.");
+        if (!(options.Background is >= 0f and <= 1f))
+            throw new ArgumentOutOfRangeException(nameof(options), $"ImageFolderOptions.Background is {options.Background}; use a grey level in [0, 1] (1 = white, 0 = black).");
         var (classes, images) = Scan(options.Folder);
         // Check every file's header first: an empty, foreign or gigantic file fails here, naming the file, instead of
         // deep inside the image decoder (or by exhausting memory).
-        foreach (var (relative, _) in images) ImageHeader.Check(Path.Combine(options.Folder, relative), options.MaxPixels);
-        var entries = mlContext.Data.LoadFromEnumerable(images.Select(i => new ImageEntry { ImagePath = i.RelativePath, Label = i.Label }).ToList());
+        var files = images.Select(i => Path.Combine(options.Folder, i.RelativePath)).ToList();
+        foreach (string file in files) ImageHeader.Check(file, options.MaxPixels);
+        // Then decode each once: the decoder ML.NET uses reads corrupt pixel data as blank pixels without an error.
+        if (ImageDecodeCheck.FirstUndecodable(files, out string? why) is { } bad)
+            throw new InvalidDataException($"Image file '{bad}' is corrupt: its header is fine but its pixel data does not decode ({why}); " +
+                "it would be read as blank pixels. Copy the file again, or remove it.");
+        var entries = mlContext.Data.LoadFromEnumerable(images.Select(i => new ImageEntry { SourcePath = i.RelativePath, Label = i.Label }).ToList());
         const string imageColumn = "__Image";
         var keyData = classes.Select(c => new ClassName { Label = c }).ToList();
         IEstimator<ITransformer> pipeline = mlContext.Transforms.Conversion.MapValueToKey(
                 options.LabelColumnName, nameof(ImageEntry.Label), keyOrdinality: Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue,
                 keyData: mlContext.Data.LoadFromEnumerable(keyData))
-            .Append(mlContext.Transforms.CopyColumns(options.ImagePathColumnName, nameof(ImageEntry.ImagePath)))
-            .Append(mlContext.Transforms.LoadImages(imageColumn, options.Folder, nameof(ImageEntry.ImagePath)))
+            .Append(mlContext.Transforms.CopyColumns(options.ImagePathColumnName, nameof(ImageEntry.SourcePath)))
+            .Append(mlContext.Transforms.LoadImages(imageColumn, options.Folder, nameof(ImageEntry.SourcePath)))
             .Append(mlContext.Transforms.ResizeImages(imageColumn, options.Width, options.Height, imageColumn, options.Resizing));
         if (options.Grayscale)
             pipeline = pipeline.Append(mlContext.Transforms.ConvertToGrayscale(imageColumn));
+        // Alpha comes out as an extra first plane; ImageFolderDataView composites on the background and drops it.
         pipeline = pipeline
             .Append(mlContext.Transforms.ExtractPixels(options.PixelColumnName, imageColumn,
-                colorsToExtract: options.Grayscale ? ImagePixelExtractingEstimator.ColorBits.Red : ImagePixelExtractingEstimator.ColorBits.Rgb,
-                scaleImage: 1f / 255f, outputAsFloatArray: true))
-            .Append(mlContext.Transforms.DropColumns(imageColumn, nameof(ImageEntry.ImagePath)));
+                colorsToExtract: ImagePixelExtractingEstimator.ColorBits.Alpha | (options.Grayscale ? ImagePixelExtractingEstimator.ColorBits.Red : ImagePixelExtractingEstimator.ColorBits.Rgb),
+                orderOfExtraction: ImagePixelExtractingEstimator.ColorsOrder.ARGB, scaleImage: 1f / 255f, outputAsFloatArray: true))
+            .Append(mlContext.Transforms.DropColumns(imageColumn, nameof(ImageEntry.SourcePath)));
         if (options.LabelColumnName != nameof(ImageEntry.Label))
             pipeline = pipeline.Append(mlContext.Transforms.DropColumns(nameof(ImageEntry.Label)));
-        return pipeline.Fit(entries).Transform(entries);
+        return new ImageFolderDataView(pipeline.Fit(entries).Transform(entries), options.PixelColumnName, options.Background, options.Folder, files);
     }
 
     /// <summary>

@@ -137,6 +137,13 @@ public sealed class CliTests
         {
             var bytes = File.ReadAllBytes(Path.Combine(output, png));
             Assert.IsTrue(bytes.Length > 1000 && bytes[1] == (byte)'P' && bytes[2] == (byte)'N' && bytes[3] == (byte)'G', $"{png} is not a PNG");
+            // The title is drawn: without a usable font every label is silently missing.
+            using var image = SkiaSharp.SKBitmap.Decode(bytes);
+            int ink = 0;
+            for (int y = 0; y < Microsoft.ML.Adversarial.Cli.Experiments.LineChart.TitleBand; y++)
+                for (int x = 0; x < image.Width; x++)
+                    if (image.GetPixel(x, y) is var c && c.Red + c.Green + c.Blue < 3 * 128) ink++;
+            Assert.IsTrue(ink > 300, $"{png}: the title band has {ink} dark pixels; the title was not drawn");
         }
         Assert.AreEqual(15, Directory.GetFiles(Path.Combine(output, "models"), "*.advml").Length);
 
