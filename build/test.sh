@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash build/setup.sh --with-pytorch
+# Layering (docs/architecture.md): no folder cycles, no ML.NET in the core. Fails in a second, before the build.
+python3 build/check-layers.py
 dotnet test Microsoft.ML.Adversarial.sln -c Release --logger "console;verbosity=normal" "$@"
