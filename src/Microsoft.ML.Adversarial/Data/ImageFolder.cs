@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
 
@@ -99,7 +102,9 @@ public static class ImageFolder
     /// Writes each row's pixels (<c>Vector&lt;Single, C, H, W&gt;</c> in [0, 1], C = 1 or 3) as a PNG under
     /// <c>folder/&lt;class&gt;/</c>. Values are clamped to [0, 1] and rounded to the nearest byte, so a PNG read back
     /// with <see cref="Load"/> gives the same pixels to within 1/510. Each file is written under a temporary name
-    /// and renamed, so no half-written PNG is left under its final name.
+    /// and renamed, so no half-written PNG is left under its final name, and a write that fails (full disk) removes its
+    /// temporary file. Class folders are named by <see cref="FolderNames"/>; every file is checked to lie inside
+    /// <paramref name="folder"/>, whatever the class names say.
     /// </summary>
     /// <returns>The number of images written.</returns>
     public static int Save(IDataView data, string folder, string pixelColumnName = "Pixels", string labelColumnName = "Label",
@@ -119,6 +124,9 @@ public static class ImageFolder
             ?? throw new ArgumentException($"Column '{fileNameColumnName}' not found.", nameof(fileNameColumnName));
 
         Directory.CreateDirectory(folder);
+        string root = Path.GetFullPath(folder);
+        string rootPrefix = Path.EndsInDirectorySeparator(root) ? root : root + Path.DirectorySeparatorChar;
+        var folderNames = classNames is null ? null : FolderNames(classNames);
         var needed = new List<DataViewSchema.Column> { pixelColumn };
         if (labelColumn is { } l) needed.Add(l);
         if (fileColumn is { } fc) needed.Add(fc);
@@ -146,33 +154,87 @@ public static class ImageFolder
             if (labelGetter != null)
             {
                 labelGetter(ref key);
-                sub = key == 0 ? "_missing" : classNames is { } cn && key - 1 < cn.Length ? SafeName(cn[key - 1]) : (key - 1).ToString();
+                sub = key == 0 ? MissingFolder : folderNames is { } fn && key - 1 < fn.Count ? fn[(int)key - 1] : (key - 1).ToString(CultureInfo.InvariantCulture);
             }
             string fileName;
             if (fileGetter != null)
             {
                 fileGetter(ref name);
-                fileName = Path.ChangeExtension(Path.GetFileName(name.ToString()), ".png");
+                fileName = SafeName(Path.GetFileNameWithoutExtension(name.ToString())) + ".png";
             }
             else fileName = $"{cursor.Position:D6}.png";
-            string dir = Path.Combine(folder, sub);
+            string dir = Path.Combine(root, sub);
+            string final = Path.GetFullPath(Path.Combine(dir, fileName));
+            // The names come from data (a model file's class names, a file-name column): never write outside the folder.
+            if (!final.StartsWith(rootPrefix, StringComparison.Ordinal))
+                throw new InvalidDataException($"Image '{fileName}' of class folder '{sub}' would be written to '{final}', outside the output folder '{root}'. Rename the class or file.");
             Directory.CreateDirectory(dir);
-            string final = Path.Combine(dir, fileName);
             string tmp = Path.Combine(dir, "." + Path.GetFileNameWithoutExtension(fileName) + ".tmp.png");
-            using (var image = MLImage.CreateFromPixels(width, height, MLPixelFormat.Rgba32, rgba))
-                image.Save(tmp);
-            File.Move(tmp, final, overwrite: true);
+            try
+            {
+                using (var image = MLImage.CreateFromPixels(width, height, MLPixelFormat.Rgba32, rgba))
+                    image.Save(tmp);
+                File.Move(tmp, final, overwrite: true);
+            }
+            catch
+            {
+                File.Delete(tmp);
+                throw;
+            }
             written++;
         }
         return written;
     }
 
-    /// <summary>Folder-safe form of a class name ("T-shirt/top" becomes "T-shirt_top").</summary>
+    /// <summary>Folder of the rows whose label is missing (key 0); never the folder of a class.</summary>
+    public const string MissingFolder = "_missing";
+
+    /// <summary>
+    /// Folder-safe form of a class name. Characters not allowed in file names, '\\' and control characters become '_'
+    /// ("T-shirt/top" becomes "T-shirt_top"); a name that is empty or starts with '.' gets a leading '_' ("" becomes
+    /// "_", "." becomes "_.", ".." becomes "_..", ".cache" becomes "_.cache"), so it is never the folder itself, its
+    /// parent, or a hidden folder that <see cref="Scan"/> skips; a name longer than 200 UTF-8 bytes is cut and ends in
+    /// '~' and 8 hex digits of its SHA-256. Any other name is kept as it is, so it reads back as the same class.
+    /// </summary>
     public static string SafeName(string className)
     {
+        className ??= "";
         var invalid = Path.GetInvalidFileNameChars();
-        var chars = className.Select(ch => invalid.Contains(ch) || ch == '\\' ? '_' : ch).ToArray();
-        return new string(chars);
+        var chars = className.Select(ch => invalid.Contains(ch) || ch == '\\' || char.IsControl(ch) ? '_' : ch).ToArray();
+        string name = new(chars);
+        if (name.Length == 0 || name[0] == '.') name = "_" + name;
+        if (Encoding.UTF8.GetByteCount(name) > 200)
+        {
+            // File names are limited to 255 bytes; the hash keeps two long names that share a start apart.
+            int cut = 0;
+            for (int bytes = 0; cut < name.Length; cut += char.IsHighSurrogate(name[cut]) ? 2 : 1)
+            {
+                bytes += Encoding.UTF8.GetByteCount(name.AsSpan(cut, char.IsHighSurrogate(name[cut]) && cut + 1 < name.Length ? 2 : 1));
+                if (bytes > 180) break;
+            }
+            name = name[..cut] + "~" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(className)))[..8].ToLowerInvariant();
+        }
+        return name;
+    }
+
+    /// <summary>
+    /// The folder of each class (by index): its <see cref="SafeName"/>, made distinct by appending '~' and the class's
+    /// index when an earlier class already has that folder ("a/b" and "a_b" give "a_b" and "a_b~1"). Names are compared
+    /// ignoring case, so the folders stay distinct on case-insensitive file systems too, and
+    /// <see cref="MissingFolder"/> is never used for a class.
+    /// </summary>
+    public static IReadOnlyList<string> FolderNames(IReadOnlyList<string> classNames)
+    {
+        ArgumentNullException.ThrowIfNull(classNames);
+        var used = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { MissingFolder };
+        var result = new string[classNames.Count];
+        for (int i = 0; i < classNames.Count; i++)
+        {
+            string name = SafeName(classNames[i]), candidate = name;
+            for (int n = 1; !used.Add(candidate); n++) candidate = n == 1 ? $"{name}~{i}" : $"{name}~{i}~{n}";
+            result[i] = candidate;
+        }
+        return result;
     }
 
     private static byte ToByte(float v) => (byte)Math.Round(Math.Clamp(float.IsNaN(v) ? 0f : v, 0f, 1f) * 255f, MidpointRounding.AwayFromZero);
