@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json;
 using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Adversarial.Training;
@@ -12,7 +13,7 @@ namespace Microsoft.ML.Adversarial.Cli.Commands;
 internal static class TrainCommand
 {
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Model file to write (.advml)", Required = true };
-    private static readonly Option<int?> Count = new("--train-count") { Description = "Training images to use (class-balanced subset); default all" };
+    private static readonly Option<int?> Count = Shared.Positive(new("--train-count") { Description = "Training images to use (class-balanced subset); default all" });
     private static readonly Option<string> Arch = new("--arch") { Description = "smallcnn, smallresnet or inceptionv3", DefaultValueFactory = _ => "smallcnn" };
     private static readonly Option<double> Rho = new("--rho") { Description = "Width multiplier of every layer", DefaultValueFactory = _ => 1 };
     private static readonly Option<string> Activation = new("--activation") { Description = "relu, relu6, reludecay[:beta], tanh, elu", DefaultValueFactory = _ => "relu" };
@@ -36,12 +37,13 @@ internal static class TrainCommand
     private static readonly Option<string?> Checkpoint = new("--checkpoint") { Description = "Checkpoint folder (weights, optimiser, step; atomic writes)" };
     private static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { DefaultValueFactory = _ => 500 };
     private static readonly Option<bool> Resume = new("--resume") { Description = "Continue from the checkpoint folder's last checkpoint" };
+    private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Start over in a --checkpoint folder that holds a checkpoint (deletes it)" };
 
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("train", "Train a classifier, clean (--k 0) or adversarially (the paper's Algorithm 1)");
         foreach (var o in new Option[] { Output, Count, Arch, Rho, Activation, Dropout, Deeper, AuxLogits, K, M, Lambda, Method, MethodMix, Epsilon, Delay,
-                     Optimizer, LearningRate, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Shared.Seed, Shared.Device })
+                     Optimizer, LearningRate, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, Shared.Seed, Shared.Device })
             c.Options.Add(o);
         Shared.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
@@ -99,21 +101,92 @@ internal static class TrainCommand
         var device = Shared.ParseDevice(p);
         Shared.EnsureWritable(output, isFolder: false);
         var checkpoints = new CheckpointOptions { Directory = p.GetValue(Checkpoint), Every = p.GetValue(CheckpointEvery), Resume = p.GetValue(Resume) };
+        bool overwrite = p.GetValue(Overwrite);
         if (checkpoints.Resume && checkpoints.Directory is null) throw new CliException("--resume needs --checkpoint FOLDER (the folder of the interrupted run).");
-        if (checkpoints.Directory is { } dir) Shared.EnsureWritable(dir, isFolder: true);
+        if (checkpoints.Resume && overwrite) throw new CliException("--resume continues the checkpoint and --overwrite deletes it; give one of them.");
+        string? earlier = checkpoints.Directory is { } d ? CheckpointStep(d) : null;
+        // Without --resume the run would start at step 0 and replace a later checkpoint with earlier ones.
+        if (earlier is not null && !checkpoints.Resume && !overwrite)
+            throw new CliException($"--checkpoint folder '{checkpoints.Directory}' holds a checkpoint at step {earlier}; add --resume to continue it, or --overwrite to start over (deletes it).");
+        if (checkpoints.Directory is { } dir) Shared.EnsureWritable(dir, isFolder: true, option: "--checkpoint");
 
         var data = Shared.LoadSplit(p, train: true, p.GetValue(Count));
-        AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.ToString())}[/] on {data.RowCount} images {data.ImageShape}, " +
-            (options.AdversarialPerBatch == 0 ? "clean" : Markup.Escape($"k = {options.AdversarialPerBatch} of {options.BatchSize} by {options.Method}, lambda {options.AdversarialLossWeight}, eps {options.Epsilon}")));
         torch.manual_seed(options.Seed);
         var model = spec.Create(data.ClassNames.Count, data.ImageShape);
+        // Room for the model file and for checkpoints (weights and up to two optimiser moments each), probed for real
+        // now: a full disk is found before training, not after it.
+        long weights = model.state_dict().Values.Sum(t => t.NumberOfElements * t.ElementSize);
+        Shared.EnsureWritable(output, isFolder: false, weights + AtomicFile.DefaultProbeBytes);
+        if (checkpoints.Directory is { } ck)
+        {
+            Shared.EnsureWritable(ck, isFolder: true, 3 * weights + AtomicFile.DefaultProbeBytes, "--checkpoint");
+            if (earlier is not null && overwrite)
+                foreach (var old in new[] { "checkpoint", "checkpoint.previous" }.Select(n => Path.Combine(ck, n)).Where(Directory.Exists))
+                    Directory.Delete(old, recursive: true);
+        }
+        AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.ToString())}[/] on {data.RowCount} images {data.ImageShape}, " +
+            (options.AdversarialPerBatch == 0 ? "clean" : Markup.Escape($"k = {options.AdversarialPerBatch} of {options.BatchSize} by {options.Method}, lambda {options.AdversarialLossWeight}, eps {options.Epsilon}")));
         model.to(device);
         var result = Train(model, data, options, checkpoints, ct);
-        ModelIO.Save(model, new ModelDescription(spec, data.ClassNames.Count, data.ImageShape.Channels, data.ImageShape.Height, data.ImageShape.Width, data.ClassNames.ToArray()), output);
+        Save(model, new ModelDescription(spec, data.ClassNames.Count, data.ImageShape.Channels, data.ImageShape.Height, data.ImageShape.Width, data.ClassNames.ToArray()),
+            output, checkpoints.Directory);
         var last = result.History.LastOrDefault();
         AnsiConsole.MarkupLine($"Done: {result.Steps} steps in {result.Elapsed.TotalSeconds:F0} s" + (result.ResumedFromStep > 0 ? $" (resumed at {result.ResumedFromStep})" : "") +
             (last is null ? "" : $", last loss {last.Loss:F4}, clean batch accuracy {last.CleanAccuracy:P1}") + $". Saved [bold]{Markup.Escape(output)}[/].");
         return 0;
+    }
+
+    /// <summary>
+    /// Saves the trained model (atomically: an existing file is replaced only by a complete new one). If that fails
+    /// (the disk filled up during training), the model is saved to the checkpoint folder or the temp folder instead and
+    /// the error says where, so the training is not lost.
+    /// </summary>
+    private static void Save(torch.nn.Module<torch.Tensor, torch.Tensor> model, ModelDescription description, string output, string? checkpointDir)
+    {
+        try
+        {
+            ModelIO.Save(model, description, output);
+            return;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            string name = $"{Path.GetFileNameWithoutExtension(output)}-rescued-{DateTime.Now:yyyyMMdd-HHmmss}-{Environment.ProcessId}.advml";
+            foreach (var folder in new[] { checkpointDir, Path.GetTempPath() }.OfType<string>())
+            {
+                string rescue = Path.GetFullPath(Path.Combine(folder, name));
+                try
+                {
+                    ModelIO.Save(model, description, rescue);
+                }
+                catch (Exception again) when (again is IOException or UnauthorizedAccessException)
+                {
+                    continue;
+                }
+                throw new IOException($"Could not write the model to '{output}' ({CliException.OneLine(e.Message)}). The trained model was saved to '{rescue}' instead; move it to '{output}' once there is space.", e);
+            }
+            throw new IOException($"Could not write the model to '{output}' ({CliException.OneLine(e.Message)}), nor to the checkpoint or temp folder. " +
+                (checkpointDir is null ? "The training is lost; free space and rerun." : $"Free space and rerun with --resume: the checkpoint in '{checkpointDir}' holds the training."), e);
+        }
+    }
+
+    /// <summary>The step of the checkpoint in <paramref name="dir"/> ("?" if unreadable), or null when it holds none.</summary>
+    private static string? CheckpointStep(string dir)
+    {
+        foreach (var sub in new[] { "checkpoint", "checkpoint.previous" })
+        {
+            string state = Path.Combine(dir, sub, "state.json");
+            if (!File.Exists(state)) continue;
+            try
+            {
+                using var json = JsonDocument.Parse(File.ReadAllText(state));
+                return json.RootElement.TryGetProperty("Step", out var step) ? step.ToString() : "?";
+            }
+            catch (Exception e) when (e is JsonException or IOException)
+            {
+                return "?";
+            }
+        }
+        return null;
     }
 
     internal static TrainingResult Train(torch.nn.Module<torch.Tensor, torch.Tensor> model, InMemoryImageDataView data, AdversarialTrainingOptions options,
