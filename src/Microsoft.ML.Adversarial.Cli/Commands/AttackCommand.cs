@@ -14,21 +14,38 @@ internal static class AttackCommand
     private static readonly Option<string> ModelPath = new("--model") { Description = "Model file (.advml) to attack", Required = true };
     private static readonly Option<string> Method = new("--method") { Description = "Attack method", DefaultValueFactory = _ => "step-ll" };
     private static readonly Option<double> Epsilon = new("--epsilon") { Description = "Perturbation size in pixel values [0, 255]", DefaultValueFactory = _ => 16 };
-    private static readonly Option<int?> Count = new("--count") { Description = "Images to attack (class-balanced); default 1000", DefaultValueFactory = _ => 1000 };
+    private static readonly Option<int?> Count = Shared.Positive(new("--count") { Description = "Images to attack (class-balanced); default 1000", DefaultValueFactory = _ => 1000 });
     private static readonly Option<string> Split = new("--split") { Description = "test or train", DefaultValueFactory = _ => "test" };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Folder to write", Required = true };
     private static readonly Option<string> Format = new("--format") { Description = "png (one folder per class) or idx (images + labels, ubyte)", DefaultValueFactory = _ => "png" };
+    private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Write into an --output that holds images (an earlier run's are replaced; never allowed for the input data)" };
+    private static readonly string[] IdxNames = { "images-idx-ubyte", "labels-idx1-ubyte" };
 
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("attack", "Write adversarial examples against a model as PNG folders or IDX files");
-        foreach (var o in new Option[] { ModelPath, Method, Epsilon, Count, Split, Output, Format, Shared.Seed, Shared.Device, Shared.BatchSize }) c.Options.Add(o);
+        foreach (var o in new Option[] { ModelPath, Method, Epsilon, Count, Split, Output, Format, Overwrite, Shared.Seed, Shared.Device, Shared.BatchSize }) c.Options.Add(o);
         Shared.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
         return c;
     }
 
     private static int Run(ParseResult p, CancellationToken ct)
+    {
+        // A failed attack leaves no folder behind that it created (an empty one, or one with part of the images).
+        string? created = Shared.FirstMissingFolder(p.GetValue(Output)!);
+        try
+        {
+            return Attack(p, ct);
+        }
+        catch
+        {
+            Shared.RemoveCreatedFolder(created);
+            throw;
+        }
+    }
+
+    private static int Attack(ParseResult p, CancellationToken ct)
     {
         string method = Shared.Methods(p.GetValue(Method)!)[0];
         double eps = Shared.Epsilons(p.GetValue(Epsilon).ToString(System.Globalization.CultureInfo.InvariantCulture))[0];
@@ -37,6 +54,7 @@ internal static class AttackCommand
         string split = p.GetValue(Split)!.ToLowerInvariant();
         if (split is not ("test" or "train")) throw new CliException($"--split '{split}': use test or train.");
         string output = p.GetValue(Output)!;
+        var earlier = CheckOutput(p, output, p.GetValue(Overwrite));
         Shared.EnsureWritable(output, isFolder: true);
         var device = Shared.ParseDevice(p);
         var (model, description) = Shared.LoadModel(p.GetValue(ModelPath)!, device);
@@ -44,6 +62,9 @@ internal static class AttackCommand
 
         var attack = AttackRegistry.Create(method, new AttackOptions { Epsilon = eps, Seed = p.GetValue(Shared.Seed), InputRange = description.InputRangeOrDefault });
         int n = data.RowCount, size = description.Channels * description.Height * description.Width, batch = p.GetValue(Shared.BatchSize);
+        // Room for the result, probed before the attack runs: IDX is exact; a PNG is taken as its pixels plus header,
+        // at least one 4 KiB block.
+        Shared.EnsureWritable(output, isFolder: true, format == "idx" ? (long)n * (size + 1) + 64 : n * Math.Max(4096L, size + 1024L));
         var pixels = new float[(long)n * size];
         var labels = new uint[n];
         Shared.WithProgress($"{method} eps {eps}", report =>
@@ -60,6 +81,7 @@ internal static class AttackCommand
             }
             return 0;
         });
+        var writeStart = DateTime.UtcNow;
         var adversarial = new ImageSetDataView(ImageSet.FromFloats(pixels, labels, data.ClassNames, data.ImageShape));
         if (format == "png")
         {
@@ -75,6 +97,44 @@ internal static class AttackCommand
             IdxFile.Write(Path.Combine(output, "labels-idx1-ubyte"), new[] { n }, labels.Select(l => (byte)l).ToArray());
             AnsiConsole.MarkupLine($"Wrote {n} images and labels as IDX to [bold]{Markup.Escape(output)}[/].");
         }
+        // --overwrite: once the new set is complete, the earlier run's files that it did not replace go, so the folder
+        // holds this run only (a mix of two runs would be evaluated as one). Only files named as this command names
+        // them: other images are left alone.
+        int removed = 0;
+        foreach (var f in earlier)
+            if (IsOurs(f) && File.Exists(f) && File.GetLastWriteTimeUtc(f) < writeStart)
+            {
+                File.Delete(f);
+                removed++;
+            }
+        if (removed > 0) AnsiConsole.MarkupLine($"Removed {removed} images of the earlier run that this run did not replace.");
         return 0;
     }
+
+    /// <summary>
+    /// Refuses an output folder that is, holds or lies inside the input data (even with --overwrite), and one that holds
+    /// an earlier run's images unless --overwrite; returns those images (to remove once the new set is complete).
+    /// </summary>
+    private static IReadOnlyList<string> CheckOutput(ParseResult p, string output, bool overwrite)
+    {
+        var inputs = p.GetValue(Shared.Data) is { } data
+            ? new[] { Path.Combine(data, "train"), Path.Combine(data, "test") }
+            : new[] { FashionMnist.ResolveDefaultFolder() };
+        string real = Shared.RealPath(output);
+        foreach (var input in inputs.Select(Shared.RealPath))
+            if (Shared.IsSameOrInside(real, input) || Shared.IsSameOrInside(input, real))
+                throw new CliException($"--output '{output}' is, holds or lies inside the input data '{input}'; adversarial examples never go into their input, " +
+                    "not even with --overwrite. Choose a folder of their own (e.g. -o adv-test).");
+        if (!Directory.Exists(output)) return Array.Empty<string>();
+        bool IsOutput(string f) => ImageFolder.ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) || IdxNames.Contains(Path.GetFileName(f));
+        // Images directly in the folder or in its class folders: what an earlier attack (or a data set) put there.
+        var files = Directory.EnumerateFiles(output).Concat(Directory.EnumerateDirectories(output).SelectMany(Directory.EnumerateFiles)).Where(IsOutput).ToList();
+        if (files.Count > 0 && !overwrite)
+            throw new CliException($"--output '{output}' already holds {files.Count} image files (e.g. '{files[0]}'); add --overwrite to replace them, or choose a new folder.");
+        return files;
+    }
+
+    /// <summary>A file named as this command names its output: 000123.png (or its temporary .000123.tmp.png) or an IDX file.</summary>
+    private static bool IsOurs(string path) =>
+        IdxNames.Contains(Path.GetFileName(path)) || System.Text.RegularExpressions.Regex.IsMatch(Path.GetFileName(path), @"^(\d{6,}\.png|\.\d{6,}\.tmp\.png)$");
 }

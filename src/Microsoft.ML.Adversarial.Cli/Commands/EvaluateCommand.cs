@@ -13,8 +13,8 @@ internal static class EvaluateCommand
     private static readonly Option<string> ModelPath = new("--model") { Description = "Model file (.advml)", Required = true };
     internal static readonly Option<string> Methods = new("--methods") { Description = "Comma list of methods", DefaultValueFactory = _ => "step-ll,fgsm,iter-basic,iter-ll" };
     internal static readonly Option<string> Epsilons = new("--epsilons") { Description = "Comma list, pixel values", DefaultValueFactory = _ => "2,4,8,16" };
-    internal static readonly Option<int?> Count = new("--count") { Description = "Test images (class-balanced); default 1000", DefaultValueFactory = _ => 1000 };
-    internal static readonly Option<string?> Output = new("--output", "-o") { Description = "Write the results to a .json or .csv file" };
+    internal static readonly Option<int?> Count = Shared.Positive(new("--count") { Description = "Test images (class-balanced); default 1000", DefaultValueFactory = _ => 1000 });
+    internal static readonly Option<string?> Output = Shared.ReportFile(new("--output", "-o") { Description = "Write the results to a .json or .csv file" });
 
     public static System.CommandLine.Command Create()
     {
@@ -25,7 +25,24 @@ internal static class EvaluateCommand
         return c;
     }
 
-    private static int Run(ParseResult p, CancellationToken ct)
+    private static int Run(ParseResult p, CancellationToken ct) => RemovingCreatedFolderOnFailure(p, () => Evaluate(p, ct));
+
+    /// <summary>Runs a command that writes a report to --output; if it fails, a folder it created for the report is removed.</summary>
+    internal static int RemovingCreatedFolderOnFailure(ParseResult p, Func<int> run)
+    {
+        string? created = p.GetValue(Output) is { } o ? Shared.FirstMissingFolder(Path.GetDirectoryName(Path.GetFullPath(o))!) : null;
+        try
+        {
+            return run();
+        }
+        catch
+        {
+            Shared.RemoveCreatedFolder(created);
+            throw;
+        }
+    }
+
+    private static int Evaluate(ParseResult p, CancellationToken ct)
     {
         var methods = Shared.Methods(p.GetValue(Methods)!);
         var epsilons = Shared.Epsilons(p.GetValue(Epsilons)!);

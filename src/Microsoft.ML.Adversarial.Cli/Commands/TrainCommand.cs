@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json;
 using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.IO;
 using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Adversarial.Training;
 using Spectre.Console;
@@ -14,7 +16,7 @@ namespace Microsoft.ML.Adversarial.Cli.Commands;
 internal static class TrainCommand
 {
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Model file to write (.advml)", Required = true };
-    private static readonly Option<int?> Count = new("--train-count") { Description = "Training images to use (class-balanced subset); default all" };
+    private static readonly Option<int?> Count = Shared.Positive(new("--train-count") { Description = "Training images to use (class-balanced subset); default all" });
     private static readonly Option<string> Arch = new("--arch") { Description = "smallcnn, smallresnet or inceptionv3", DefaultValueFactory = _ => "smallcnn" };
     private static readonly Option<double> Rho = new("--rho") { Description = "Width multiplier of every layer", DefaultValueFactory = _ => 1 };
     private static readonly Option<string> Activation = new("--activation") { Description = "relu, relu6, reludecay[:beta], tanh, elu", DefaultValueFactory = _ => "relu" };
@@ -38,12 +40,13 @@ internal static class TrainCommand
     private static readonly Option<string?> Checkpoint = new("--checkpoint") { Description = "Checkpoint folder (weights, optimiser, step; atomic writes)" };
     private static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { DefaultValueFactory = _ => 500 };
     private static readonly Option<bool> Resume = new("--resume") { Description = "Continue from the checkpoint folder's last checkpoint" };
+    private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Start over in a --checkpoint folder that holds a checkpoint (deletes it)" };
 
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("train", "Train a classifier, clean (--k 0) or adversarially (the paper's Algorithm 1)");
         foreach (var o in new Option[] { Output, Count, Arch, Rho, Activation, Dropout, Deeper, AuxLogits, K, M, Lambda, Method, MethodMix, Epsilon, Delay,
-                     Optimizer, LearningRate, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Shared.Seed, Shared.Device })
+                     Optimizer, LearningRate, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, Shared.Seed, Shared.Device })
             c.Options.Add(o);
         Shared.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
@@ -101,17 +104,69 @@ internal static class TrainCommand
         var device = Shared.ParseDevice(p);
         Shared.EnsureWritable(output, isFolder: false);
         var checkpoints = new CheckpointOptions { Directory = p.GetValue(Checkpoint), Every = p.GetValue(CheckpointEvery), Resume = p.GetValue(Resume) };
+        bool overwrite = p.GetValue(Overwrite);
         if (checkpoints.Resume && checkpoints.Directory is null) throw new CliException("--resume needs --checkpoint FOLDER (the folder of the interrupted run).");
-        if (checkpoints.Directory is { } dir) Shared.EnsureWritable(dir, isFolder: true);
+        if (checkpoints.Resume && overwrite) throw new CliException("--resume continues the checkpoint and --overwrite deletes it; give one of them.");
+        long? earlier = checkpoints.Directory is { } d ? Training.Checkpoint.SavedStep(d) : null;
+        // Without --resume the run would start at step 0 and replace a later checkpoint with earlier ones.
+        if (earlier is not null && !checkpoints.Resume && !overwrite)
+            throw new CliException($"--checkpoint folder '{checkpoints.Directory}' holds a checkpoint at step {earlier}; add --resume to continue it, or --overwrite to start over (deletes it).");
+        if (checkpoints.Directory is { } dir) Shared.EnsureWritable(dir, isFolder: true, option: "--checkpoint");
 
         var data = Shared.LoadSplit(p, train: true, p.GetValue(Count));
+        var (c, h, w) = data.ImageShape;
+        var planned = new ModelDescription(spec, data.ClassNames.Count, c, h, w, data.ClassNames.ToArray()) { InputRange = options.InputRange };
+        try { planned.Validate(); } // before allocating: a too-large network is an error, not a native crash
+        catch (ArgumentException e) { throw new CliException(e.Message); }
+        // Room for the model file and for checkpoints (weights and up to two optimiser moments each), probed for real
+        // now: a full disk is found before training, not after it.
+        long weights = planned.EstimateParameterCount() * sizeof(float);
+        Shared.EnsureWritable(output, isFolder: false, weights + AtomicFile.DefaultProbeBytes);
+        if (checkpoints.Directory is { } ck)
+        {
+            Shared.EnsureWritable(ck, isFolder: true, 3 * weights + AtomicFile.DefaultProbeBytes, "--checkpoint");
+            if (earlier is not null && overwrite) Training.Checkpoint.Delete(ck);
+        }
         AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.ToString())}[/] on {data.RowCount} images {data.ImageShape}, " +
             (options.AdversarialPerBatch == 0 ? "clean" : Markup.Escape($"k = {options.AdversarialPerBatch} of {options.BatchSize} by {options.Method}, lambda {options.AdversarialLossWeight}, eps {options.Epsilon}")));
         var (model, description, result) = Shared.TrainWithProgress(spec, data, options, checkpoints, device, ct);
-        ModelIO.Save(model, description, output);
+        Save(model, description, output, checkpoints.Directory);
         var last = result.History.LastOrDefault();
         AnsiConsole.MarkupLine($"Done: {result.Steps} steps in {result.Elapsed.TotalSeconds:F0} s" + (result.ResumedFromStep > 0 ? $" (resumed at {result.ResumedFromStep})" : "") +
             (last is null ? "" : $", last loss {last.Loss:F4}, clean batch accuracy {last.CleanAccuracy:P1}") + $". Saved [bold]{Markup.Escape(output)}[/].");
         return 0;
+    }
+
+    /// <summary>
+    /// Saves the trained model (atomically: an existing file is replaced only by a complete new one). If that fails
+    /// (the disk filled up during training), the model is saved to the checkpoint folder or the temp folder instead and
+    /// the error says where, so the training is not lost.
+    /// </summary>
+    private static void Save(torch.nn.Module<torch.Tensor, torch.Tensor> model, ModelDescription description, string output, string? checkpointDir)
+    {
+        try
+        {
+            ModelIO.Save(model, description, output);
+            return;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            string name = $"{Path.GetFileNameWithoutExtension(output)}-rescued-{DateTime.Now:yyyyMMdd-HHmmss}-{Environment.ProcessId}.advml";
+            foreach (var folder in new[] { checkpointDir, Path.GetTempPath() }.OfType<string>())
+            {
+                string rescue = Path.GetFullPath(Path.Combine(folder, name));
+                try
+                {
+                    ModelIO.Save(model, description, rescue);
+                }
+                catch (Exception again) when (again is IOException or UnauthorizedAccessException)
+                {
+                    continue;
+                }
+                throw new IOException($"Could not write the model to '{output}' ({CliException.OneLine(e.Message)}). The trained model was saved to '{rescue}' instead; move it to '{output}' once there is space.", e);
+            }
+            throw new IOException($"Could not write the model to '{output}' ({CliException.OneLine(e.Message)}), nor to the checkpoint or temp folder. " +
+                (checkpointDir is null ? "The training is lost; free space and rerun." : $"Free space and rerun with --resume: the checkpoint in '{checkpointDir}' holds the training."), e);
+        }
     }
 }

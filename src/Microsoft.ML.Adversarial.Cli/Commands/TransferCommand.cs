@@ -25,7 +25,9 @@ internal static class TransferCommand
         return c;
     }
 
-    private static int Run(ParseResult p, CancellationToken ct)
+    private static int Run(ParseResult p, CancellationToken ct) => EvaluateCommand.RemovingCreatedFolderOnFailure(p, () => Transfer(p, ct));
+
+    private static int Transfer(ParseResult p, CancellationToken ct)
     {
         var methods = Shared.Methods(p.GetValue(Methods)!);
         var epsilons = Shared.Epsilons(p.GetValue(Epsilons)!);

@@ -1,46 +1,99 @@
+using System.Security.Cryptography;
+using System.Text;
+
 namespace Microsoft.ML.Adversarial.Data;
 
 /// <summary>
-/// Matches the classes of data to the classes of a model by name: the one rule wherever a model meets data (evaluation,
-/// attacks, transfer, the ML.NET transformers, the CLI). Folder order, key order and file order never decide which
-/// class a label means.
+/// Class names meeting class names: matching data to a model by name (the one rule wherever a model meets data:
+/// evaluation, attacks, transfer, the ML.NET transformers, the CLI), and the folder each class is written to. Folder
+/// order, key order and file order never decide which class a label means, and a folder written for a class reads
+/// back as that class.
 /// </summary>
 public static class ClassMatch
 {
     /// <summary>
-    /// For each class of <paramref name="from"/>, its index in <paramref name="to"/>. Names match exactly, or else by
-    /// their folder-safe form (an image folder cannot hold "T-shirt/top", so it holds "T-shirt_top"). Every class of each
-    /// side must have its match on the other; otherwise the error lists both sets.
+    /// For each class of <paramref name="from"/>, its index in <paramref name="to"/>. Names match exactly, or else a
+    /// name of <paramref name="from"/> is the folder <see cref="FolderNames"/> gives a class of <paramref name="to"/> (an
+    /// image folder cannot hold "T-shirt/top", so it holds "T-shirt_top"). Every class of each side must have its match
+    /// on the other; otherwise the error lists both sets.
     /// </summary>
     public static int[] Map(IReadOnlyList<string> from, IReadOnlyList<string> to, string fromName = "the data", string toName = "the model")
     {
         var exact = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < to.Count; i++) exact.TryAdd(to[i], i);
-        var bySafe = to.Select((name, i) => (Safe: FolderName(name), Index: i)).GroupBy(t => t.Safe)
-            .Where(g => g.Count() == 1).ToDictionary(g => g.Key, g => g.First().Index, StringComparer.Ordinal);
+        var folders = FolderNames(to);
+        var byFolder = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < folders.Count; i++) byFolder.TryAdd(folders[i], i);
         var map = new int[from.Count];
         var unknown = new List<string>();
         for (int i = 0; i < from.Count; i++)
         {
-            if (exact.TryGetValue(from[i], out int j) || bySafe.TryGetValue(FolderName(from[i]), out j)) map[i] = j;
-            else unknown.Add(from[i]);
+            if (exact.TryGetValue(from[i], out int j) || byFolder.TryGetValue(from[i], out j)) map[i] = j;
+            else
+            {
+                map[i] = -1;
+                unknown.Add(from[i]);
+            }
         }
-        var missing = Enumerable.Range(0, to.Count).Except(map.Where((_, i) => !unknown.Contains(from[i]))).Select(i => to[i]).ToList();
-        if (unknown.Count > 0 || missing.Count > 0 || map.Distinct().Count() != map.Length)
+        var missing = Enumerable.Range(0, to.Count).Except(map).Select(i => to[i]).ToList();
+        var twice = map.Where(m => m >= 0).GroupBy(m => m).Where(g => g.Count() > 1).Select(g => to[g.Key]).ToList();
+        if (unknown.Count > 0 || missing.Count > 0 || twice.Count > 0)
             throw new ArgumentException(
                 $"The classes of {fromName} do not match those of {toName}" +
                 (unknown.Count > 0 ? $"; not in {toName}: {Show(unknown)}" : "") +
                 (missing.Count > 0 ? $"; not in {fromName}: {Show(missing)}" : "") +
+                (twice.Count > 0 ? $"; matched twice: {Show(twice)}" : "") +
                 $". {Capital(fromName)} has {Show(from)}; {toName} has {Show(to)}. Classes are matched by name: name the class folders " +
                 "(or the label's key values) after the model's classes.");
         return map;
     }
 
-    /// <summary>The folder-safe form of a class name: characters a file name cannot hold become '_'.</summary>
+    /// <summary>
+    /// Folder-safe form of a class name. Characters not allowed in file names, '/', '\\' and control characters become
+    /// '_' ("T-shirt/top" becomes "T-shirt_top"); a name that is empty or starts with '.' gets a leading '_' ("" becomes
+    /// "_", "." becomes "_.", ".." becomes "_..", ".cache" becomes "_.cache"), so it is never the folder itself, its
+    /// parent, or a hidden folder that image-folder readers skip; a name longer than 200 UTF-8 bytes is cut and ends in
+    /// '~' and 8 hex digits of its SHA-256. Any other name is kept as it is, so it reads back as the same class.
+    /// </summary>
     public static string FolderName(string className)
     {
+        className ??= "";
         var invalid = Path.GetInvalidFileNameChars();
-        return new string(className.Select(ch => invalid.Contains(ch) || ch == '\\' || ch == '/' ? '_' : ch).ToArray());
+        var chars = className.Select(ch => invalid.Contains(ch) || ch == '\\' || ch == '/' || char.IsControl(ch) ? '_' : ch).ToArray();
+        string name = new(chars);
+        if (name.Length == 0 || name[0] == '.') name = "_" + name;
+        if (Encoding.UTF8.GetByteCount(name) > 200)
+        {
+            // File names are limited to 255 bytes; the hash keeps two long names that share a start apart.
+            int cut = 0;
+            for (int bytes = 0; cut < name.Length; cut += char.IsHighSurrogate(name[cut]) ? 2 : 1)
+            {
+                bytes += Encoding.UTF8.GetByteCount(name.AsSpan(cut, char.IsHighSurrogate(name[cut]) && cut + 1 < name.Length ? 2 : 1));
+                if (bytes > 180) break;
+            }
+            name = name[..cut] + "~" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(className)))[..8].ToLowerInvariant();
+        }
+        return name;
+    }
+
+    /// <summary>
+    /// The folder of each class (by index): its <see cref="FolderName"/>, made distinct by appending '~' and the class's
+    /// index when an earlier class already has that folder ("a/b" and "a_b" give "a_b" and "a_b~1"). Names are compared
+    /// ignoring case, so the folders stay distinct on case-insensitive file systems too; <paramref name="reserved"/>
+    /// names are never used.
+    /// </summary>
+    public static IReadOnlyList<string> FolderNames(IReadOnlyList<string> classNames, params string[] reserved)
+    {
+        ArgumentNullException.ThrowIfNull(classNames);
+        var used = new HashSet<string>(reserved, StringComparer.OrdinalIgnoreCase);
+        var result = new string[classNames.Count];
+        for (int i = 0; i < classNames.Count; i++)
+        {
+            string name = FolderName(classNames[i]), candidate = name;
+            for (int n = 1; !used.Add(candidate); n++) candidate = n == 1 ? $"{name}~{i}" : $"{name}~{i}~{n}";
+            result[i] = candidate;
+        }
+        return result;
     }
 
     /// <summary>A short list of names for messages: at most 12, then a count.</summary>

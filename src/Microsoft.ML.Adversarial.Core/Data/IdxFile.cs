@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
+using Microsoft.ML.Adversarial.IO;
 
 namespace Microsoft.ML.Adversarial.Data;
 
@@ -66,10 +67,11 @@ public static class IdxFile
         foreach (int d in dimensions) total *= d;
         if (total != data.Length)
             throw new ArgumentException($"IDX dimensions {string.Join(" x ", dimensions)} need {total} bytes, but {data.Length} were given.", nameof(data));
-        string tmp = path + ".tmp";
-        using (var file = File.Create(tmp))
-        using (var stream = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionLevel.Optimal) : (Stream)file)
+        var bytes = data.ToArray(); // a span cannot enter the lambda
+        // Temporary file, then rename (AtomicFile): a failed write (full disk) leaves neither a partial file nor the temporary one.
+        AtomicFile.Write(path, file =>
         {
+            using var stream = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionLevel.Optimal, leaveOpen: true) : (Stream)file;
             Span<byte> word = stackalloc byte[4];
             BinaryPrimitives.WriteInt32BigEndian(word, MagicFor(dimensions.Length));
             stream.Write(word);
@@ -78,9 +80,8 @@ public static class IdxFile
                 BinaryPrimitives.WriteInt32BigEndian(word, d);
                 stream.Write(word);
             }
-            stream.Write(data);
-        }
-        File.Move(tmp, path, overwrite: true);
+            stream.Write(bytes);
+        });
     }
 
     private static bool IsGzip(FileStream file)

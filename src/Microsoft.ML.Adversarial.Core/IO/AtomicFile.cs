@@ -26,12 +26,38 @@ public static class AtomicFile
     public static void WriteAllText(string path, string text) =>
         Write(path, s => { using var w = new StreamWriter(s); w.Write(text); });
 
+    /// <summary>Bytes <see cref="EnsureWritableFolder(string)"/> writes: room for a report or a small file.</summary>
+    public const long DefaultProbeBytes = 64 * 1024;
+
     /// <summary>Creates <paramref name="folder"/> and writes and deletes a probe file there, so a long run fails before it starts, not at its first save.</summary>
-    public static void EnsureWritableFolder(string folder)
+    public static void EnsureWritableFolder(string folder) => EnsureWritableFolder(folder, DefaultProbeBytes);
+
+    /// <summary>
+    /// Creates <paramref name="folder"/>, writes <paramref name="bytes"/> bytes to a probe file there and deletes it:
+    /// a full disk fails here, before a long run, and not at its end (an empty probe fits even on a full disk).
+    /// </summary>
+    /// <exception cref="IOException">The folder cannot hold <paramref name="bytes"/> more bytes; the message names it.</exception>
+    public static void EnsureWritableFolder(string folder, long bytes)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         Directory.CreateDirectory(folder);
         string probe = Path.Combine(folder, $".write-test-{Environment.ProcessId}");
-        File.WriteAllText(probe, "");
-        File.Delete(probe);
+        try
+        {
+            using var file = new FileStream(probe, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 1);
+            // Real bytes, not SetLength: a sparse file takes no space, so it would pass on a full disk.
+            var block = new byte[(int)Math.Min(Math.Max(bytes, 1), 1 << 20)];
+            for (long done = 0; done < bytes; done += block.Length)
+                file.Write(block, 0, (int)Math.Min(block.Length, bytes - done));
+            file.Flush(flushToDisk: true);
+        }
+        catch (IOException e)
+        {
+            throw new IOException($"Cannot write {bytes:N0} bytes to '{folder}' ({e.Message.Split('\n')[0].TrimEnd()}); the disk is full or the folder is not writable. Free some space or choose another folder.", e);
+        }
+        finally
+        {
+            File.Delete(probe);
+        }
     }
 }

@@ -11,7 +11,7 @@ namespace Microsoft.ML.Adversarial.Training;
 /// killed at any moment leaves the last complete checkpoint; a corrupt or mismatched one is refused before anything
 /// is loaded.
 /// </summary>
-internal static class Checkpoint
+public static class Checkpoint
 {
     private const string Current = "checkpoint";
     private const string Previous = "checkpoint.previous";
@@ -22,10 +22,31 @@ internal static class Checkpoint
     private sealed record State(int Format, long Step, string Fingerprint, string ModelSha256, string OptimizerSha256,
         IReadOnlyDictionary<string, string>? Settings = null);
 
+    /// <summary>True when <paramref name="directory"/> holds a complete checkpoint.</summary>
     public static bool Exists(string directory)
         => File.Exists(Path.Combine(directory, Current, "state.json")) || File.Exists(Path.Combine(directory, Previous, "state.json"));
 
-    public static void Save(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, long step, string fingerprint,
+    /// <summary>The step of the checkpoint in <paramref name="directory"/>; null when there is none, -1 when its state is unreadable.</summary>
+    public static long? SavedStep(string directory)
+    {
+        foreach (var folder in new[] { Current, Previous })
+        {
+            string state = Path.Combine(directory, folder, "state.json");
+            if (!File.Exists(state)) continue;
+            try { return JsonSerializer.Deserialize<State>(File.ReadAllText(state))?.Step ?? -1; }
+            catch (Exception e) when (e is JsonException or IOException) { return -1; }
+        }
+        return null;
+    }
+
+    /// <summary>Deletes the checkpoint in <paramref name="directory"/> (a run that starts over), leaving other files alone.</summary>
+    public static void Delete(string directory)
+    {
+        foreach (var folder in new[] { Current, Previous }.Select(f => Path.Combine(directory, f)).Where(Directory.Exists))
+            Directory.Delete(folder, recursive: true);
+    }
+
+    internal static void Save(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, long step, string fingerprint,
         IReadOnlyDictionary<string, string>? settings = null)
     {
         Directory.CreateDirectory(directory);
@@ -45,7 +66,7 @@ internal static class Checkpoint
     }
 
     /// <summary>Loads the newest complete checkpoint into the model and optimiser; returns its step.</summary>
-    public static long Load(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, string fingerprint,
+    internal static long Load(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, string fingerprint,
         IReadOnlyDictionary<string, string>? settings = null)
     {
         string folder = Path.Combine(directory, Current);

@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
 
@@ -119,7 +122,9 @@ public static class ImageFolder
     /// Writes each row's pixels (<c>Vector&lt;Single, C, H, W&gt;</c> in [0, 1], C = 1 or 3) as a PNG under
     /// <c>folder/&lt;class&gt;/</c>. Values are clamped to [0, 1] and rounded to the nearest byte, so a PNG read back
     /// with <see cref="Load"/> gives the same pixels to within 1/510. Each file is written under a temporary name
-    /// and renamed, so no half-written PNG is left under its final name.
+    /// and renamed, so no half-written PNG is left under its final name, and a write that fails (full disk) removes its
+    /// temporary file. Class folders are named by <see cref="ClassMatch.FolderNames"/>; every file is checked to lie inside
+    /// <paramref name="folder"/>, whatever the class names say.
     /// </summary>
     /// <returns>The number of images written.</returns>
     public static int Save(IDataView data, string folder, string pixelColumnName = "Pixels", string labelColumnName = "Label",
@@ -139,6 +144,9 @@ public static class ImageFolder
             ?? throw new ArgumentException($"Column '{fileNameColumnName}' not found.", nameof(fileNameColumnName));
 
         Directory.CreateDirectory(folder);
+        string root = Path.GetFullPath(folder);
+        string rootPrefix = Path.EndsInDirectorySeparator(root) ? root : root + Path.DirectorySeparatorChar;
+        var folderNames = classNames is null ? null : ClassMatch.FolderNames(classNames, MissingFolder);
         var needed = new List<DataViewSchema.Column> { pixelColumn };
         if (labelColumn is { } l) needed.Add(l);
         if (fileColumn is { } fc) needed.Add(fc);
@@ -166,34 +174,40 @@ public static class ImageFolder
             if (labelGetter != null)
             {
                 labelGetter(ref key);
-                sub = key == 0 ? "_missing" : classNames is { } cn && key - 1 < cn.Length ? SafeName(cn[key - 1]) : (key - 1).ToString();
+                sub = key == 0 ? MissingFolder : folderNames is { } fn && key - 1 < fn.Count ? fn[(int)key - 1] : (key - 1).ToString(CultureInfo.InvariantCulture);
             }
             string fileName;
             if (fileGetter != null)
             {
                 fileGetter(ref name);
-                fileName = Path.ChangeExtension(Path.GetFileName(name.ToString()), ".png");
+                fileName = ClassMatch.FolderName(Path.GetFileNameWithoutExtension(name.ToString())) + ".png";
             }
             else fileName = $"{cursor.Position:D6}.png";
-            string dir = Path.Combine(folder, sub);
+            string dir = Path.Combine(root, sub);
+            string final = Path.GetFullPath(Path.Combine(dir, fileName));
+            // The names come from data (a model file's class names, a file-name column): never write outside the folder.
+            if (!final.StartsWith(rootPrefix, StringComparison.Ordinal))
+                throw new InvalidDataException($"Image '{fileName}' of class folder '{sub}' would be written to '{final}', outside the output folder '{root}'. Rename the class or file.");
             Directory.CreateDirectory(dir);
-            string final = Path.Combine(dir, fileName);
             string tmp = Path.Combine(dir, "." + Path.GetFileNameWithoutExtension(fileName) + ".tmp.png");
-            using (var image = MLImage.CreateFromPixels(width, height, MLPixelFormat.Rgba32, rgba))
-                image.Save(tmp);
-            File.Move(tmp, final, overwrite: true);
+            try
+            {
+                using (var image = MLImage.CreateFromPixels(width, height, MLPixelFormat.Rgba32, rgba))
+                    image.Save(tmp);
+                File.Move(tmp, final, overwrite: true);
+            }
+            catch
+            {
+                File.Delete(tmp);
+                throw;
+            }
             written++;
         }
         return written;
     }
 
-    /// <summary>Folder-safe form of a class name ("T-shirt/top" becomes "T-shirt_top").</summary>
-    public static string SafeName(string className)
-    {
-        var invalid = Path.GetInvalidFileNameChars();
-        var chars = className.Select(ch => invalid.Contains(ch) || ch == '\\' ? '_' : ch).ToArray();
-        return new string(chars);
-    }
+    /// <summary>Folder of the rows whose label is missing (key 0); never the folder of a class.</summary>
+    public const string MissingFolder = "_missing";
 
     private static byte ToByte(float v) => (byte)Math.Round(Math.Clamp(float.IsNaN(v) ? 0f : v, 0f, 1f) * 255f, MidpointRounding.AwayFromZero);
 

@@ -31,7 +31,7 @@ public sealed class CliImageFolderTests
             {
                 source.CopyPixels(i, pixels);
                 var grey = pixels.Select(v => (byte)Math.Round(v * 255)).ToArray();
-                string dir = Path.Combine(root, split, ImageFolder.SafeName(source.ClassNames[(int)source.GetLabel(i)]));
+                string dir = Path.Combine(root, split, ClassMatch.FolderName(source.ClassNames[(int)source.GetLabel(i)]));
                 Directory.CreateDirectory(dir);
                 if (i == 1 || i == 2) WriteJpeg(Path.Combine(dir, $"{i:D4}.jpg"), grey);
                 else if (i == 3) File.WriteAllBytes(Path.Combine(dir, $"{i:D4}.png"), TestImages.Png(28, 28, 2, grey.SelectMany(g => new[] { g, (byte)(g * 0.9), (byte)(g * 0.8) }).ToArray()));
@@ -100,7 +100,7 @@ public sealed class CliImageFolderTests
             double nearest = double.MaxValue;
             for (int j = 0; j < test.RowCount; j++)
             {
-                if (ImageFolder.SafeName(test.ClassNames[(int)test.GetLabel(j)]) != advClasses[i]) continue;
+                if (ClassMatch.FolderName(test.ClassNames[(int)test.GetLabel(j)]) != advClasses[i]) continue;
                 test.CopyPixels(j, clean28);
                 nearest = Math.Min(nearest, advPixels[i].Zip(clean28, (a, c) => Math.Abs(a - c)).Max());
             }

@@ -155,7 +155,8 @@ public sealed class ReliabilityTests
         var ml = new MLContext(seed: 1);
         Assert.AreEqual(written.Length, ImageSetReader.Read(ml.Data.LoadFromImageFolder(Path.Combine(dir, "out"), 28, 28, grayscale: true)).RowCount);
 
-        var rerun = CliTests.Advml(dir, attack);
+        // The folder now holds images, so the rerun must say --overwrite to write there.
+        var rerun = CliTests.Advml(dir, attack.Append("--overwrite").ToArray());
         Assert.AreEqual(0, rerun.Code, rerun.Err);
         Assert.AreEqual(3000, Final().Length);
         Assert.AreEqual(0, Directory.GetFiles(Path.Combine(dir, "out"), "*tmp*", SearchOption.AllDirectories).Length, "no temporary files remain");
