@@ -58,11 +58,21 @@ public sealed class CliWorkLossTests
     {
         string dir = TestData.TempFolder();
         SaveModel(Path.Combine(dir, "evil.advml"), FileWriteFailureTests.HostileClassNames);
-        var r = Advml(dir, null, "attack", "--model", "evil.advml", "--method", "fgsm", "--count", "20", "-o", Path.Combine("out", "png"));
+        // The data names the same classes (classes are matched by name): an image folder written by the library, whose
+        // class folders are the safe forms of the hostile names and read back as those classes.
+        var fashion = TestData.Test(20);
+        var pixels = new float[fashion.RowCount * fashion.ImageSize];
+        for (int i = 0; i < fashion.RowCount; i++) fashion.CopyPixels(i, pixels.AsSpan(i * fashion.ImageSize, fashion.ImageSize));
+        var labels = Enumerable.Range(0, fashion.RowCount).Select(i => fashion.GetLabel(i)).ToArray();
+        ImageFolder.Save(ImageSet.FromFloats(pixels, labels, FileWriteFailureTests.HostileClassNames, fashion.ImageShape).View(), Path.Combine(dir, "data", "test"));
+        var r = Advml(dir, null, "attack", "--model", "evil.advml", "--data", "data", "--grayscale", "--image-size", "28", "--method", "fgsm", "--count", "20",
+            "-o", Path.Combine("out", "png"));
         Assert.AreEqual(0, r.Code, r.Err);
 
         string output = Path.Combine(dir, "out", "png");
-        var pngs = Directory.GetFiles(dir, "*.png", SearchOption.AllDirectories);
+        var pngs = Directory.GetFiles(Path.Combine(dir, "out"), "*.png", SearchOption.AllDirectories);
+        Assert.AreEqual(20, Directory.GetFiles(dir, "*.png", SearchOption.AllDirectories).Length - Directory.GetFiles(Path.Combine(dir, "data"), "*.png", SearchOption.AllDirectories).Length,
+            "no PNG is written anywhere but -o");
         Assert.AreEqual(20, pngs.Length);
         Assert.IsTrue(pngs.All(f => Path.GetDirectoryName(Path.GetDirectoryName(f)) == output), "every PNG is in a class folder inside -o: " + string.Join(", ", pngs));
         Assert.AreEqual(10, ImageFolder.Scan(output).Classes.Count, "ten classes give ten visible, distinct folders");
