@@ -35,7 +35,7 @@ public abstract class Attack
     public virtual Tensor[] GenerateForEpsilons(Module<Tensor, Tensor> model, Tensor images, Tensor? labels, IReadOnlyList<double> epsilons)
     {
         ArgumentNullException.ThrowIfNull(epsilons);
-        return epsilons.Select(e => Generate(model, images, labels, torch.full(new long[] { images.shape[0] }, e, ScalarType.Float32, images.device))).ToArray();
+        return epsilons.Select(e => Generate(model, images, labels, HeldScalars.Full(images.shape[0], e, ScalarType.Float32, images.device))).ToArray();
     }
 
     /// <summary>
@@ -84,18 +84,18 @@ public abstract class Attack
 
         Tensor eps;
         if (epsilon is null)
-            eps = torch.full(n, Options.Epsilon, dtype: clean.dtype, device: clean.device);
+            eps = HeldScalars.Full(n, Options.Epsilon, clean.dtype, clean.device);
         else
         {
             if (epsilon.dim() != 1 || epsilon.shape[0] != n)
                 throw new ArgumentException($"Per-example epsilon must have shape [{n}]; got [{string.Join(", ", epsilon.shape)}].", nameof(epsilon));
             eps = epsilon.to(clean.dtype, clean.device).detach();
-            if (!torch.isfinite(eps).all().item<bool>() || (eps < 0).any().item<bool>())
+            if (!torch.isfinite(eps).all().item<bool>() || eps.Less(0).any().item<bool>())
             {
-                double bad = eps[torch.logical_or(~torch.isfinite(eps), eps < 0)][0].item<float>();
+                double bad = eps[torch.logical_or(~torch.isfinite(eps), eps.Less(0))][0].item<float>();
                 throw new ArgumentOutOfRangeException(nameof(epsilon), $"Every epsilon must be finite and >= 0 (pixel units of [0, 255]); found {bad}.");
             }
-            if ((eps > 255).any().item<bool>())
+            if (eps.Greater(255).any().item<bool>())
                 throw new ArgumentOutOfRangeException(nameof(epsilon), $"Epsilon is in pixel units of [0, 255]; {eps.max().item<float>()} exceeds 255 (did you pass a [0, 1] value times 255 twice?).");
         }
         return new AttackBatch(this, model, clean, y, eps, GeneratorFor(clean.device));
@@ -123,7 +123,7 @@ public abstract class Attack
         using var lo = range.MinTensor(images);
         using var hi = range.MaxTensor(images);
         float tol = 1e-4f * range.Max.Zip(range.Min, (a, b) => a - b).Max();
-        if ((images < lo - tol).any().item<bool>() || (images > hi + tol).any().item<bool>())
+        if (images.lt(lo.Minus(tol)).any().item<bool>() || images.gt(hi.Plus(tol)).any().item<bool>())
             throw new ArgumentException(
                 $"Images lie in [{images.min().item<float>()}, {images.max().item<float>()}] but the attack's input range is {range}. " +
                 "Set AttackOptions.InputRange to the range the model takes (for example InputRange.Pixels for [0, 255]), or rescale the images.", nameof(images));
