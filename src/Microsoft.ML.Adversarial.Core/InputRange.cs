@@ -79,7 +79,8 @@ public sealed class InputRange
         if (!torch.isfinite(images).all().item<bool>())
             return "the images contain NaN or infinite values";
         float tol = 1e-4f * Max.Zip(Min, (a, b) => a - b).Max();
-        if ((images < MinTensor(images) - tol).any().item<bool>() || (images > MaxTensor(images) + tol).any().item<bool>())
+        // Held Scalars only (HeldScalars): this runs in every attack, training and scoring batch.
+        if (images.lt(MinTensor(images).Minus(tol)).any().item<bool>() || images.gt(MaxTensor(images).Plus(tol)).any().item<bool>())
             return $"the images lie in [{images.min().item<float>()}, {images.max().item<float>()}] but the model takes {this}";
         return null;
     }

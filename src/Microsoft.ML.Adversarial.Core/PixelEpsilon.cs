@@ -40,7 +40,7 @@ public static class PixelEpsilon
     internal static void Check(Tensor epsilons, string name)
     {
         using var _ = NewDisposeScope();
-        var bad = torch.logical_or(~torch.isfinite(epsilons), torch.logical_or(epsilons < 0, epsilons > Max));
+        var bad = torch.logical_or(~torch.isfinite(epsilons), torch.logical_or(epsilons.Less(0), epsilons.Greater(Max))); // held Scalars (HeldScalars)
         if (bad.any().item<bool>())
             Check(epsilons[bad][0].item<float>(), name);
     }

@@ -45,7 +45,7 @@ public abstract class Attack
     public virtual Tensor[] GenerateForEpsilons(Module<Tensor, Tensor> model, Tensor images, Tensor? labels, IReadOnlyList<double> epsilons)
     {
         PixelEpsilon.CheckAll(epsilons, nameof(epsilons));
-        return epsilons.Select(e => Generate(model, images, labels, torch.full(new long[] { images.shape[0] }, e, ScalarType.Float32, images.device))).ToArray();
+        return epsilons.Select(e => Generate(model, images, labels, HeldScalars.Full(images.shape[0], e, ScalarType.Float32, images.device))).ToArray();
     }
 
     /// <summary>
@@ -94,7 +94,7 @@ public abstract class Attack
 
         Tensor eps;
         if (epsilon is null)
-            eps = torch.full(n, Options.Epsilon, dtype: clean.dtype, device: clean.device);
+            eps = HeldScalars.Full(n, Options.Epsilon, clean.dtype, clean.device);
         else
         {
             if (epsilon.dim() != 1 || epsilon.shape[0] != n)

@@ -28,14 +28,14 @@ public sealed class AttackBatch
         // Made here, in the caller's scope, so loops with scopes of their own never dispose them.
         _unitsPerPixel = Range.UnitsPerPixelTensor(clean);
         var radius = PerExample(epsilon) * _unitsPerPixel;
-        _lower = torch.maximum(clean - radius, Range.MinTensor(clean));
-        _upper = torch.minimum(clean + radius, Range.MaxTensor(clean));
+        _lower = torch.maximum(clean.Minus(radius), Range.MinTensor(clean));
+        _upper = torch.minimum(clean.Plus(radius), Range.MaxTensor(clean));
     }
 
     /// <summary>The same batch with another (uniform) epsilon; gradients already computed stay valid.</summary>
     internal AttackBatch WithEpsilon(double epsilon)
     {
-        return new AttackBatch(_attack, Model, Clean, _labels, torch.full(Count, epsilon, dtype: Clean.dtype, device: Clean.device), Generator)
+        return new AttackBatch(_attack, Model, Clean, _labels, HeldScalars.Full(Count, epsilon, Clean.dtype, Clean.device), Generator)
         {
             _classCount = _classCount,
         };
@@ -122,17 +122,17 @@ public sealed class AttackBatch
     public Tensor RandomOtherClass(long classCount)
     {
         var y = TrueLabels;
-        var r = torch.randint(0, classCount - 1, y.shape, dtype: ScalarType.Int64, device: y.device, generator: Generator);
-        return r + (r >= y).to(ScalarType.Int64);
+        var r = torch.randint(0, classCount - 1, y.shape, dtype: ScalarType.Int64, device: RandomDevice.For(Generator, y.device, $"Attack '{_attack.Name}'"), generator: Generator);
+        return r.Plus((r >= y).to(ScalarType.Int64));
     }
 
     /// <summary>Standard normal noise shaped like the images, from the attack's generator.</summary>
     public Tensor Normal(long[]? shape = null)
-        => torch.randn(shape ?? Clean.shape, dtype: Clean.dtype, device: Clean.device, generator: Generator);
+        => torch.randn(shape ?? Clean.shape, dtype: Clean.dtype, device: RandomDevice.For(Generator, Clean.device, $"Attack '{_attack.Name}'"), generator: Generator);
 
     /// <summary>Uniform noise in [0, 1) shaped like the images, from the attack's generator.</summary>
     public Tensor Uniform(long[]? shape = null)
-        => torch.rand(shape ?? Clean.shape, dtype: Clean.dtype, device: Clean.device, generator: Generator);
+        => torch.rand(shape ?? Clean.shape, dtype: Clean.dtype, device: RandomDevice.For(Generator, Clean.device, $"Attack '{_attack.Name}'"), generator: Generator);
 
     /// <summary>Model units per pixel value, broadcastable over the images.</summary>
     public Tensor UnitsPerPixel => _unitsPerPixel;

@@ -13,6 +13,6 @@ public sealed class FastGradL2(AttackOptions? options = null) : OneStepAttack("f
     protected override Tensor Direction(AttackBatch b)
     {
         var g = b.InPixelUnits(b.LossGradient(b.TrueLabels));
-        return g / b.PerExample(AttackBatch.L2Norm(g).clamp_min(1e-12));
+        return g / b.PerExample(AttackBatch.L2Norm(g).AtLeast(1e-12));
     }
 }

@@ -13,6 +13,6 @@ public sealed class FastGradLInf(AttackOptions? options = null) : OneStepAttack(
     protected override Tensor Direction(AttackBatch b)
     {
         var g = b.InPixelUnits(b.LossGradient(b.TrueLabels));
-        return g / b.PerExample(AttackBatch.LInfNorm(g).clamp_min(1e-12));
+        return g / b.PerExample(AttackBatch.LInfNorm(g).AtLeast(1e-12));
     }
 }

@@ -33,9 +33,9 @@ public abstract class IterativeAttack : Attack
     private Tensor StepsPerExample(AttackBatch b)
     {
         if (Options.Iterations is int fixedCount)
-            return full(b.Count, fixedCount, dtype: ScalarType.Int64, device: b.Clean.device);
+            return HeldScalars.Full(b.Count, fixedCount, ScalarType.Int64, b.Clean.device);
         var eps = b.Epsilon.to(ScalarType.Float64);
-        return minimum(eps + 4, eps * 1.25).floor().clamp_min(1).to(ScalarType.Int64);
+        return minimum(eps.Plus(4), eps.Times(1.25)).floor().AtLeast(1).to(ScalarType.Int64);
     }
 
     protected sealed override Tensor Run(AttackBatch b)
@@ -49,8 +49,8 @@ public abstract class IterativeAttack : Attack
         {
             using var scope = NewDisposeScope();
             var g = b.InputGradient(x, logits => AttackBatch.CrossEntropy(logits, target));
-            var active = b.PerExample((steps > t).to(b.Clean.dtype));
-            var next = b.Project(x + StepSign * active * b.Step(alpha, g.sign())).MoveToOuterDisposeScope();
+            var active = b.PerExample(steps.Greater(t).to(b.Clean.dtype));
+            var next = b.Project(x.Plus(active.Times(StepSign) * b.Step(alpha, g.sign()))).MoveToOuterDisposeScope();
             if (!ReferenceEquals(x, b.Clean)) x.Dispose();
             x = next;
         }

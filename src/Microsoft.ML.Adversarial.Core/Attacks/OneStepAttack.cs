@@ -16,7 +16,7 @@ public abstract class OneStepAttack : Attack
     /// <summary>The perturbation for epsilon = 1 pixel value, in pixel units.</summary>
     protected abstract Tensor Direction(AttackBatch batch);
 
-    protected sealed override Tensor Run(AttackBatch batch) => batch.Project(batch.Clean + batch.Step(batch.Epsilon, Direction(batch)));
+    protected sealed override Tensor Run(AttackBatch batch) => batch.Project(batch.Clean.Plus(batch.Step(batch.Epsilon, Direction(batch))));
 
     /// <summary>
     /// Adversarial images for each epsilon (pixel units), from a single gradient computation:
@@ -34,7 +34,7 @@ public abstract class OneStepAttack : Attack
         for (int i = 0; i < epsilons.Count; i++)
         {
             var b = batch.WithEpsilon(epsilons[i]);
-            results[i] = b.Project(b.Clean + b.Step(b.Epsilon, direction)).detach().MoveToOuterDisposeScope();
+            results[i] = b.Project(b.Clean.Plus(b.Step(b.Epsilon, direction))).detach().MoveToOuterDisposeScope();
         }
         return results;
     }

@@ -39,14 +39,14 @@ public sealed class Pgd(PgdOptions? options = null) : Attack(NameFor(options), o
         else if (Options.TargetClass is int tc)
         {
             if (tc >= k) throw new ArgumentOutOfRangeException(nameof(PgdOptions.TargetClass), tc, $"Target class {tc} is not below the model's {k} classes.");
-            y = full(b.Count, tc, dtype: ScalarType.Int64, device: b.Clean.device);
+            y = HeldScalars.Full(b.Count, tc, ScalarType.Int64, b.Clean.device);
         }
         else y = b.HasLabels ? b.TrueLabels : AttackBatch.Predicted(cleanLogits);
         int sign = Targeted ? -1 : +1;
         double stepPixels = Options.StepSize ?? 2.5 * Options.Epsilon / Options.Steps;
         var step = tensor(stepPixels, dtype: b.Clean.dtype, device: b.Clean.device);
 
-        Tensor best = b.Clean, bestLoss = full(b.Count, double.NegativeInfinity, dtype: ScalarType.Float32, device: b.Clean.device);
+        Tensor best = b.Clean, bestLoss = HeldScalars.Full(b.Count, double.NegativeInfinity, ScalarType.Float32, b.Clean.device);
         var bestSuccess = zeros(b.Count, dtype: ScalarType.Bool, device: b.Clean.device);
         for (int r = 0; r < Options.Restarts; r++)
         {
@@ -56,12 +56,12 @@ public sealed class Pgd(PgdOptions? options = null) : Attack(NameFor(options), o
                 using var scope = NewDisposeScope();
                 var g = b.InputGradient(x, logits => AttackBatch.CrossEntropy(logits, y));
                 var direction = Options.Norm == PgdNorm.LInf ? g.sign() : UnitL2(b, g);
-                x = Project(b, x + sign * b.Step(step, direction)).MoveToOuterDisposeScope();
+                x = Project(b, x.Plus(b.Step(step, direction).Times(sign))).MoveToOuterDisposeScope();
             }
             using (var scope = NewDisposeScope())
             {
                 var logits = b.Logits(x);
-                var loss = sign * torch.nn.functional.cross_entropy(logits, y, reduction: torch.nn.Reduction.None).to(ScalarType.Float32);
+                var loss = torch.nn.functional.cross_entropy(logits, y, reduction: torch.nn.Reduction.None).to(ScalarType.Float32).Times(sign);
                 var pred = logits.argmax(1);
                 var success = Targeted ? pred == y : pred != y;
                 var better = (success & ~bestSuccess) | ((success == bestSuccess) & (loss > bestLoss));
@@ -76,28 +76,28 @@ public sealed class Pgd(PgdOptions? options = null) : Attack(NameFor(options), o
     private static Tensor UnitL2(AttackBatch b, Tensor g)
     {
         var gp = b.InPixelUnits(g);
-        return gp / b.PerExample(AttackBatch.L2Norm(gp).clamp_min(1e-12));
+        return gp / b.PerExample(AttackBatch.L2Norm(gp).AtLeast(1e-12));
     }
 
     private Tensor RandomStart(AttackBatch b)
     {
         if (Options.Norm == PgdNorm.LInf)
-            return b.Project(b.Clean + b.Step(b.Epsilon, b.Uniform() * 2 - 1));
+            return b.Project(b.Clean.Plus(b.Step(b.Epsilon, b.Uniform().Times(2).Minus(1))));
         // Uniform in the L2 ball: a random direction times radius eps * u^(1/d).
         var n = b.Normal();
-        var unit = n / b.PerExample(AttackBatch.L2Norm(n).clamp_min(1e-12));
+        var unit = n / b.PerExample(AttackBatch.L2Norm(n).AtLeast(1e-12));
         long d = b.Clean[0].numel();
-        var radius = b.Epsilon * b.Uniform(new[] { b.Count }).pow(1.0 / d);
-        return Project(b, b.Clean + b.Step(radius, unit));
+        var radius = b.Epsilon * b.Uniform(new[] { b.Count }).Pow(1.0 / d);
+        return Project(b, b.Clean.Plus(b.Step(radius, unit)));
     }
 
     private Tensor Project(AttackBatch b, Tensor x)
     {
         if (Options.Norm == PgdNorm.LInf) return b.Project(x);
         // L2 ball in pixel units, then the valid range (clamping only shrinks each coordinate's change).
-        var deltaPixels = (x - b.Clean) / b.UnitsPerPixel;
+        var deltaPixels = x.Minus(b.Clean) / b.UnitsPerPixel;
         var norm = AttackBatch.L2Norm(deltaPixels);
-        var factor = (b.Epsilon / norm.clamp_min(1e-12)).clamp_max(1);
-        return b.ClipToRange(b.Clean + deltaPixels * b.PerExample(factor) * b.UnitsPerPixel);
+        var factor = (b.Epsilon / norm.AtLeast(1e-12)).AtMost(1);
+        return b.ClipToRange(b.Clean.Plus(deltaPixels * b.PerExample(factor) * b.UnitsPerPixel));
     }
 }

@@ -18,6 +18,6 @@ public sealed class StepTarget : OneStepAttack
         {
             if (TargetClass >= logits.shape[1])
                 throw new ArgumentOutOfRangeException(nameof(TargetClass), TargetClass, $"Target class {TargetClass} is not below the model's {logits.shape[1]} classes.");
-            return AttackBatch.CrossEntropy(logits, full(b.Count, TargetClass, dtype: ScalarType.Int64, device: logits.device));
+            return AttackBatch.CrossEntropy(logits, HeldScalars.Full(b.Count, TargetClass, ScalarType.Int64, logits.device));
         }).sign();
 }

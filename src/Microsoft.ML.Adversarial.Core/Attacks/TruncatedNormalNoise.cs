@@ -13,9 +13,9 @@ public sealed class TruncatedNormalNoise(AttackOptions? options = null) : OneSte
     protected override Tensor Direction(AttackBatch b)
     {
         // Rejection: redraw the values outside [-1, 1] (4.6% per round) until none remain.
-        var t = b.Normal() * 0.5;
-        for (var outside = t.abs() > 1; outside.any().item<bool>(); outside = t.abs() > 1)
-            t = where(outside, b.Normal() * 0.5, t);
+        var t = b.Normal().Times(0.5);
+        for (var outside = t.abs().Greater(1); outside.any().item<bool>(); outside = t.abs().Greater(1))
+            t = where(outside, b.Normal().Times(0.5), t);
         return t;
     }
 }

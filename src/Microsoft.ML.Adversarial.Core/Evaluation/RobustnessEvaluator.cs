@@ -96,7 +96,7 @@ public sealed class RobustnessEvaluator
             t.TopK += counted.TopK;
             t.Count += y.shape[0];
             if (adv is not null && x is not null)
-                t.Unmoved += (adv - x).abs().flatten(1).amax(1).eq(0).sum().item<long>();
+                t.Unmoved += adv.Minus(x).abs().flatten(1).amax(1).EqualTo(0).sum().item<long>();
         }
 
         return BuildReport(modelName, tallies, infos, predictedKey);

@@ -66,6 +66,6 @@ public sealed class ReluDecay : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         var r = functional.relu(x);
-        return r / (1 + Beta * r * r);
+        return r / (r.Times(Beta) * r).Plus(1); // held Scalars: see HeldScalars
     }
 }

@@ -120,9 +120,10 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>, IAuxiliaryClassifier
 
     private static Tensor TransformImageNetInput(Tensor x)
     {
-        var c0 = x[.., 0..1] * (0.229 / 0.5) + (0.485 - 0.5) / 0.5;
-        var c1 = x[.., 1..2] * (0.224 / 0.5) + (0.456 - 0.5) / 0.5;
-        var c2 = x[.., 2..3] * (0.225 / 0.5) + (0.406 - 0.5) / 0.5;
+        // Held Scalars (see HeldScalars): these run inside every attack's forward pass.
+        var c0 = x[.., 0..1].Times(0.229 / 0.5).Plus((0.485 - 0.5) / 0.5);
+        var c1 = x[.., 1..2].Times(0.224 / 0.5).Plus((0.456 - 0.5) / 0.5);
+        var c2 = x[.., 2..3].Times(0.225 / 0.5).Plus((0.406 - 0.5) / 0.5);
         return cat(new[] { c0, c1, c2 }, 1);
     }
 

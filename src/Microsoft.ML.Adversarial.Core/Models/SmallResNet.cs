@@ -87,7 +87,7 @@ public sealed class SmallResNet : Module<Tensor, Tensor>
         {
             var y = act1.call(bn1.call(conv1.call(x)));
             y = bn2.call(conv2.call(y));
-            return act2.call(y + (downsample?.call(x) ?? x));
+            return act2.call(y.Plus(downsample?.call(x) ?? x)); // held alpha: see HeldScalars
         }
     }
 }

@@ -184,7 +184,8 @@ public sealed class AdversarialTrainer
         Tensor input = x;
         if (k > 0)
         {
-            var generator = new Generator((ulong)stepSeed, x.device);
+            // using: the generator's native handle must outlive the draws (it is finalizable, like TorchSharp's Scalars).
+            using var generator = new Generator((ulong)stepSeed, x.device);
             string method = o.MethodMix is { Count: > 0 } mix ? mix[new Random(unchecked((int)stepSeed)).Next(mix.Count)] : o.Method;
             var attack = AttackRegistry.Create(method, new AttackOptions { InputRange = o.InputRange, Seed = stepSeed + 1, ValidateInputs = false });
             var eps = o.Epsilon.Sample(k, generator, x.device);
@@ -201,8 +202,8 @@ public sealed class AdversarialTrainer
             logits = main;
             loss = WeightedLoss(F.cross_entropy(main, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight);
             if (aux is not null)
-                loss = loss + withAux.AuxiliaryLossWeight *
-                    WeightedLoss(F.cross_entropy(aux, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight);
+                loss = loss.Plus(WeightedLoss(F.cross_entropy(aux, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight)
+                    .Times(withAux.AuxiliaryLossWeight));
         }
         else
         {
@@ -230,7 +231,7 @@ public sealed class AdversarialTrainer
         if (k == 0) return perExampleLoss.mean();
         var clean = perExampleLoss[k..].sum();
         var adversarial = perExampleLoss[..k].sum();
-        return (clean + lambda * adversarial) / ((m - k) + lambda * k);
+        return clean.Plus(adversarial.Times(lambda)).DividedBy((m - k) + lambda * k); // held Scalars: see HeldScalars
     }
 
     /// <summary>A classifier needs examples of at least two classes; one class means a wrong filter or folder.</summary>
@@ -272,11 +273,12 @@ public sealed class AdversarialTrainer
     {
         var o = _options;
         var parameters = model.parameters();
+        // TorchSharp's own step() frees its temporary Scalars at the GC's mercy; these hold them (HeldScalarOptimizers.cs).
         return o.Optimizer switch
         {
-            OptimizerKind.RmsProp => optim.RMSProp(parameters, lr: o.LearningRate, alpha: o.RmsPropDecay, eps: o.RmsPropEpsilon, weight_decay: o.WeightDecay, momentum: o.Momentum),
-            OptimizerKind.Sgd => optim.SGD(parameters, o.LearningRate, momentum: o.Momentum, weight_decay: o.WeightDecay),
-            OptimizerKind.Adam => optim.Adam(parameters, lr: o.LearningRate, weight_decay: o.WeightDecay),
+            OptimizerKind.RmsProp => new HeldScalarRmsProp(parameters, o.LearningRate, o.RmsPropDecay, o.RmsPropEpsilon, o.WeightDecay, o.Momentum),
+            OptimizerKind.Sgd => new HeldScalarSgd(parameters, o.LearningRate, o.Momentum, o.WeightDecay),
+            OptimizerKind.Adam => new HeldScalarAdam(parameters, o.LearningRate, o.WeightDecay),
             _ => throw new ArgumentOutOfRangeException(nameof(o.Optimizer), o.Optimizer, "Unknown optimiser."),
         };
     }

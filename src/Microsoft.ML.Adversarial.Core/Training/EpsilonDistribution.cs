@@ -29,8 +29,20 @@ public abstract record EpsilonDistribution
         return d;
     }
 
-    /// <summary>Epsilons for <paramref name="count"/> examples, as a float32 tensor [count].</summary>
-    public abstract Tensor Sample(long count, Generator? generator, Device device);
+    /// <summary>Epsilons for <paramref name="count"/> examples, as a float32 tensor [count] on <paramref name="device"/>.</summary>
+    /// <param name="count">Number of examples.</param>
+    /// <param name="generator">Seeded generator on <paramref name="device"/>, or null for the global one.</param>
+    /// <param name="device">Where the samples are drawn and returned (the generator must live there too).</param>
+    public Tensor Sample(long count, Generator? generator, Device device)
+    {
+        var on = RandomDevice.For(generator, device, $"Epsilon distribution {this}");
+        // Own scope: the temporaries stay referenced (not finalizable) while libtorch uses them, whatever the caller does.
+        using var scope = NewDisposeScope();
+        return Draw(count, generator, on).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The draw itself, on <paramref name="device"/> (already checked against the generator).</summary>
+    protected abstract Tensor Draw(long count, Generator? generator, Device device);
 
     public abstract void Validate();
 }
@@ -41,12 +53,12 @@ public abstract record EpsilonDistribution
 /// </summary>
 public sealed record TruncatedNormalEpsilon(double Std, double Max) : EpsilonDistribution
 {
-    public override Tensor Sample(long count, Generator? generator, Device device)
+    protected override Tensor Draw(long count, Generator? generator, Device device)
     {
-        var e = (randn(count, dtype: ScalarType.Float32, generator: generator) * Std).abs();
-        for (var outside = e > Max; outside.any().item<bool>(); outside = e > Max)
-            e = where(outside, (randn(count, dtype: ScalarType.Float32, generator: generator) * Std).abs(), e);
-        return e.to(device);
+        var e = randn(count, dtype: ScalarType.Float32, device: device, generator: generator).Times(Std).abs();
+        for (var outside = e.Greater(Max); outside.any().item<bool>(); outside = e.Greater(Max))
+            e = where(outside, randn(count, dtype: ScalarType.Float32, device: device, generator: generator).Times(Std).abs(), e);
+        return e;
     }
 
     public override void Validate()
@@ -62,7 +74,7 @@ public sealed record TruncatedNormalEpsilon(double Std, double Max) : EpsilonDis
 /// <summary>The same epsilon for every example (the paper notes this makes models robust to that epsilon only).</summary>
 public sealed record FixedEpsilon(double Epsilon) : EpsilonDistribution
 {
-    public override Tensor Sample(long count, Generator? generator, Device device) => full(count, Epsilon, dtype: ScalarType.Float32, device: device);
+    protected override Tensor Draw(long count, Generator? generator, Device device) => HeldScalars.Full(count, Epsilon, ScalarType.Float32, device);
 
     public override void Validate()
     {
@@ -75,8 +87,8 @@ public sealed record FixedEpsilon(double Epsilon) : EpsilonDistribution
 /// <summary>Uniform on [Min, Max].</summary>
 public sealed record UniformEpsilon(double Min, double Max) : EpsilonDistribution
 {
-    public override Tensor Sample(long count, Generator? generator, Device device)
-        => (rand(count, dtype: ScalarType.Float32, generator: generator) * (Max - Min) + Min).to(device);
+    protected override Tensor Draw(long count, Generator? generator, Device device)
+        => rand(count, dtype: ScalarType.Float32, device: device, generator: generator).Times(Max - Min).Plus(Min);
 
     public override void Validate()
     {
