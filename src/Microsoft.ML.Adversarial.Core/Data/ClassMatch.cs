@@ -19,22 +19,13 @@ public static class ClassMatch
     /// </summary>
     public static int[] Map(IReadOnlyList<string> from, IReadOnlyList<string> to, string fromName = "the data", string toName = "the model")
     {
-        var exact = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (int i = 0; i < to.Count; i++) exact.TryAdd(to[i], i);
-        var folders = FolderNames(to);
-        var byFolder = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (int i = 0; i < folders.Count; i++) byFolder.TryAdd(folders[i], i);
-        var map = new int[from.Count];
-        var unknown = new List<string>();
-        for (int i = 0; i < from.Count; i++)
-        {
-            if (exact.TryGetValue(from[i], out int j) || byFolder.TryGetValue(from[i], out j)) map[i] = j;
-            else
-            {
-                map[i] = -1;
-                unknown.Add(from[i]);
-            }
-        }
+        var exact = Index(to);
+        var byFolder = Index(FolderNames(to));
+        // Names that are all exact, or all the folders written for the classes (a folder "a_b" may be the folder of class
+        // "a/b" while class "a_b" got "a_b~4"), decide as a whole; only a mix is matched name by name.
+        int[]? whole = All(from, exact) ?? All(from, byFolder);
+        var map = whole ?? from.Select(n => exact.TryGetValue(n, out int j) || byFolder.TryGetValue(n, out j) ? j : -1).ToArray();
+        var unknown = from.Where((_, i) => map[i] < 0).ToList();
         var missing = Enumerable.Range(0, to.Count).Except(map).Select(i => to[i]).ToList();
         var twice = map.Where(m => m >= 0).GroupBy(m => m).Where(g => g.Count() > 1).Select(g => to[g.Key]).ToList();
         if (unknown.Count > 0 || missing.Count > 0 || twice.Count > 0)
@@ -94,6 +85,22 @@ public static class ClassMatch
             result[i] = candidate;
         }
         return result;
+    }
+
+    private static Dictionary<string, int> Index(IReadOnlyList<string> names)
+    {
+        var index = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < names.Count; i++) index.TryAdd(names[i], i);
+        return index;
+    }
+
+    /// <summary>The map when every name is found and no two share a class; else null.</summary>
+    private static int[]? All(IReadOnlyList<string> from, Dictionary<string, int> index)
+    {
+        var map = new int[from.Count];
+        for (int i = 0; i < from.Count; i++)
+            if (!index.TryGetValue(from[i], out map[i])) return null;
+        return map.Distinct().Count() == map.Length ? map : null;
     }
 
     /// <summary>A short list of names for messages: at most 12, then a count.</summary>

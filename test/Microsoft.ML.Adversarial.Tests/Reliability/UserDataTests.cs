@@ -87,6 +87,20 @@ public sealed class UserDataTests
     }
 
     [TestMethod]
+    public void EveryClassFolderReadsBackAsItsClass()
+    {
+        // Hostile names whose folder forms collide with other classes' names ("a/b" is written to "a_b", class "a_b" to "a_b~4").
+        var names = Data.FileWriteFailureTests.HostileClassNames;
+        var folders = ClassMatch.FolderNames(names);
+        CollectionAssert.AreEqual(Enumerable.Range(0, names.Length).ToArray(), ClassMatch.Map(folders, names));
+        var sorted = folders.OrderBy(f => f, StringComparer.Ordinal).ToArray();
+        var map = ClassMatch.Map(sorted, names);
+        for (int i = 0; i < sorted.Length; i++) Assert.AreEqual(folders[map[i]], sorted[i], $"folder '{sorted[i]}' read back as class '{names[map[i]]}'");
+        // Real names still match exactly, whatever their order.
+        CollectionAssert.AreEqual(new[] { 1, 0 }, ClassMatch.Map(new[] { "a_b", "a/b" }, new[] { "a/b", "a_b" }));
+    }
+
+    [TestMethod]
     public void CliEvaluatesAFolderWhoseClassOrderDiffersFromTheModels()
     {
         // Folders named after the model's classes sort differently from the model's order ("Ankle boot" first).
