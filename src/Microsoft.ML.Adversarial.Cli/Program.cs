@@ -9,6 +9,7 @@ root.Subcommands.Add(AttackCommand.Create());
 root.Subcommands.Add(EvaluateCommand.Create());
 root.Subcommands.Add(TransferCommand.Create());
 root.Subcommands.Add(ReproduceCommand.Create());
+root.Subcommands.Add(ImportCommand.Create());
 
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

@@ -231,13 +231,10 @@ internal static class Shared
         {
             throw new CliException(e.Message);
         }
-        // The CLI's readers give pixels in [0, 1]; feeding them to a model on another range would give wrong numbers silently.
+        // The CLI's readers give pixels in [0, 1]; a model on another range (an imported ImageNet network) is fed through
+        // PixelRangeAdapter, which maps [0, 1] to its range per channel, so attacks on [0, 1] are its own attacks.
         if (loaded.Description.InputRangeOrDefault.Description != InputRange.UnitInterval.Description)
-        {
-            loaded.Model.Dispose();
-            throw new CliException($"Model '{path}' takes pixels in {loaded.Description.InputRangeOrDefault}; the CLI feeds images in [0, 1]. " +
-                "Use the library (AttackOptions.InputRange / RobustnessOptions.InputRange) for such models.");
-        }
+            return (new PixelRangeAdapter(loaded.Model, loaded.Description.InputRangeOrDefault), loaded.Description with { InputRange = InputRange.UnitInterval });
         return loaded;
     }
 

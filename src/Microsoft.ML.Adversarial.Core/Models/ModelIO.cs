@@ -46,6 +46,8 @@ public sealed record ModelDescription(ModelSpec Spec, int Classes, int Channels,
         if (Spec is null) throw new ArgumentNullException(nameof(Spec), "The description has no Spec (architecture, rho, activation).");
         if (!Enum.IsDefined(Spec.Architecture))
             throw new ArgumentOutOfRangeException(nameof(Spec.Architecture), Spec.Architecture, $"Unknown architecture {Spec.Architecture}.");
+        if (Spec.Architecture == ModelArchitecture.Custom)
+            throw new ArgumentException(ModelSpec.CustomCannotBeRebuilt, nameof(Spec));
         Spec.Validate();
         if (Classes < 2 || Classes > MaxClasses)
             throw new ArgumentOutOfRangeException(nameof(Classes), Classes, $"A classifier needs 2 to {MaxClasses} classes; the description says {Classes}.");
@@ -53,7 +55,9 @@ public sealed record ModelDescription(ModelSpec Spec, int Classes, int Channels,
             throw new ArgumentException($"ClassNames has {ClassNames.Count} names (or a null one) for {Classes} classes.", nameof(ClassNames));
         if (Channels < 1 || Channels > MaxChannels)
             throw new ArgumentOutOfRangeException(nameof(Channels), Channels, $"Channels must lie in 1..{MaxChannels}; the description says {Channels}.");
-        int minSide = Spec.Architecture switch { ModelArchitecture.SmallCnn => 4, ModelArchitecture.InceptionV3 => 75, _ => 1 };
+        if (TorchVisionModels.IsTorchVision(Spec.Architecture) && Channels != 3)
+            throw new ArgumentOutOfRangeException(nameof(Channels), Channels, $"{Spec.Architecture} takes 3-channel images; the description says {Channels}.");
+        int minSide = Spec.Architecture == ModelArchitecture.SmallCnn ? 4 : TorchVisionModels.MinSide(Spec.Architecture);
         foreach (var (name, side) in new[] { (nameof(Height), Height), (nameof(Width), Width) })
             if (side < minSide || side > MaxSide)
                 throw new ArgumentOutOfRangeException(name, side, $"{Spec.Architecture} takes images of {minSide} to {MaxSide} pixels a side; the description says {name} {side}.");
@@ -78,6 +82,7 @@ public sealed record ModelDescription(ModelSpec Spec, int Classes, int Channels,
         {
             ModelArchitecture.SmallCnn => (c * 9 + 1) * S(32) + (S(32) * 9 + 1) * S(64) + (S(64) * side * side + 1) * S(128) + (S(128) + 1) * k,
             ModelArchitecture.SmallResNet => ResNet(S(16), S(32), S(64)),
+            _ when TorchVisionModels.IsTorchVision(Spec.Architecture) => TorchVisionModels.ParameterCount(Spec.Architecture, Classes),
             // torchvision's Inception v3 has 21.8M parameters without its classifiers; the deeper variant adds two 768-channel blocks.
             _ => (22e6 * (Spec.Deeper ? 1.25 : 1) + (Spec.AuxLogits ? 3.2e6 : 0)) * Math.Max(rho, 0.1) * Math.Max(rho, 0.1) * 1.2
                  + c * 9 * S(32) + (S(2048) + 1) * k + (Spec.AuxLogits ? (S(768) + 1) * k : 0),
@@ -129,6 +134,7 @@ public static class ModelIO
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(description);
+        if (description.Spec?.Architecture == ModelArchitecture.Custom) throw new NotSupportedException(ModelSpec.CustomCannotBeRebuilt);
         description.Validate();
         // A disposed network would be written as a short, unloadable file: refuse before writing anything.
         var parameters = model.parameters().ToList();
@@ -304,8 +310,14 @@ public static class ModelIO
     /// Every parameter and buffer must be present with the same name and shape; otherwise nothing is changed and the
     /// error lists the differences.
     /// </summary>
-    public static void LoadWeights(Module<Tensor, Tensor> model, string path)
+    /// <param name="model">The network to fill.</param>
+    /// <param name="path">The weights file.</param>
+    /// <param name="skippedPrefixes">File entries under these prefixes that the model does not have are skipped (training-only
+    /// heads such as GoogLeNet's aux1/aux2, see <see cref="TorchVisionModels.TrainingOnlyPrefixes"/>); null skips none.</param>
+    public static void LoadWeights(Module<Tensor, Tensor> model, string path, IReadOnlyCollection<string>? skippedPrefixes = null)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        skippedPrefixes ??= Array.Empty<string>();
         if (!File.Exists(path)) throw new FileNotFoundException($"Weights file '{path}' does not exist.", path);
         using var scope = NewDisposeScope();
         Dictionary<string, Tensor> source;
@@ -319,22 +331,69 @@ public static class ModelIO
             throw new InvalidDataException($"'{path}' could not be read as {kind} weights ({e.Message}). Is the file complete?", e);
         }
         var target = model.state_dict();
-        var missing = target.Keys.Where(k => !source.ContainsKey(k)).ToList();
-        var unexpected = source.Keys.Where(k => !target.ContainsKey(k)).ToList();
-        var wrongShape = target.Where(t => source.TryGetValue(t.Key, out var v) && !v.shape.SequenceEqual(t.Value.shape))
-            .Select(t => $"{t.Key} is [{string.Join(", ", source[t.Key].shape)}] in the file, [{string.Join(", ", t.Value.shape)}] in the model").ToList();
-        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
-        {
-            static string List(string what, List<string> items) =>
-                items.Count == 0 ? "" : $" {what} ({items.Count}): {string.Join("; ", items.Take(5))}{(items.Count > 5 ? "; ..." : "")}.";
+        foreach (var key in source.Keys.Where(k => !target.ContainsKey(k) && skippedPrefixes.Any(p => k.StartsWith(p, StringComparison.Ordinal))).ToList())
+            source.Remove(key);
+        if (Differences(target, source, "in the file", "in the model") is { } differences)
             throw new InvalidDataException(
-                $"'{path}' does not fit {model.GetType().Name}; nothing was loaded." + List("Missing from the file", missing) +
-                List("Not in the model", unexpected) + List("Different shapes", wrongShape) +
+                $"'{path}' does not fit {model.GetType().Name}; nothing was loaded.{differences}" +
                 " Build the model with the architecture, width (rho) and class count the weights were trained with.");
-        }
         using var _ = no_grad();
         foreach (var (name, t) in target)
             t.copy_(source[name].to(t.dtype));
+    }
+
+    /// <summary>
+    /// Builds the network <paramref name="description"/> names and loads a PyTorch state dict (or TorchSharp weights)
+    /// into it, after checking every name and shape (training-only heads excepted, see
+    /// <see cref="TorchVisionModels.TrainingOnlyPrefixes"/>). The network is returned in evaluation mode.
+    /// </summary>
+    public static Module<Tensor, Tensor> Import(ModelDescription description, string weightsPath, Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(description);
+        var model = description.CreateModel();
+        try
+        {
+            LoadWeights(model, weightsPath, TorchVisionModels.TrainingOnlyPrefixes(description.Spec));
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        if (device is not null) model.to(device);
+        model.eval();
+        return model;
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="model"/> is the network <paramref name="description"/> rebuilds (same parameter and
+    /// buffer names and shapes), so that a model file written from it loads again. Throws <see cref="ArgumentException"/>
+    /// listing the differences otherwise.
+    /// </summary>
+    public static void CheckArchitecture(Module<Tensor, Tensor> model, ModelDescription description)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(description);
+        using var scope = NewDisposeScope();
+        using var rebuilt = description.CreateModel();
+        var differences = Differences(rebuilt.state_dict(), model.state_dict(), "in the module", $"in {description.Spec.Architecture}");
+        if (differences is not null)
+            throw new ArgumentException($"The module is not the {description.Spec} network for {description.Channels}x{description.Height}x{description.Width} " +
+                $"images and {description.Classes} classes, so a model file could not rebuild it.{differences} Give the architecture it was built as, or none " +
+                "(it can then be used but not saved).", nameof(model));
+    }
+
+    /// <summary>Names missing from <paramref name="source"/>, names it has beyond <paramref name="target"/>, and shapes that differ; null when none.</summary>
+    private static string? Differences(IReadOnlyDictionary<string, Tensor> target, IReadOnlyDictionary<string, Tensor> source, string inSource, string inTarget)
+    {
+        var missing = target.Keys.Where(k => !source.ContainsKey(k)).ToList();
+        var unexpected = source.Keys.Where(k => !target.ContainsKey(k)).ToList();
+        var wrongShape = target.Where(t => source.TryGetValue(t.Key, out var v) && !v.shape.SequenceEqual(t.Value.shape))
+            .Select(t => $"{t.Key} is [{string.Join(", ", source[t.Key].shape)}] {inSource}, [{string.Join(", ", t.Value.shape)}] {inTarget}").ToList();
+        if (missing.Count + unexpected.Count + wrongShape.Count == 0) return null;
+        static string List(string what, List<string> items) =>
+            items.Count == 0 ? "" : $" {what} ({items.Count}): {string.Join("; ", items.Take(5))}{(items.Count > 5 ? "; ..." : "")}.";
+        return List($"Missing {inSource}", missing) + List($"Not {inTarget}", unexpected) + List("Different shapes", wrongShape);
     }
 
     private static Dictionary<string, Tensor> ReadPyTorchStateDict(string path)

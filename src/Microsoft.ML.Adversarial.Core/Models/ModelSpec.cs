@@ -14,6 +14,37 @@ public enum ModelArchitecture
     SmallResNet,
     /// <summary><see cref="Models.InceptionV3"/>: the paper's network, torchvision's parameter names; 75 x 75 and up.</summary>
     InceptionV3,
+    /// <summary>torchvision's ResNet-18 (TorchSharp's TorchVision; 3-channel images of 32 x 32 and up).</summary>
+    ResNet18,
+    /// <summary>torchvision's ResNet-34.</summary>
+    ResNet34,
+    /// <summary>torchvision's ResNet-50.</summary>
+    ResNet50,
+    /// <summary>torchvision's ResNet-101.</summary>
+    ResNet101,
+    /// <summary>torchvision's VGG-11.</summary>
+    Vgg11,
+    /// <summary>torchvision's VGG-11 with BatchNorm.</summary>
+    Vgg11Bn,
+    /// <summary>torchvision's VGG-13.</summary>
+    Vgg13,
+    /// <summary>torchvision's VGG-16.</summary>
+    Vgg16,
+    /// <summary>torchvision's VGG-16 with BatchNorm.</summary>
+    Vgg16Bn,
+    /// <summary>torchvision's VGG-19.</summary>
+    Vgg19,
+    /// <summary>torchvision's MobileNet v2.</summary>
+    MobileNetV2,
+    /// <summary>torchvision's GoogLeNet (Inception v1) without the auxiliary classifiers.</summary>
+    GoogLeNet,
+    /// <summary>torchvision's AlexNet (images of 63 x 63 and up).</summary>
+    AlexNet,
+    /// <summary>
+    /// A network the caller built and wrapped (<c>mlContext.Transforms.ImageClassifier(module, ...)</c> without an
+    /// architecture): it scores and can be attacked, but the library cannot rebuild it, so it cannot be saved in a model file.
+    /// </summary>
+    Custom,
 }
 
 /// <summary>
@@ -45,26 +76,53 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
             ModelArchitecture.InceptionV3 when shape.Height < 75 =>
                 throw new ArgumentException($"InceptionV3 needs images of at least 75x75; got {shape.Height}x{shape.Width}. Resize them (ResizeImages) first."),
             ModelArchitecture.InceptionV3 => new InceptionV3(classes, Rho, Deeper, AuxLogits, Dropout, Activation, shape.Channels),
+            ModelArchitecture.Custom => throw new NotSupportedException(CustomCannotBeRebuilt),
+            _ when TorchVisionModels.IsTorchVision(Architecture) && shape.Channels != 3 =>
+                throw new ArgumentException($"{Architecture} takes 3-channel images; got {shape.Channels}. Convert grey images to RGB (ConvertToGrayscale off, ExtractPixels with colors RGB)."),
+            _ when TorchVisionModels.IsTorchVision(Architecture) && shape.Height < TorchVisionModels.MinSide(Architecture) =>
+                throw new ArgumentException($"{Architecture} needs images of at least {TorchVisionModels.MinSide(Architecture)}x{TorchVisionModels.MinSide(Architecture)}; got {shape.Height}x{shape.Width}. Resize them (ResizeImages) first."),
+            _ when TorchVisionModels.IsTorchVision(Architecture) => CreateTorchVision(classes),
             _ => throw new ArgumentOutOfRangeException(nameof(Architecture), Architecture, "Unknown architecture."),
         };
+    }
+
+    /// <summary>Why a <see cref="ModelArchitecture.Custom"/> network cannot be saved or rebuilt, and what to do.</summary>
+    internal const string CustomCannotBeRebuilt =
+        "The network is a custom module the library cannot rebuild, so it cannot be written to a model file. If it is one of the " +
+        "architectures the library builds (smallcnn, smallresnet, inceptionv3, resnet18/34/50/101, vgg11/13/16/19(_bn), mobilenet_v2, googlenet, alexnet), " +
+        "pass that architecture (a ModelSpec) when wrapping it; otherwise save its weights (ModelIO.SavePyTorch or module.save) and wrap it again after loading them.";
+
+    private Module<Tensor, Tensor> CreateTorchVision(int classes)
+    {
+        TorchVisionModels.CheckSpec(this);
+        return TorchVisionModels.Create(this, classes);
     }
 
     /// <summary>Checks the numbers before anything is built or loaded: rho &gt; 0, dropout in [0, 1), at least one block per stage.</summary>
     public void Validate()
     {
         ModelChecks.Width(Rho);
+        TorchVisionModels.CheckSpec(this);
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, $"Dropout must lie in [0, 1); got {Dropout}.");
         if (BlocksPerStage < 1) throw new ArgumentOutOfRangeException(nameof(BlocksPerStage), BlocksPerStage, "BlocksPerStage must be at least 1.");
     }
 
-    /// <summary>Parses "smallcnn", "smallresnet", "inceptionv3" (also "inception-v3", "resnet").</summary>
-    public static ModelArchitecture ParseArchitecture(string text) => text.Trim().ToLowerInvariant().Replace("-", "").Replace("_", "") switch
+    /// <summary>
+    /// Parses "smallcnn", "smallresnet", "inceptionv3" (also "inception-v3", "resnet") and torchvision's names
+    /// ("resnet18", "vgg16_bn", "mobilenet_v2", "googlenet", "alexnet", "inception_v3").
+    /// </summary>
+    public static ModelArchitecture ParseArchitecture(string text)
     {
-        "smallcnn" or "cnn" => ModelArchitecture.SmallCnn,
-        "smallresnet" or "resnet" => ModelArchitecture.SmallResNet,
-        "inceptionv3" or "inception" => ModelArchitecture.InceptionV3,
-        _ => throw new ArgumentException($"Unknown architecture '{text}'. Known: smallcnn, smallresnet, inceptionv3."),
-    };
+        string key = text.Trim().ToLowerInvariant().Replace("-", "").Replace("_", "");
+        return key switch
+        {
+            "smallcnn" or "cnn" => ModelArchitecture.SmallCnn,
+            "smallresnet" or "resnet" => ModelArchitecture.SmallResNet,
+            "inceptionv3" or "inception" => ModelArchitecture.InceptionV3,
+            _ => TorchVisionModels.ByTorchVisionName.FirstOrDefault(kv => kv.Key.Replace("_", "") == key) is { Key: not null } hit ? hit.Value
+                : throw new ArgumentException($"Unknown architecture '{text}'. Known: smallcnn, smallresnet, inceptionv3, {string.Join(", ", TorchVisionModels.ByTorchVisionName.Keys.Where(k => k != "inception_v3"))}."),
+        };
+    }
 
     private static readonly JsonSerializerOptions Json = new() { Converters = { new JsonStringEnumConverter() } };
 

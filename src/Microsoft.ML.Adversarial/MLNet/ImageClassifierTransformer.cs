@@ -97,6 +97,11 @@ public sealed class ImageClassifierTransformer : ITransformer
             throw new ObjectDisposedException(nameof(Model), $"The classifier's {Spec} network has been disposed, so there is nothing to save. " +
                 "Save the model before disposing it, or load it again.");
         }
+        if (Spec.Architecture == ModelArchitecture.Custom)
+        {
+            ModelPersistence.AbandonFile(ctx);
+            throw new NotSupportedException(ModelSpec.CustomCannotBeRebuilt);
+        }
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
         var state = new State(StateVersion, ModelIO.LibraryVersion, PixelColumnName, ScoreColumnName, PredictedLabelColumnName, BatchSize,
