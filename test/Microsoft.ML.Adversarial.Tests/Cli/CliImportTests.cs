@@ -14,7 +14,7 @@ public sealed class CliImportTests
     public void ImportedResNetLoadsWithItsRangeAndIsEvaluatedOnAnImageFolder()
     {
         string dir = TestData.TempFolder(), folder = CliImageFolderTests.MakeFolder(trainPerClass: 1, testPerClass: 2);
-        var classes = FashionMnist.ClassNames.Select(ImageFolder.SafeName).ToArray();
+        var classes = FashionMnist.ClassNames.Select(ClassMatch.FolderName).ToArray();
         File.WriteAllLines(Path.Combine(dir, "classes.txt"), classes);
         manual_seed(4);
         using var resnet = new ModelDescription(new ModelSpec(ModelArchitecture.ResNet18), 10, 3, 32, 32).CreateModel();
