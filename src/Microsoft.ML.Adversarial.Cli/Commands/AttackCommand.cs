@@ -14,7 +14,7 @@ internal static class AttackCommand
     private static readonly Option<string> ModelPath = new("--model") { Description = "Model file (.advml) to attack", Required = true };
     private static readonly Option<string> Method = new("--method") { Description = "Attack method", DefaultValueFactory = _ => "step-ll" };
     private static readonly Option<double> Epsilon = new("--epsilon") { Description = "Perturbation size in pixel values [0, 255]", DefaultValueFactory = _ => 16 };
-    private static readonly Option<int?> Count = Shared.Positive(new("--count") { Description = "Images to attack (class-balanced); default 1000", DefaultValueFactory = _ => 1000 });
+    private static readonly Option<int?> Count = CommonOptions.Positive(new("--count") { Description = "Images to attack (class-balanced); default 1000", DefaultValueFactory = _ => 1000 });
     private static readonly Option<string> Split = new("--split") { Description = "test or train", DefaultValueFactory = _ => "test" };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Folder to write", Required = true };
     private static readonly Option<string> Format = new("--format") { Description = "png (one folder per class) or idx (images + labels, ubyte)", DefaultValueFactory = _ => "png" };
@@ -24,8 +24,8 @@ internal static class AttackCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("attack", "Write adversarial examples against a model as PNG folders or IDX files");
-        foreach (var o in new Option[] { ModelPath, Method, Epsilon, Count, Split, Output, Format, Overwrite, Shared.Seed, Shared.Device, Shared.BatchSize }) c.Options.Add(o);
-        Shared.AddData(c);
+        foreach (var o in new Option[] { ModelPath, Method, Epsilon, Count, Split, Output, Format, Overwrite, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
+        CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
         return c;
     }
@@ -33,41 +33,41 @@ internal static class AttackCommand
     private static int Run(ParseResult p, CancellationToken ct)
     {
         // A failed attack leaves no folder behind that it created (an empty one, or one with part of the images).
-        string? created = Shared.FirstMissingFolder(p.GetValue(Output)!);
+        string? created = OutputFiles.FirstMissingFolder(p.GetValue(Output)!);
         try
         {
             return Attack(p, ct);
         }
         catch
         {
-            Shared.RemoveCreatedFolder(created);
+            OutputFiles.RemoveCreatedFolder(created);
             throw;
         }
     }
 
     private static int Attack(ParseResult p, CancellationToken ct)
     {
-        string method = Shared.Methods(p.GetValue(Method)!)[0];
-        double eps = Shared.Epsilons(p.GetValue(Epsilon).ToString(System.Globalization.CultureInfo.InvariantCulture))[0];
+        string method = CommonOptions.Methods(p.GetValue(Method)!)[0];
+        double eps = CommonOptions.Epsilons(p.GetValue(Epsilon).ToString(System.Globalization.CultureInfo.InvariantCulture))[0];
         string format = p.GetValue(Format)!.ToLowerInvariant();
         if (format is not ("png" or "idx")) throw new CliException($"--format '{format}': use png or idx.");
         string split = p.GetValue(Split)!.ToLowerInvariant();
         if (split is not ("test" or "train")) throw new CliException($"--split '{split}': use test or train.");
         string output = p.GetValue(Output)!;
         var earlier = CheckOutput(p, output, p.GetValue(Overwrite));
-        Shared.EnsureWritable(output, isFolder: true);
-        var device = Shared.ParseDevice(p);
-        var (model, description) = Shared.LoadModel(p.GetValue(ModelPath)!, device);
-        var data = Shared.LoadSplitFor(p, split == "train", p.GetValue(Count), description, p.GetValue(ModelPath)!);
+        OutputFiles.EnsureWritable(output, isFolder: true);
+        var device = CommonOptions.ParseDevice(p);
+        var (model, description) = CliData.LoadModel(p.GetValue(ModelPath)!, device);
+        var data = CliData.LoadSplitFor(p, split == "train", p.GetValue(Count), description, p.GetValue(ModelPath)!);
 
-        var attack = AttackRegistry.Create(method, new AttackOptions { Epsilon = eps, Seed = p.GetValue(Shared.Seed), InputRange = description.InputRangeOrDefault });
-        int n = data.RowCount, size = description.Channels * description.Height * description.Width, batch = p.GetValue(Shared.BatchSize);
+        var attack = AttackRegistry.Create(method, new AttackOptions { Epsilon = eps, Seed = p.GetValue(CommonOptions.Seed), InputRange = description.InputRangeOrDefault });
+        int n = data.RowCount, size = description.Channels * description.Height * description.Width, batch = p.GetValue(CommonOptions.BatchSize);
         // Room for the result, probed before the attack runs: IDX is exact; a PNG is taken as its pixels plus header,
         // at least one 4 KiB block.
-        Shared.EnsureWritable(output, isFolder: true, format == "idx" ? (long)n * (size + 1) + 64 : n * Math.Max(4096L, size + 1024L));
+        OutputFiles.EnsureWritable(output, isFolder: true, format == "idx" ? (long)n * (size + 1) + 64 : n * Math.Max(4096L, size + 1024L));
         var pixels = new float[(long)n * size];
         var labels = new uint[n];
-        Shared.WithProgress($"{method} eps {eps}", report =>
+        ConsoleOutput.WithProgress($"{method} eps {eps}", report =>
         {
             for (int start = 0; start < n; start += batch)
             {
@@ -117,12 +117,12 @@ internal static class AttackCommand
     /// </summary>
     private static IReadOnlyList<string> CheckOutput(ParseResult p, string output, bool overwrite)
     {
-        var inputs = p.GetValue(Shared.Data) is { } data
+        var inputs = p.GetValue(CommonOptions.Data) is { } data
             ? new[] { Path.Combine(data, "train"), Path.Combine(data, "test") }
             : new[] { FashionMnist.ResolveDefaultFolder() };
-        string real = Shared.RealPath(output);
-        foreach (var input in inputs.Select(Shared.RealPath))
-            if (Shared.IsSameOrInside(real, input) || Shared.IsSameOrInside(input, real))
+        string real = OutputFiles.RealPath(output);
+        foreach (var input in inputs.Select(OutputFiles.RealPath))
+            if (OutputFiles.IsSameOrInside(real, input) || OutputFiles.IsSameOrInside(input, real))
                 throw new CliException($"--output '{output}' is, holds or lies inside the input data '{input}'; adversarial examples never go into their input, " +
                     "not even with --overwrite. Choose a folder of their own (e.g. -o adv-test).");
         if (!Directory.Exists(output)) return Array.Empty<string>();

@@ -13,14 +13,14 @@ internal static class EvaluateCommand
     private static readonly Option<string> ModelPath = new("--model") { Description = "Model file (.advml)", Required = true };
     internal static readonly Option<string> Methods = new("--methods") { Description = "Comma list of methods", DefaultValueFactory = _ => "step-ll,fgsm,iter-basic,iter-ll" };
     internal static readonly Option<string> Epsilons = new("--epsilons") { Description = "Comma list, pixel values", DefaultValueFactory = _ => "2,4,8,16" };
-    internal static readonly Option<int?> Count = Shared.Positive(new("--count") { Description = "Test images (class-balanced); default 1000", DefaultValueFactory = _ => 1000 });
-    internal static readonly Option<string?> Output = Shared.ReportFile(new("--output", "-o") { Description = "Write the results to a .json or .csv file" });
+    internal static readonly Option<int?> Count = CommonOptions.Positive(new("--count") { Description = "Test images (class-balanced); default 1000", DefaultValueFactory = _ => 1000 });
+    internal static readonly Option<string?> Output = CommonOptions.ReportFile(new("--output", "-o") { Description = "Write the results to a .json or .csv file" });
 
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("evaluate", "Accuracy of a model on clean and adversarial test images, per method and epsilon");
-        foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, Shared.Seed, Shared.Device, Shared.BatchSize }) c.Options.Add(o);
-        Shared.AddData(c);
+        foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
+        CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
         return c;
     }
@@ -30,34 +30,34 @@ internal static class EvaluateCommand
     /// <summary>Runs a command that writes a report to --output; if it fails, a folder it created for the report is removed.</summary>
     internal static int RemovingCreatedFolderOnFailure(ParseResult p, Func<int> run)
     {
-        string? created = p.GetValue(Output) is { } o ? Shared.FirstMissingFolder(Path.GetDirectoryName(Path.GetFullPath(o))!) : null;
+        string? created = p.GetValue(Output) is { } o ? OutputFiles.FirstMissingFolder(Path.GetDirectoryName(Path.GetFullPath(o))!) : null;
         try
         {
             return run();
         }
         catch
         {
-            Shared.RemoveCreatedFolder(created);
+            OutputFiles.RemoveCreatedFolder(created);
             throw;
         }
     }
 
     private static int Evaluate(ParseResult p, CancellationToken ct)
     {
-        var methods = Shared.Methods(p.GetValue(Methods)!);
-        var epsilons = Shared.Epsilons(p.GetValue(Epsilons)!);
-        if (p.GetValue(Output) is { } o) Shared.EnsureWritable(o, isFolder: false);
-        var device = Shared.ParseDevice(p);
+        var methods = CommonOptions.Methods(p.GetValue(Methods)!);
+        var epsilons = CommonOptions.Epsilons(p.GetValue(Epsilons)!);
+        if (p.GetValue(Output) is { } o) OutputFiles.EnsureWritable(o, isFolder: false);
+        var device = CommonOptions.ParseDevice(p);
         string path = p.GetValue(ModelPath)!;
-        var (model, description) = Shared.LoadModel(path, device);
-        var data = Shared.LoadSplitFor(p, train: false, p.GetValue(Count), description, path);
-        var report = Shared.WithProgress("evaluating", progress => new RobustnessEvaluator(new RobustnessOptions
+        var (model, description) = CliData.LoadModel(path, device);
+        var data = CliData.LoadSplitFor(p, train: false, p.GetValue(Count), description, path);
+        var report = ConsoleOutput.WithProgress("evaluating", progress => new RobustnessEvaluator(new RobustnessOptions
         {
-            Methods = methods, Epsilons = epsilons, InputRange = description.InputRangeOrDefault, BatchSize = p.GetValue(Shared.BatchSize), Seed = p.GetValue(Shared.Seed), CancellationToken = ct,
+            Methods = methods, Epsilons = epsilons, InputRange = description.InputRangeOrDefault, BatchSize = p.GetValue(CommonOptions.BatchSize), Seed = p.GetValue(CommonOptions.Seed), CancellationToken = ct,
             Progress = new InlineProgress<EvaluationProgress>(e => progress(e.Done, e.Total, null)),
         }).Evaluate(model, data, Path.GetFileNameWithoutExtension(path), device));
-        Shared.Print(report);
-        if (p.GetValue(Output) is { } output) Shared.WriteResults(output, report.ToJson(), report.ToCsv());
+        ConsoleOutput.Print(report);
+        if (p.GetValue(Output) is { } output) OutputFiles.WriteResults(output, report.ToJson(), report.ToCsv());
         return 0;
     }
 }

@@ -98,7 +98,7 @@ internal static class ImportCommand
             description.Validate();
         }
         catch (ArgumentException e) { throw new CliException(e.Message); }
-        Shared.EnsureWritable(output, isFolder: false);
+        OutputFiles.EnsureWritable(output, isFolder: false);
         torch.nn.Module<torch.Tensor, torch.Tensor> model;
         try { model = ModelIO.Import(description, weights); }
         catch (InvalidDataException e) { throw new CliException(e.Message); }

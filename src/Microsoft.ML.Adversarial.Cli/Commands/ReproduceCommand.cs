@@ -15,8 +15,8 @@ internal static class ReproduceCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("reproduce", "Train and evaluate the models the paper compares, and write report.md with tables and figures");
-        foreach (var o in new Option[] { ProfileOption, Output, Shared.Device }) c.Options.Add(o);
-        Shared.AddData(c);
+        foreach (var o in new Option[] { ProfileOption, Output, CommonOptions.Device }) c.Options.Add(o);
+        CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
         return c;
     }
@@ -25,13 +25,13 @@ internal static class ReproduceCommand
     {
         var profile = Experiments.Profile.Parse(p.GetValue(ProfileOption)!);
         string output = p.GetValue(Output)!;
-        Shared.EnsureWritable(output, isFolder: true);
-        var device = Shared.ParseDevice(p);
-        var results = new Reproduction(profile, output, (train, count) => Shared.LoadSplit(p, train, count), device, ct).Run();
+        OutputFiles.EnsureWritable(output, isFolder: true);
+        var device = CommonOptions.ParseDevice(p);
+        var results = new Reproduction(profile, output, (train, count) => CliData.LoadSplit(p, train, count), device, ct).Run();
         var findings = ReportWriter.Findings(results);
         var figures = Figures.Write(results, output);
-        Shared.WriteAtomically(Path.Combine(output, "results.json"), ReportWriter.Json(results, findings));
-        Shared.WriteAtomically(Path.Combine(output, "report.md"), ReportWriter.Markdown(results, findings, figures));
+        OutputFiles.WriteAtomically(Path.Combine(output, "results.json"), ReportWriter.Json(results, findings));
+        OutputFiles.WriteAtomically(Path.Combine(output, "report.md"), ReportWriter.Markdown(results, findings, figures));
 
         var table = new Table().AddColumns("finding", "paper", "ours", "reproduced?");
         foreach (var f in findings) table.AddRow(Markup.Escape(f.Claim), Markup.Escape(f.Paper), Markup.Escape(f.Ours), f.Reproduced ? "[green]yes[/]" : "[red]no[/]");

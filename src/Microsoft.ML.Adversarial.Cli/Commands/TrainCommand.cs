@@ -16,7 +16,7 @@ namespace Microsoft.ML.Adversarial.Cli.Commands;
 internal static class TrainCommand
 {
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Model file to write (.advml)", Required = true };
-    private static readonly Option<int?> Count = Shared.Positive(new("--train-count") { Description = "Training images to use (class-balanced subset); default all" });
+    private static readonly Option<int?> Count = CommonOptions.Positive(new("--train-count") { Description = "Training images to use (class-balanced subset); default all" });
     private static readonly Option<string> Arch = new("--arch") { Description = "smallcnn, smallresnet or inceptionv3", DefaultValueFactory = _ => "smallcnn" };
     private static readonly Option<double> Rho = new("--rho") { Description = "Width multiplier of every layer", DefaultValueFactory = _ => 1 };
     private static readonly Option<string> Activation = new("--activation") { Description = "relu, relu6, reludecay[:beta], tanh, elu", DefaultValueFactory = _ => "relu" };
@@ -46,9 +46,9 @@ internal static class TrainCommand
     {
         var c = new System.CommandLine.Command("train", "Train a classifier, clean (--k 0) or adversarially (the paper's Algorithm 1)");
         foreach (var o in new Option[] { Output, Count, Arch, Rho, Activation, Dropout, Deeper, AuxLogits, K, M, Lambda, Method, MethodMix, Epsilon, Delay,
-                     Optimizer, LearningRate, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, Shared.Seed, Shared.Device })
+                     Optimizer, LearningRate, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, CommonOptions.Seed, CommonOptions.Device })
             c.Options.Add(o);
-        Shared.AddData(c);
+        CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
         return c;
     }
@@ -60,7 +60,7 @@ internal static class TrainCommand
             BatchSize = p.GetValue(M), AdversarialPerBatch = p.GetValue(K), AdversarialLossWeight = p.GetValue(Lambda), Method = p.GetValue(Method)!,
             MethodMix = p.GetValue(MethodMix)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             DelaySteps = p.GetValue(Delay), Epochs = p.GetValue(Epochs), MaxSteps = p.GetValue(MaxSteps), LearningRate = p.GetValue(LearningRate),
-            Momentum = p.GetValue(Momentum), WeightDecay = p.GetValue(WeightDecay), LabelSmoothing = p.GetValue(LabelSmoothing), Seed = p.GetValue(Shared.Seed),
+            Momentum = p.GetValue(Momentum), WeightDecay = p.GetValue(WeightDecay), LabelSmoothing = p.GetValue(LabelSmoothing), Seed = p.GetValue(CommonOptions.Seed),
             ProgressEvery = 20,
         };
         try
@@ -101,8 +101,8 @@ internal static class TrainCommand
         string output = p.GetValue(Output)!;
         var options = TrainingOptions(p);
         var spec = Spec(p);
-        var device = Shared.ParseDevice(p);
-        Shared.EnsureWritable(output, isFolder: false);
+        var device = CommonOptions.ParseDevice(p);
+        OutputFiles.EnsureWritable(output, isFolder: false);
         var checkpoints = new CheckpointOptions { Directory = p.GetValue(Checkpoint), Every = p.GetValue(CheckpointEvery), Resume = p.GetValue(Resume) };
         bool overwrite = p.GetValue(Overwrite);
         if (checkpoints.Resume && checkpoints.Directory is null) throw new CliException("--resume needs --checkpoint FOLDER (the folder of the interrupted run).");
@@ -111,9 +111,9 @@ internal static class TrainCommand
         // Without --resume the run would start at step 0 and replace a later checkpoint with earlier ones.
         if (earlier is not null && !checkpoints.Resume && !overwrite)
             throw new CliException($"--checkpoint folder '{checkpoints.Directory}' holds a checkpoint at step {earlier}; add --resume to continue it, or --overwrite to start over (deletes it).");
-        if (checkpoints.Directory is { } dir) Shared.EnsureWritable(dir, isFolder: true, option: "--checkpoint");
+        if (checkpoints.Directory is { } dir) OutputFiles.EnsureWritable(dir, isFolder: true, option: "--checkpoint");
 
-        var data = Shared.LoadSplit(p, train: true, p.GetValue(Count));
+        var data = CliData.LoadSplit(p, train: true, p.GetValue(Count));
         var (c, h, w) = data.ImageShape;
         var planned = new ModelDescription(spec, data.ClassNames.Count, c, h, w, data.ClassNames.ToArray()) { InputRange = options.InputRange };
         try { planned.Validate(); } // before allocating: a too-large network is an error, not a native crash
@@ -121,15 +121,15 @@ internal static class TrainCommand
         // Room for the model file and for checkpoints (weights and up to two optimiser moments each), probed for real
         // now: a full disk is found before training, not after it.
         long weights = planned.EstimateParameterCount() * sizeof(float);
-        Shared.EnsureWritable(output, isFolder: false, weights + AtomicFile.DefaultProbeBytes);
+        OutputFiles.EnsureWritable(output, isFolder: false, weights + AtomicFile.DefaultProbeBytes);
         if (checkpoints.Directory is { } ck)
         {
-            Shared.EnsureWritable(ck, isFolder: true, 3 * weights + AtomicFile.DefaultProbeBytes, "--checkpoint");
+            OutputFiles.EnsureWritable(ck, isFolder: true, 3 * weights + AtomicFile.DefaultProbeBytes, "--checkpoint");
             if (earlier is not null && overwrite) Training.Checkpoint.Delete(ck);
         }
         AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.ToString())}[/] on {data.RowCount} images {data.ImageShape}, " +
             (options.AdversarialPerBatch == 0 ? "clean" : Markup.Escape($"k = {options.AdversarialPerBatch} of {options.BatchSize} by {options.Method}, lambda {options.AdversarialLossWeight}, eps {options.Epsilon}")));
-        var (model, description, result) = Shared.TrainWithProgress(spec, data, options, checkpoints, device, ct);
+        var (model, description, result) = ConsoleOutput.TrainWithProgress(spec, data, options, checkpoints, device, ct);
         Save(model, description, output, checkpoints.Directory);
         var last = result.History.LastOrDefault();
         AnsiConsole.MarkupLine($"Done: {result.Steps} steps in {result.Elapsed.TotalSeconds:F0} s" + (result.ResumedFromStep > 0 ? $" (resumed at {result.ResumedFromStep})" : "") +

@@ -19,8 +19,8 @@ internal static class TransferCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("transfer", "Transfer of adversarial examples between models: transfer rate and error rate matrices");
-        foreach (var o in new Option[] { Models, Methods, Epsilons, EvaluateCommand.Count, EvaluateCommand.Output, Shared.Seed, Shared.Device, Shared.BatchSize }) c.Options.Add(o);
-        Shared.AddData(c);
+        foreach (var o in new Option[] { Models, Methods, Epsilons, EvaluateCommand.Count, EvaluateCommand.Output, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
+        CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
         return c;
     }
@@ -29,10 +29,10 @@ internal static class TransferCommand
 
     private static int Transfer(ParseResult p, CancellationToken ct)
     {
-        var methods = Shared.Methods(p.GetValue(Methods)!);
-        var epsilons = Shared.Epsilons(p.GetValue(Epsilons)!);
-        if (p.GetValue(EvaluateCommand.Output) is { } o) Shared.EnsureWritable(o, isFolder: false);
-        var device = Shared.ParseDevice(p);
+        var methods = CommonOptions.Methods(p.GetValue(Methods)!);
+        var epsilons = CommonOptions.Epsilons(p.GetValue(Epsilons)!);
+        if (p.GetValue(EvaluateCommand.Output) is { } o) OutputFiles.EnsureWritable(o, isFolder: false);
+        var device = CommonOptions.ParseDevice(p);
         var models = new Dictionary<string, torch.nn.Module<torch.Tensor, torch.Tensor>>();
         (string Name, ModelDescription Description)? first = null;
         foreach (var entry in p.GetValue(Models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
@@ -40,7 +40,7 @@ internal static class TransferCommand
             var parts = entry.Split('=', 2);
             string path = parts[^1], name = parts.Length == 2 ? parts[0] : Path.GetFileNameWithoutExtension(path);
             if (models.ContainsKey(name)) throw new CliException($"Two models are named '{name}'; use NAME=PATH to tell them apart.");
-            var (model, d) = Shared.LoadModel(path, device);
+            var (model, d) = CliData.LoadModel(path, device);
             models[name] = model;
             if (first is not { } f)
             {
@@ -59,14 +59,14 @@ internal static class TransferCommand
         }
         if (models.Count < 2 || first is not { } reference) throw new CliException("--models needs at least two models.");
         var range = reference.Description.InputRangeOrDefault;
-        var data = Shared.LoadSplitFor(p, train: false, p.GetValue(EvaluateCommand.Count), reference.Description, reference.Name);
-        var report = Shared.WithProgress("transfer", progress => new TransferEvaluator(new TransferOptions
+        var data = CliData.LoadSplitFor(p, train: false, p.GetValue(EvaluateCommand.Count), reference.Description, reference.Name);
+        var report = ConsoleOutput.WithProgress("transfer", progress => new TransferEvaluator(new TransferOptions
         {
-            Methods = methods, Epsilons = epsilons, InputRange = range, BatchSize = p.GetValue(Shared.BatchSize), Seed = p.GetValue(Shared.Seed), CancellationToken = ct,
+            Methods = methods, Epsilons = epsilons, InputRange = range, BatchSize = p.GetValue(CommonOptions.BatchSize), Seed = p.GetValue(CommonOptions.Seed), CancellationToken = ct,
             Progress = new InlineProgress<EvaluationProgress>(e => progress(e.Done, e.Total, e.Stage)),
         }).Evaluate(models, models, data, device));
         AnsiConsole.WriteLine(report.ToString());
-        if (p.GetValue(EvaluateCommand.Output) is { } output) Shared.WriteResults(output, report.ToJson(), report.ToCsv());
+        if (p.GetValue(EvaluateCommand.Output) is { } output) OutputFiles.WriteResults(output, report.ToJson(), report.ToCsv());
         return 0;
     }
 }

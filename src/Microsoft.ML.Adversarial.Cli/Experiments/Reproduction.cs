@@ -96,12 +96,12 @@ internal sealed class Reproduction(Profile profile, string output, Func<bool, in
         }
 
         var transferModels = new[] { "A", "B", "C", "D" }.ToDictionary(n => n, n => models[n].Network);
-        var table4 = Shared.WithProgress("transfer A-D", report => new TransferEvaluator(new TransferOptions
+        var table4 = ConsoleOutput.WithProgress("transfer A-D", report => new TransferEvaluator(new TransferOptions
         {
             Methods = new[] { "fgsm", "iter-basic", "iter-ll" }, Epsilons = new[] { 16.0 }, CancellationToken = ct,
             Progress = new InlineProgress<EvaluationProgress>(e => report(e.Done, e.Total, e.Stage)),
         }).Evaluate(transferModels, transferModels, iterTest, device));
-        var figure2 = Shared.WithProgress("transfer A to B by eps", report => new TransferEvaluator(new TransferOptions
+        var figure2 = ConsoleOutput.WithProgress("transfer A to B by eps", report => new TransferEvaluator(new TransferOptions
         {
             Methods = new[] { "fgsm", "iter-basic", "iter-ll" }, Epsilons = Epsilons, CancellationToken = ct,
             Progress = new InlineProgress<EvaluationProgress>(e => report(e.Done, e.Total, e.Stage)),
@@ -131,10 +131,10 @@ internal sealed class Reproduction(Profile profile, string output, Func<bool, in
             LearningRate = 1e-3, Seed = plan.Seed, ProgressEvery = 20,
         };
         var watch = Stopwatch.StartNew();
-        var (network, description, _) = Shared.TrainWithProgress(plan.Spec, train, options, checkpoints: null, device, ct, $"train {plan.Name}");
+        var (network, description, _) = ConsoleOutput.TrainWithProgress(plan.Spec, train, options, checkpoints: null, device, ct, $"train {plan.Name}");
         double seconds = watch.Elapsed.TotalSeconds;
         ModelIO.Save(network, description, path);
-        Shared.WriteAtomically(keyPath, JsonSerializer.Serialize(new Dictionary<string, string>
+        OutputFiles.WriteAtomically(keyPath, JsonSerializer.Serialize(new Dictionary<string, string>
         {
             ["key"] = key, ["seconds"] = seconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture),
         }));
@@ -142,7 +142,7 @@ internal sealed class Reproduction(Profile profile, string output, Func<bool, in
     }
 
     private RobustnessReport Evaluate(nn.Module<Tensor, Tensor> network, ImageSet data, string name, string[] methods, bool checkLeak) =>
-        Shared.WithProgress($"evaluate {name}: {string.Join(", ", methods)}", report => new RobustnessEvaluator(new RobustnessOptions
+        ConsoleOutput.WithProgress($"evaluate {name}: {string.Join(", ", methods)}", report => new RobustnessEvaluator(new RobustnessOptions
         {
             Methods = methods, Epsilons = Epsilons, CheckLabelLeaking = checkLeak, CancellationToken = ct,
             Progress = new InlineProgress<EvaluationProgress>(e => report(e.Done, e.Total, null)),

@@ -1,0 +1,75 @@
+using System.CommandLine;
+// (System.CommandLine.Command is written in full: inside Microsoft.ML.*, ML.NET's namespace Microsoft.ML.Command would hide it.)
+using System.Globalization;
+using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.Evaluation;
+using Microsoft.ML.Adversarial.IO;
+using Microsoft.ML.Adversarial.Models;
+using Microsoft.ML.Adversarial.Training;
+using Spectre.Console;
+using TorchSharp;
+
+namespace Microsoft.ML.Adversarial.Cli.Common;
+
+/// <summary>What the commands read: data splits (stratified, classes matched to the model by name) and model files.</summary>
+internal static class CliData
+{
+    /// <summary>Loads one split: Fashion-MNIST (stratified subset) or an image folder's train/ or test/ folder.</summary>
+    public static ImageSet LoadSplit(ParseResult p, bool train, int? count)
+    {
+        string? folder = p.GetValue(CommonOptions.Data);
+        if (folder is null)
+        {
+            try
+            {
+                return FashionMnist.Load(new FashionMnistOptions
+                {
+                    Folder = FashionMnist.ResolveDefaultFolder(),
+                    Split = train ? FashionMnistSplit.Train : FashionMnistSplit.Test, Count = count, Subset = SubsetMode.Stratified,
+                });
+            }
+            catch (Exception e) when (e is DirectoryNotFoundException or FileNotFoundException)
+            {
+                throw new CliException(e.Message + (Environment.GetEnvironmentVariable(FashionMnist.FolderVariable) is { Length: > 0 } env
+                    ? $" {FashionMnist.FolderVariable} is set to '{env}': point it at the folder with the four IDX files, unset it, or pass --data FOLDER."
+                    : " Install it (bash build/setup.sh, or apt-get install dataset-fashion-mnist) or pass --data FOLDER."));
+            }
+        }
+        string split = Path.Combine(folder, train ? "train" : "test");
+        if (!Directory.Exists(split))
+            throw new CliException($"'{split}' does not exist. --data expects a folder with train/ and test/ subfolders, each holding one folder per class.");
+        int size = p.GetValue(CommonOptions.ImageSize);
+        var ml = new MLContext(seed: p.GetValue(CommonOptions.Seed));
+        var view = ml.Data.LoadFromImageFolder(new ImageFolderOptions { Folder = split, Height = size, Width = size, Grayscale = p.GetValue(CommonOptions.Grayscale) });
+        return ImageSetReader.Read(view).Stratified(count);
+    }
+
+    /// <summary>
+    /// Loads a split for a model: the images must have the model's shape, and their classes are renumbered to the
+    /// model's by name (<see cref="ClassMatch"/>), so a folder's order never decides what a label means.
+    /// </summary>
+    public static ImageSet LoadSplitFor(ParseResult p, bool train, int? count, ModelDescription model, string modelName)
+    {
+        var data = LoadSplit(p, train, count);
+        if (data.ImageShape != (model.Channels, model.Height, model.Width))
+            throw new CliException($"The data has {data.ImageShape} images; model '{modelName}' takes ({model.Channels}, {model.Height}, {model.Width}). Use --image-size/--grayscale to match.");
+        if (model.ClassNames is not { } classes) return data;
+        try { return data.AlignTo(classes, "the data", $"model '{modelName}'"); }
+        catch (ArgumentException e) { throw new CliException(e.Message); }
+    }
+
+    public static (torch.nn.Module<torch.Tensor, torch.Tensor> Model, ModelDescription Description) LoadModel(string path, torch.Device device)
+    {
+        (torch.nn.Module<torch.Tensor, torch.Tensor> Model, ModelDescription Description) loaded;
+        try { loaded = ModelIO.Load(path, device); }
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException)
+        {
+            throw new CliException(e.Message);
+        }
+        // The CLI's readers give pixels in [0, 1]; a model on another range (an imported ImageNet network) is fed through
+        // PixelRangeAdapter, which maps [0, 1] to its range per channel, so attacks on [0, 1] are its own attacks.
+        if (loaded.Description.InputRangeOrDefault.Description != InputRange.UnitInterval.Description)
+            return (new PixelRangeAdapter(loaded.Model, loaded.Description.InputRangeOrDefault), loaded.Description with { InputRange = InputRange.UnitInterval });
+        return loaded;
+    }
+}

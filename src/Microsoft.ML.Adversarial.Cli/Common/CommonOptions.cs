@@ -1,0 +1,116 @@
+using System.CommandLine;
+// (System.CommandLine.Command is written in full: inside Microsoft.ML.*, ML.NET's namespace Microsoft.ML.Command would hide it.)
+using System.Globalization;
+using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.Evaluation;
+using Microsoft.ML.Adversarial.IO;
+using Microsoft.ML.Adversarial.Models;
+using Microsoft.ML.Adversarial.Training;
+using Spectre.Console;
+using TorchSharp;
+
+namespace Microsoft.ML.Adversarial.Cli.Common;
+
+/// <summary>Options several commands take, and the parsing of their values (checked before any long step).</summary>
+internal static class CommonOptions
+{
+    public static readonly Option<string?> Data = new("--data")
+    {
+        Description = "Image folder root with train/ and test/ subfolders of class folders; default: Fashion-MNIST (Debian's dataset-fashion-mnist or FASHION_MNIST_DIR)",
+    };
+
+    public static readonly Option<int> ImageSize = InRange(new("--image-size") { Description = "Side images are resized to (image folders only)", DefaultValueFactory = _ => 32 }, 8, 1024);
+
+    public static readonly Option<bool> Grayscale = new("--grayscale") { Description = "Convert image-folder images to one grey channel" };
+
+    public static readonly Option<string> Device = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
+
+    public static readonly Option<int> Seed = new("--seed") { Description = "Seed of everything random", DefaultValueFactory = _ => 1 };
+
+    public static readonly Option<int> BatchSize = InRange(new("--batch-size") { Description = "Images per attack/evaluation batch", DefaultValueFactory = _ => 256 }, 1, 1 << 20);
+
+    /// <summary>
+    /// The one check of an integer option's value, run while parsing: a bad value fails before anything is loaded,
+    /// with the option's name and value.
+    /// </summary>
+    public static Option<int> InRange(Option<int> option, int min, int max)
+    {
+        option.Validators.Add(r =>
+        {
+            int v = r.GetValueOrDefault<int>();
+            if (v < min || v > max) r.AddError($"{option.Name} {v} is out of range; use {min} to {max}.");
+        });
+        return option;
+    }
+
+    /// <summary>Same for an optional count: absent means "all", a given value must be at least 1.</summary>
+    public static Option<int?> Positive(Option<int?> option)
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() is int v && v < 1) r.AddError($"{option.Name} {v} is out of range; give at least 1 (or leave it out for all).");
+        });
+        return option;
+    }
+
+    /// <summary>A report file name: .json or .csv (checked while parsing, not after the run).</summary>
+    public static Option<string?> ReportFile(Option<string?> option)
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string?>() is { } path && ReportFormat(path) is null)
+                r.AddError($"{option.Name} '{path}': use a .json or .csv file name.");
+        });
+        return option;
+    }
+
+    public static string? ReportFormat(string path) => Path.GetExtension(path).ToLowerInvariant() switch
+    {
+        ".json" => "json",
+        ".csv" => "csv",
+        _ => null,
+    };
+
+    public static void AddData(System.CommandLine.Command c)
+    {
+        c.Options.Add(Data);
+        c.Options.Add(ImageSize);
+        c.Options.Add(Grayscale);
+    }
+
+    public static torch.Device ParseDevice(ParseResult p)
+    {
+        try { return DeviceParser.Parse(p.GetValue(Device) ?? "cpu", fallbackToCpu: false); }
+        catch (ArgumentException e) { throw new CliException(e.Message); }
+    }
+
+    /// <summary>A comma list of methods, as the registry spells them; unknown or repeated names are errors.</summary>
+    public static IReadOnlyList<string> Methods(string text, string option = "--methods")
+    {
+        var list = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (list.Length == 0) throw new CliException($"{option} is empty; name at least one method, e.g. fgsm,step-ll.");
+        var methods = new List<string>();
+        foreach (var m in list)
+        {
+            string name = AttackRegistry.Names.FirstOrDefault(n => string.Equals(n, m, StringComparison.OrdinalIgnoreCase))
+                ?? throw new CliException($"Unknown method '{m}'. Known: {string.Join(", ", AttackRegistry.Names)}.");
+            if (methods.Contains(name)) throw new CliException($"{option} '{text}' names {name} twice; list each method once.");
+            methods.Add(name);
+        }
+        return methods;
+    }
+
+    public static IReadOnlyList<double> Epsilons(string text, string option = "--epsilons")
+    {
+        var list = new List<double>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var e) || !double.IsFinite(e) || e < 0 || e > 255)
+                throw new CliException($"Epsilon '{part}' is not a number in [0, 255] (pixel values).");
+            if (list.Contains(e)) throw new CliException($"{option} '{text}' lists {part} twice; list each epsilon once.");
+            list.Add(e);
+        }
+        if (list.Count == 0) throw new CliException($"{option} is empty; give e.g. 2,4,8,16.");
+        return list;
+    }
+}
