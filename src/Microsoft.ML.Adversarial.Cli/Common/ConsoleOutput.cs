@@ -1,9 +1,6 @@
-using System.CommandLine;
-// (System.CommandLine.Command is written in full: inside Microsoft.ML.*, ML.NET's namespace Microsoft.ML.Command would hide it.)
 using System.Globalization;
 using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.Evaluation;
-using Microsoft.ML.Adversarial.IO;
 using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Adversarial.Training;
 using Spectre.Console;
