@@ -100,8 +100,9 @@ internal static class CommonOptions
         var list = new List<double>();
         foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            if (!double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var e) || !double.IsFinite(e) || e < 0 || e > 255)
+            if (!double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var e))
                 throw new CliException($"Epsilon '{part}' is not a number in [0, 255] (pixel values).");
+            if (PixelEpsilon.Problem(e) is { } problem) throw new CliException($"Epsilon '{part}': {problem}");
             if (list.Contains(e)) throw new CliException($"{option} '{text}' lists {part} twice; list each epsilon once.");
             list.Add(e);
         }

@@ -176,7 +176,9 @@ public static class ModelIO
             var headerEntry = zip.GetEntry(DescriptionEntry);
             var weightsEntry = zip.GetEntry(WeightsEntry);
             if (headerEntry is null || weightsEntry is null)
-                throw new InvalidDataException($"'{name}' is a zip file but not a Microsoft.ML.Adversarial model file (it lacks {DescriptionEntry} or {WeightsEntry}).");
+                throw new InvalidDataException(zip.Entries.Any(e => e.FullName.StartsWith("TransformerChain/", StringComparison.Ordinal))
+                    ? $"'{name}' is an ML.NET model zip (written by mlContext.Model.Save), not an advml model file; load it with mlContext.Model.Load, or pass the .advml file."
+                    : $"'{name}' is a zip file but not a Microsoft.ML.Adversarial model file (it lacks {DescriptionEntry} or {WeightsEntry}).");
             FileHeader? header;
             try
             {

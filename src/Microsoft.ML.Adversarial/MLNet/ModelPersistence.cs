@@ -14,6 +14,20 @@ namespace Microsoft.ML.Adversarial.MLNet;
 /// </summary>
 internal static class ModelPersistence
 {
+    /// <summary>True for a zip that ML.NET's <c>Model.Save</c> wrote (it holds a TransformerChain or DataLoaderModel folder).</summary>
+    public static bool IsMLNetModelZip(string path)
+    {
+        try
+        {
+            using var zip = System.IO.Compression.ZipFile.OpenRead(path);
+            return zip.Entries.Any(e => e.FullName.StartsWith("TransformerChain/", StringComparison.Ordinal) || e.FullName.StartsWith("DataLoaderModel/", StringComparison.Ordinal));
+        }
+        catch (InvalidDataException)
+        {
+            return false;
+        }
+    }
+
     public const string StateEntry = "State.json";
     public const string NetworkEntry = "Network.zip";
 

@@ -218,4 +218,24 @@ public sealed class UserDataTests
         Assert.IsTrue(ok.ClassNamesAreIndices);
         Assert.AreEqual(2u, ok.AlignTo(FashionMnist.ClassNames).GetLabel(2));
     }
+
+    [TestMethod]
+    public void AdvmlFilesLoadIntoMLNetAndEachFormatNamesTheOtherOnesLoader()
+    {
+        var (ml, model) = Classifier.Value;
+        string dir = TestData.TempFolder();
+        string advml = Path.Combine(dir, "m.advml"), zip = Path.Combine(dir, "m.zip");
+        ModelIO.Save(model.Model, model.Description, advml);
+        var test = TestData.Test(50).View();
+        ml.Model.Save(model, test.Schema, zip);
+
+        var loaded = ml.Model.LoadImageClassifier(advml);
+        CollectionAssert.AreEqual(TestData.ReadVectors(model.Transform(test), "Score")[7], TestData.ReadVectors(loaded.Transform(test), "Score")[7]);
+        CollectionAssert.AreEqual(model.ClassNames.ToArray(), loaded.ClassNames.ToArray());
+
+        var wrongWay = Assert.ThrowsExactly<InvalidDataException>(() => ml.Model.LoadImageClassifier(zip));
+        StringAssert.Contains(wrongWay.Message, "mlContext.Model.Load");
+        var otherWay = Assert.ThrowsExactly<InvalidDataException>(() => ModelIO.Load(zip));
+        StringAssert.Contains(otherWay.Message, "ML.NET model zip");
+    }
 }
