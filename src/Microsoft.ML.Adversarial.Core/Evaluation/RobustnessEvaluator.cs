@@ -108,7 +108,7 @@ public sealed class RobustnessEvaluator
                 var logits = model.call(advs[i]);
                 Add(Get(method, o.Epsilons[i]), logits, y, advs[i], x);
                 robustToAll?[i].logical_and_(logits.argmax(1).eq(y));
-                topKToAll?[i].logical_and_(logits.topk((int)Math.Min(o.TopK, logits.shape[1])).indices.eq(y.unsqueeze(1)).any(1));
+                topKToAll?[i].logical_and_(logits.topk((int)Math.Min(o.TopK, logits.shape[1])).indexes.eq(y.unsqueeze(1)).any(1));
             }
         }
 

@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial.Evaluation;
 using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Adversarial.Training;
 using TorchSharp;
@@ -175,6 +176,22 @@ public sealed class AutoAttackTests
         Assert.IsTrue(((Square)ensemble.Components[0]).LastQueryCounts.All(q => q <= 50));
     }
 
+    [TestMethod]
+    public void EvaluatorReportsTheWorstCaseBesideTheEnsemble()
+    {
+        var data = TrainedModels.EvalData.Take(12);
+        var report = new RobustnessEvaluator(new RobustnessOptions { Methods = new[] { "fgsm", "autoattack-quick" }, Epsilons = new[] { 16.0 }, BatchSize = 12, Seed = 1 })
+            .Evaluate(Model, data, "cnn");
+        var worst = report.Get(RobustnessEvaluator.WorstCase, 16);
+        Assert.IsTrue(worst.Top1 <= report.Get("fgsm", 16).Top1 && worst.Top1 <= report.Get("autoattack-quick", 16).Top1, "the worst case is at most every method");
+        Assert.IsTrue(worst.Top5 >= worst.Top1);
+        Assert.IsTrue(report.Get("autoattack-quick", 16).Top1 < report.Clean.Top1);
+        // Without an ensemble there is no worst-case row (the paper's tables stay as they were).
+        var plain = new RobustnessEvaluator(new RobustnessOptions { Methods = new[] { "fgsm", "step-ll" }, Epsilons = new[] { 16.0 }, BatchSize = 24 })
+            .Evaluate(Model, data, "cnn");
+        Assert.IsFalse(plain.Rows.Any(r => r.Method == RobustnessEvaluator.WorstCase));
+    }
+
     private static readonly Lazy<SmallCnn> StepLLTrained = new(() =>
     {
         // Adversarially trained (step l.l., the paper's Algorithm 1) on 3000 Fashion-MNIST images: a few seconds.
@@ -198,7 +215,7 @@ public sealed class AutoAttackTests
         double fgsm = TrainedModels.Accuracy(model, Attacks.Fgsm(eps).Generate(model, x, y), y);
         double pgd = TrainedModels.Accuracy(model, Attacks.Pgd(eps, steps: 10, seed: 1).Generate(model, x, y), y);
         double apgd = TrainedModels.Accuracy(model, new Apgd(new ApgdOptions { Epsilon = eps, Iterations = 20, Seed = 1 }).Generate(model, x, y), y);
-        var ensemble = new AutoAttack(new AutoAttackOptions { Epsilon = eps, ApgdIterations = 20, TargetClasses = 3, SquareQueries = 200, Seed = 1 });
+        var ensemble = new AutoAttack(new AutoAttackOptions { Epsilon = eps, ApgdIterations = 20, TargetClasses = 3, SquareQueries = 100, Seed = 1 });
         double auto = TrainedModels.Accuracy(model, ensemble.Generate(model, x, y), y);
         Console.WriteLine($"clean {TrainedModels.Accuracy(model, x, y)} FGSM {fgsm} PGD {pgd} APGD-CE {apgd} AutoAttack {auto} ({watch.Elapsed.TotalSeconds:F1} s of attacks)");
         Assert.IsTrue(fgsm >= pgd && pgd >= apgd && apgd >= auto, $"FGSM {fgsm} >= PGD {pgd} >= APGD-CE {apgd} >= AutoAttack {auto} must hold");
