@@ -10,8 +10,9 @@ namespace Microsoft.ML.Adversarial;
 /// (no momentum on the first step). At checkpoints w_j (after 0.22 N iterations, then intervals shrinking by 0.03 N
 /// down to 0.06 N) an example's step size halves, and it restarts from its best point, when at most rho of the steps
 /// since the last checkpoint raised the loss, or when its step size was not halved there and its best loss has not
-/// improved since. An example counts as broken as soon as any iterate is misclassified; restarts and targets run
-/// only on the examples still unbroken. Losses: cross-entropy, DLR, and targeted DLR over the top classes.
+/// improved since. An example counts as broken as soon as any iterate is misclassified (and that iterate is its
+/// result); restarts and targets run only on the examples still unbroken, whose result is the last run's
+/// highest-loss point. Losses: cross-entropy, DLR, and targeted DLR over the top classes.
 /// </summary>
 public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options), options ?? new ApgdOptions())
 {
@@ -59,14 +60,14 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
                 if (index.numel() == 0) return adv.MoveToOuterDisposeScope();
                 var target = Options.Loss == ApgdLoss.TargetedDlr ? ranked.index_select(0, index)[.., t] : null;
                 var (found, fooled) = SingleRun(b.Subset(index, y.index_select(0, index)), target);
-                var broken = index.masked_select(fooled);
-                adv = adv.index_copy(0, broken, found.index_select(0, fooled.nonzero().squeeze(1))).MoveToOuterDisposeScope();
-                robust = robust.index_fill(0, broken, false).MoveToOuterDisposeScope();
+                // Broken examples keep their adversarial image; the others this run's highest-loss point.
+                adv = adv.index_copy(0, index, found).MoveToOuterDisposeScope();
+                robust = robust.index_fill(0, index.masked_select(fooled), false).MoveToOuterDisposeScope();
             }
         return adv;
     }
 
-    /// <summary>One APGD run on a batch: (a misclassified iterate where one was found, else the clean image; fooled [n]).</summary>
+    /// <summary>One APGD run on a batch: (a misclassified iterate where one was found, else the highest-loss point; fooled [n]).</summary>
     private (Tensor Adversarial, Tensor Fooled) SingleRun(AttackBatch b, Tensor? target)
     {
         var y = b.TrueLabels;
@@ -127,7 +128,7 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
                 checkpoint = Math.Max(checkpoint - shrink, minimum);
             }
         }
-        return (adversarial, fooled);
+        return (where(b.PerExample(fooled), adversarial, best), fooled);
     }
 
     /// <summary>Per-example loss [n] (detached), its gradient at <paramref name="x"/>, and whether x is misclassified [n].</summary>

@@ -5,8 +5,8 @@ namespace Microsoft.ML.Adversarial;
 /// <summary>
 /// AutoAttack (Croce and Hein, ICML 2020), L-inf: APGD-CE, then targeted APGD-DLR, then Square, each run only on the
 /// examples every earlier one left classified correctly. An example's result is the first successful component's
-/// adversarial image (the worst case over the ensemble), or its clean image when none succeeded; so the ensemble's
-/// robust accuracy is at most each component's. FAB-T, the reference's third component, is not implemented.
+/// adversarial image (the worst case over the ensemble), or, when none succeeded, the last component's best point
+/// (still classified correctly); so the ensemble's robust accuracy is at most each component's. FAB-T, the reference's third component, is not implemented.
 /// </summary>
 public sealed class AutoAttack : Attack
 {
@@ -77,7 +77,8 @@ public sealed class AutoAttack : Attack
             var found = _components[c].Generate(b.Model, sub.Clean, sub.TrueLabels, sub.Epsilon);
             var fooled = sub.Logits(found).argmax(1).ne(sub.TrueLabels);
             var broken = index.masked_select(fooled);
-            adv.index_copy_(0, broken, found.index_select(0, fooled.nonzero().squeeze(1)));
+            // Broken examples keep this component's adversarial image; the others its best point until a later one runs.
+            adv.index_copy_(0, index, found);
             robust.index_fill_(0, broken, false);
             foreach (var i in broken.cpu().data<long>()) brokenBy[i] = c;
         }

@@ -89,8 +89,8 @@ public sealed class Square(SquareOptions? options = null) : Attack("square", opt
             margin.index_copy_(0, kept, candidateMargin.masked_select(better));
         }
         Record(queries);
-        // Only a misclassified point is an adversarial example; the others keep their clean image.
-        return where(b.PerExample(margin.le(0)), best, b.Clean);
+        // A misclassified point where one was found, else the point of lowest margin.
+        return best;
     }
 
     private static Tensor Radius(AttackBatch b) => b.PerExample(b.Epsilon) * b.UnitsPerPixel;
