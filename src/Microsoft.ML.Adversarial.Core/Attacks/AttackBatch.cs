@@ -41,6 +41,10 @@ public sealed class AttackBatch
         };
     }
 
+    /// <summary>The examples <paramref name="index"/> (int64 [n]) of this batch, attacked on <paramref name="labels"/> ([n]).</summary>
+    internal AttackBatch Subset(Tensor index, Tensor labels)
+        => new(_attack, Model, Clean.index_select(0, index), labels, Epsilon.index_select(0, index), Generator);
+
     public Module<Tensor, Tensor> Model { get; }
     /// <summary>The clean images, detached.</summary>
     public Tensor Clean { get; }

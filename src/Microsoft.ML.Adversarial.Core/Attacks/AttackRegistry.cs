@@ -34,6 +34,18 @@ public static class AttackRegistry
             o => new Pgd(WithNorm(o, PgdNorm.LInf)));
         Add<PgdOptions>("pgd-l2", "PGD L2 (Madry et al.)", "random start, repeat X <- Proj_2(X + step g/||g||_2), restarts",
             o => new Pgd(WithNorm(o, PgdNorm.L2)));
+        Add<ApgdOptions>("apgd-ce", "APGD-CE (Croce & Hein)", "Auto-PGD on cross-entropy: step 2 eps halved at checkpoints, momentum 0.75",
+            o => new Apgd(WithLoss(o, ApgdLoss.CrossEntropy)));
+        Add<ApgdOptions>("apgd-dlr", "APGD-DLR (Croce & Hein)", "Auto-PGD on the DLR loss -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)",
+            o => new Apgd(WithLoss(o, ApgdLoss.Dlr)));
+        Add<ApgdOptions>("apgd-t", "APGD-T (Croce & Hein)", "Auto-PGD on the targeted DLR loss, one run per top class of the clean image",
+            o => new Apgd(WithLoss(o, ApgdLoss.TargetedDlr)));
+        Add<SquareOptions>("square", "Square (Andriushchenko et al.)", "score-based random search: +-eps squares kept when the margin falls, query budget",
+            o => new Square(o));
+        Add<AutoAttackOptions>("autoattack", "AutoAttack (standard)", "APGD-CE, APGD-T, Square in turn on the examples still correct; worst case per example",
+            o => new AutoAttack(WithVersion(o, AutoAttackVersion.Standard)));
+        Add<AutoAttackOptions>("autoattack-quick", "AutoAttack (quick)", "AutoAttack with about a tenth of the standard budgets",
+            o => new AutoAttack(WithVersion(o, AutoAttackVersion.Quick)));
     }
 
     private static void Add<TOptions>(string name, string paperName, string summary, Func<TOptions, Attack> create) where TOptions : AttackOptions, new()
@@ -81,6 +93,18 @@ public static class AttackRegistry
     private static PgdOptions WithNorm(PgdOptions o, PgdNorm norm)
     {
         o.Norm = norm;
+        return o;
+    }
+
+    private static ApgdOptions WithLoss(ApgdOptions o, ApgdLoss loss)
+    {
+        o.Loss = loss;
+        return o;
+    }
+
+    private static AutoAttackOptions WithVersion(AutoAttackOptions o, AutoAttackVersion version)
+    {
+        o.Version = version;
         return o;
     }
 }

@@ -35,6 +35,15 @@ public static class Attacks
     public static Pgd Pgd(double eps = 16, PgdNorm norm = PgdNorm.LInf, int steps = 10, int restarts = 1, InputRange? range = null, long? seed = null)
         => new(With(new PgdOptions { Norm = norm, Steps = steps, Restarts = restarts }, eps, range, seed));
 
+    public static Apgd Apgd(double eps = 8, ApgdLoss loss = ApgdLoss.CrossEntropy, int iterations = 100, InputRange? range = null, long? seed = null)
+        => new(With(new ApgdOptions { Loss = loss, Iterations = iterations }, eps, range, seed));
+
+    public static Square Square(double eps = 8, int queries = 5000, InputRange? range = null, long? seed = null)
+        => new(With(new SquareOptions { Queries = queries }, eps, range, seed));
+
+    public static AutoAttack AutoAttack(double eps = 8, AutoAttackVersion version = AutoAttackVersion.Standard, InputRange? range = null, long? seed = null)
+        => new(With(new AutoAttackOptions { Version = version }, eps, range, seed));
+
     /// <summary>Any registered method by name ("fgsm", "step-ll", "iter-ll", ...).</summary>
     public static Attack ByName(string name, double eps = 16, InputRange? range = null, long? seed = null)
         => AttackRegistry.Create(name, With(new AttackOptions(), eps, range, seed));

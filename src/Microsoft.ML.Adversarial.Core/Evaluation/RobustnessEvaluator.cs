@@ -52,6 +52,8 @@ public sealed class RobustnessEvaluator
         var predictedKey = (string name) => name + " (predicted label)";
         long total = data.RowCount, done = 0;
         var watch = System.Diagnostics.Stopwatch.StartNew();
+        // The per-example worst case over every attack is reported beside an AutoAttack evaluation.
+        bool worstCase = infos.Any(i => i.Name.StartsWith("autoattack", StringComparison.Ordinal)) && infos.Count(i => !i.IsRandomBaseline) >= 2;
         var attacks = infos.ToDictionary(i => i.Name, i => AttackRegistry.Create(i.Name, new AttackOptions { InputRange = o.InputRange, Seed = o.Seed }));
         using (ModelMode.Set(model, training: false))
         {
@@ -69,24 +71,58 @@ public sealed class RobustnessEvaluator
                     predicted = logits.argmax(1);
                     Add(clean, logits, y, null, null);
                 }
+                // Per epsilon, which examples every attack so far left classified correctly (the worst case per example).
+                var robustToAll = o.Epsilons.Select(_ => ones(count, dtype: ScalarType.Bool, device: x.device)).ToArray();
+                var topKToAll = o.Epsilons.Select(_ => ones(count, dtype: ScalarType.Bool, device: x.device)).ToArray();
                 foreach (var info in infos)
                 {
                     var attack = attacks[info.Name];
+                    if (attack is AutoAttack ensemble)
+                    {
+                        Score(info.Name, GenerateEnsemble(ensemble, x, y), x, y, robustToAll, topKToAll);
+                        continue;
+                    }
                     // One-step methods reuse a single gradient for every epsilon (Attack.GenerateForEpsilons).
-                    Score(info.Name, attack.GenerateForEpsilons(model, x, y, o.Epsilons), x, y);
+                    Score(info.Name, attack.GenerateForEpsilons(model, x, y, o.Epsilons), x, y, info.IsRandomBaseline ? null : robustToAll, topKToAll);
                     if (o.CheckLabelLeaking && info.UsesTrueLabel && info.IsOneStep)
                         Score(predictedKey(info.Name), attack.GenerateForEpsilons(model, x, predicted, o.Epsilons), x, y);
                 }
+                if (worstCase)
+                    for (int i = 0; i < o.Epsilons.Count; i++)
+                    {
+                        var t = Get(WorstCase, o.Epsilons[i]);
+                        t.Top1 += robustToAll[i].sum().item<long>();
+                        t.TopK += topKToAll[i].sum().item<long>();
+                        t.Count += count;
+                    }
                 done += count;
                 o.Progress?.Report(new EvaluationProgress($"evaluating {modelName}", done, total, done / Math.Max(1e-9, watch.Elapsed.TotalSeconds)));
             }
         }
 
-        void Score(string method, Tensor[] advs, Tensor x, Tensor y)
+        void Score(string method, Tensor[] advs, Tensor x, Tensor y, Tensor[]? robustToAll = null, Tensor[]? topKToAll = null)
         {
             using var _ = no_grad();
             for (int i = 0; i < advs.Length; i++)
-                Add(Get(method, o.Epsilons[i]), model.call(advs[i]), y, advs[i], x);
+            {
+                var logits = model.call(advs[i]);
+                Add(Get(method, o.Epsilons[i]), logits, y, advs[i], x);
+                robustToAll?[i].logical_and_(logits.argmax(1).eq(y));
+                topKToAll?[i].logical_and_(logits.topk((int)Math.Min(o.TopK, logits.shape[1])).indexes.eq(y.unsqueeze(1)).any(1));
+            }
+        }
+
+        // The ensemble per epsilon, noting the examples only its score-based part (Square) broke.
+        Tensor[] GenerateEnsemble(AutoAttack ensemble, Tensor x, Tensor y)
+        {
+            int square = ensemble.Components.Select((c, i) => (c, i)).FirstOrDefault(p => p.c is Square && p.i > 0, (null!, -1)).Item2;
+            var advs = new Tensor[o.Epsilons.Count];
+            for (int i = 0; i < advs.Length; i++)
+            {
+                advs[i] = ensemble.Generate(model, x, y, full(new long[] { x.shape[0] }, o.Epsilons[i], ScalarType.Float32, x.device));
+                if (square >= 0) Get(SquareOnly(ensemble.Name), o.Epsilons[i]).Top1 += ensemble.LastBrokenBy.Count(c => c == square);
+            }
+            return advs;
         }
 
         void Add(Tally t, Tensor logits, Tensor y, Tensor? adv, Tensor? x)
@@ -101,6 +137,11 @@ public sealed class RobustnessEvaluator
 
         return BuildReport(modelName, tallies, infos, predictedKey);
     }
+
+    /// <summary>Row name of the per-example worst case over every evaluated attack (random baselines excluded).</summary>
+    public const string WorstCase = "worst case";
+
+    private static string SquareOnly(string ensemble) => ensemble + " (square only)";
 
     private RobustnessReport BuildReport(string modelName, Dictionary<(string, double), Tally> tallies, List<AttackInfo> infos, Func<string, string> predictedKey)
     {
@@ -125,11 +166,19 @@ public sealed class RobustnessEvaluator
                 if (eps > 0 && t.Unmoved > t.Count / 2)
                     warnings.Add($"{info.Name} at eps {eps} left {t.Unmoved} of {t.Count} images unchanged: the input gradient is zero there. " +
                         "This is gradient masking (saturated or non-differentiable model), not robustness; check the model with a gradient-free or random method.");
+                if (tallies.TryGetValue((SquareOnly(info.Name), eps), out var squareOnly) && squareOnly.Top1 > t.Count / 200)
+                    warnings.Add($"{info.Name} at eps {eps}: Square, which uses no gradients, broke {squareOnly.Top1} of {t.Count} examples that APGD-CE and APGD-T " +
+                        "could not. A black-box search succeeding where white-box attacks fail is a sign of gradient masking: trust the ensemble's figure, not the gradient attacks'.");
                 if (tallies.TryGetValue((predictedKey(info.Name), eps), out var pred))
                 {
                     var pr = Row(predictedKey(info.Name), eps, pred);
                     leaks.Add(new LabelLeakRow(modelName, info.Name, eps, cleanTop1, row.Top1, pr.Top1));
                 }
+            }
+        foreach (var eps in o.Epsilons)
+            if (tallies.TryGetValue((WorstCase, eps), out var worst))
+            {
+                rows.Add(Row(WorstCase, eps, worst));
             }
         return new RobustnessReport { Model = modelName, Rows = rows, LabelLeaks = leaks, Warnings = warnings };
     }

@@ -27,7 +27,7 @@ public sealed class AttackPropertyTests
         {
             foreach (double eps in new[] { 2.0, 16.0 })
             {
-                var attack = AttackRegistry.Create(name, new AttackOptions { Epsilon = eps, Seed = 1 });
+                var attack = AttackRegistry.Create(name, AutoAttackTests.CiBudget(name, new AttackOptions { Epsilon = eps, Seed = 1 }));
                 var adv = attack.Generate(Model, x, y);
                 CollectionAssert.AreEqual(x.shape, adv.shape, name);
                 float maxChange = (adv - x).abs().max().item<float>() * 255;
@@ -197,7 +197,7 @@ public sealed class AttackPropertyTests
         model.train();
         foreach (string name in AttackRegistry.Names)
         {
-            AttackRegistry.Create(name, new AttackOptions { Epsilon = 4, Seed = 1 }).Generate(model, x, y);
+            AttackRegistry.Create(name, AutoAttackTests.CiBudget(name, new AttackOptions { Epsilon = 4, Seed = 1 })).Generate(model, x, y);
             Assert.IsTrue(model.training, $"{name} left the model in eval mode");
             Assert.IsTrue(model.modules().All(m => m.training), $"{name} left a submodule in eval mode");
             Assert.IsTrue(model.parameters().All(p => p.grad is null || p.grad.IsInvalid), $"{name} left gradients on the parameters");

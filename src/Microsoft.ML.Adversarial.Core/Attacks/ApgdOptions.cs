@@ -1,0 +1,30 @@
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>The loss APGD maximises.</summary>
+public enum ApgdLoss
+{
+    /// <summary>Cross-entropy of the true class ("apgd-ce").</summary>
+    CrossEntropy,
+    /// <summary>Difference of logits ratio, <c>-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)</c> ("apgd-dlr").</summary>
+    Dlr,
+    /// <summary>Targeted DLR, <c>-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)</c>, over the clean image's top classes ("apgd-t").</summary>
+    TargetedDlr,
+}
+
+/// <summary>Settings of Auto-PGD (Croce and Hein, ICML 2020); the defaults are AutoAttack's "standard" budget.</summary>
+public class ApgdOptions : AttackOptions
+{
+    public ApgdLoss Loss { get; set; } = ApgdLoss.CrossEntropy;
+
+    /// <summary>Iterations per run (N_iter); the checkpoints are fractions of it. Default 100.</summary>
+    public int Iterations { get; set; } = 100;
+
+    /// <summary>Runs from new random starts, each on the examples still classified correctly. Default 1.</summary>
+    public int Restarts { get; set; } = 1;
+
+    /// <summary>Share of the steps since the last checkpoint that must have raised the loss for the step size to be kept (rho). Default 0.75.</summary>
+    public double Rho { get; set; } = 0.75;
+
+    /// <summary>Targeted DLR only: how many target classes, the clean image's 2nd, 3rd, ... most likely. Default 9 (all of 10 classes).</summary>
+    public int TargetClasses { get; set; } = 9;
+}

@@ -1,0 +1,88 @@
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>
+/// AutoAttack (Croce and Hein, ICML 2020), L-inf: APGD-CE, then targeted APGD-DLR, then Square, each run only on the
+/// examples every earlier one left classified correctly. An example's result is the first successful component's
+/// adversarial image (the worst case over the ensemble), or, when none succeeded, the last component's best point
+/// (still classified correctly); so the ensemble's robust accuracy is at most each component's. FAB-T, the reference's third component, is not implemented.
+/// </summary>
+public sealed class AutoAttack : Attack
+{
+    private readonly Attack[] _components;
+
+    public AutoAttack(AutoAttackOptions? options = null)
+        : base(options?.Version == AutoAttackVersion.Quick ? "autoattack-quick" : "autoattack", options ?? new AutoAttackOptions())
+    {
+        _components = BuildComponents().ToArray();
+    }
+
+    public new AutoAttackOptions Options => (AutoAttackOptions)base.Options;
+
+    /// <summary>Attacks the true labels when given, the prediction otherwise.</summary>
+    public override bool UsesLabels => true;
+
+    /// <summary>The components in the order they run.</summary>
+    public IReadOnlyList<Attack> Components => _components;
+
+    /// <summary>For each example of the last <see cref="Attack.Generate"/> call, the index in <see cref="Components"/> of the component that broke it; -1 when none did (or the clean image was already misclassified).</summary>
+    public int[] LastBrokenBy { get; private set; } = Array.Empty<int>();
+
+    /// <summary>For each example of the last call, whether the clean image was already misclassified.</summary>
+    public bool[] LastCleanWrong { get; private set; } = Array.Empty<bool>();
+
+    private IEnumerable<Attack> BuildComponents()
+    {
+        var o = Options;
+        bool quick = o.Version == AutoAttackVersion.Quick;
+        int iterations = o.ApgdIterations ?? (quick ? 50 : 100);
+        if (!o.GradientFree)
+        {
+            yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.CrossEntropy, Iterations = iterations, Restarts = 1 }));
+            yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.TargetedDlr, Iterations = iterations, TargetClasses = o.TargetClasses ?? (quick ? 3 : 9) }));
+        }
+        yield return new Square(Shared(new SquareOptions { Queries = o.SquareQueries ?? (quick ? 1000 : 5000), }));
+    }
+
+    private T Shared<T>(T options) where T : AttackOptions
+    {
+        base.Options.CopySharedTo(options);
+        return options;
+    }
+
+    protected override void ValidateOptions()
+    {
+        base.ValidateOptions();
+        if (Options.ApgdIterations is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.ApgdIterations), Options.ApgdIterations, "APGD needs at least 1 iteration.");
+        if (Options.TargetClasses is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.TargetClasses), Options.TargetClasses, "APGD-T needs at least 1 target class.");
+        if (Options.SquareQueries is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.SquareQueries), Options.SquareQueries, "Square needs at least 1 query.");
+    }
+
+    protected override Tensor Run(AttackBatch b)
+    {
+        var cleanLogits = b.Logits(b.Clean);
+        var y = b.HasLabels ? b.TrueLabels : AttackBatch.Predicted(cleanLogits);
+        var robust = AttackBatch.Predicted(cleanLogits).eq(y);
+        LastCleanWrong = robust.logical_not().cpu().data<bool>().ToArray();
+        var brokenBy = new int[b.Count];
+        Array.Fill(brokenBy, -1);
+        var adv = b.Clean.clone();
+        for (int c = 0; c < _components.Length; c++)
+        {
+            using var scope = NewDisposeScope();
+            var index = robust.nonzero().squeeze(1);
+            if (index.numel() == 0) break;
+            var sub = b.Subset(index, y.index_select(0, index));
+            var found = _components[c].Generate(b.Model, sub.Clean, sub.TrueLabels, sub.Epsilon);
+            var fooled = sub.Logits(found).argmax(1).ne(sub.TrueLabels);
+            var broken = index.masked_select(fooled);
+            // Broken examples keep this component's adversarial image; the others its best point until a later one runs.
+            adv.index_copy_(0, index, found);
+            robust.index_fill_(0, broken, false);
+            foreach (var i in broken.cpu().data<long>()) brokenBy[i] = c;
+        }
+        LastBrokenBy = brokenBy;
+        return adv;
+    }
+}

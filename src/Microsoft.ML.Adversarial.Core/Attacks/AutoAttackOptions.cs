@@ -1,0 +1,28 @@
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>The budgets of an AutoAttack run.</summary>
+public enum AutoAttackVersion
+{
+    /// <summary>AutoAttack's standard L-inf budgets: APGD-CE 100 iterations; APGD-T 100 iterations on each of 9 target classes; Square 5000 queries.</summary>
+    Standard,
+    /// <summary>About a tenth of the work: APGD-CE 50 iterations; APGD-T 50 iterations on 3 target classes; Square 1000 queries.</summary>
+    Quick,
+}
+
+/// <summary>Settings of the AutoAttack ensemble; null budgets take the version's value.</summary>
+public class AutoAttackOptions : AttackOptions
+{
+    public AutoAttackVersion Version { get; set; } = AutoAttackVersion.Standard;
+
+    /// <summary>APGD iterations of each run (APGD-CE and APGD-T); null takes the version's.</summary>
+    public int? ApgdIterations { get; set; }
+
+    /// <summary>Target classes of APGD-T; null takes the version's.</summary>
+    public int? TargetClasses { get; set; }
+
+    /// <summary>Square's query budget per example; null takes the version's.</summary>
+    public int? SquareQueries { get; set; }
+
+    /// <summary>Run only the score-based part (Square), for models without gradients (a <see cref="ScoreFunctionModel"/>).</summary>
+    public bool GradientFree { get; set; }
+}
