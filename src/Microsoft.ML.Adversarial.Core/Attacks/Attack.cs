@@ -39,6 +39,12 @@ public abstract class Attack
     public virtual bool IsRandomBaseline => false;
 
     /// <summary>
+    /// True when the method differentiates the model (most attacks). False for score-based search (Square) and noise
+    /// baselines, which also run on a black-box model that only returns scores (<see cref="ScoreFunctionModel"/>).
+    /// </summary>
+    public virtual bool NeedsGradients => true;
+
+    /// <summary>
     /// Adversarial images for each epsilon (pixel units): element i is what <see cref="Generate"/> gives with
     /// <paramref name="epsilons"/>[i]. One-step methods override this to reuse a single gradient for all of them.
     /// </summary>

@@ -10,7 +10,11 @@ namespace Microsoft.ML.Adversarial;
 /// <param name="IsRandomBaseline">Noise, not an attack: a baseline for comparison (<see cref="Attack.IsRandomBaseline"/>).</param>
 /// <param name="OptionsType">The options class the method takes (<see cref="AttackOptions"/> or a subclass).</param>
 public sealed record AttackInfo(string Name, string PaperName, string Summary, bool RequiresLabels, bool UsesTrueLabel, bool IsOneStep,
-    bool IsRandomBaseline, Type OptionsType);
+    bool IsRandomBaseline, Type OptionsType)
+{
+    /// <summary>The method differentiates the model (<see cref="Attack.NeedsGradients"/>); false ones also run on black-box models.</summary>
+    public bool NeedsGradients { get; init; } = true;
+}
 
 /// <summary>Every method by name: <c>AttackRegistry.Create("step-ll", new AttackOptions { Epsilon = 8 })</c>.</summary>
 public static class AttackRegistry
@@ -52,7 +56,10 @@ public static class AttackRegistry
     {
         // The flags come from an instance with default options, so the registry cannot disagree with the classes.
         var probe = create(new TOptions());
-        var info = new AttackInfo(name, paperName, summary, probe.RequiresLabels, probe.UsesLabels, probe is OneStepAttack, probe.IsRandomBaseline, typeof(TOptions));
+        var info = new AttackInfo(name, paperName, summary, probe.RequiresLabels, probe.UsesLabels, probe is OneStepAttack, probe.IsRandomBaseline, typeof(TOptions))
+        {
+            NeedsGradients = probe.NeedsGradients,
+        };
         Methods[name] = (info, o => create(o.As<TOptions>()));
     }
 
@@ -67,6 +74,29 @@ public static class AttackRegistry
 
     /// <summary>A new attack of the named method; <paramref name="options"/> is copied, never shared.</summary>
     public static Attack Create(string name, AttackOptions? options = null) => Lookup(name).Create((options ?? new AttackOptions()).Clone());
+
+    /// <summary>Methods that run on a model that only returns scores: score-based search, noise, and AutoAttack (its Square part).</summary>
+    public static IReadOnlyList<string> BlackBoxNames =>
+        All.Where(i => !i.NeedsGradients || i.OptionsType == typeof(AutoAttackOptions)).Select(i => i.Name).ToList();
+
+    /// <summary>
+    /// A new attack of the named method for a model without gradients (<see cref="ScoreFunctionModel"/>): AutoAttack
+    /// runs only its score-based part; a gradient method is refused here, before any work, naming the ones that run.
+    /// </summary>
+    public static Attack CreateForBlackBox(string name, AttackOptions? options, string modelName)
+    {
+        var info = Describe(name);
+        if (!info.NeedsGradients) return Create(name, options);
+        var ensemble = options as AutoAttackOptions ?? OptionsFor(name, options) as AutoAttackOptions;
+        if (ensemble is not null)
+        {
+            ensemble = (AutoAttackOptions)ensemble.Clone();
+            ensemble.GradientFree = true;
+            return Create(name, ensemble);
+        }
+        throw new ArgumentException($"Model '{modelName}' is a black box (it returns scores, no gradients), and method '{name}' needs gradients. " +
+            $"Methods that run on it: {string.Join(", ", BlackBoxNames)}; or measure transfer to it from a model you have gradients for (EvaluateTransfer, advml transfer).", nameof(name));
+    }
 
     /// <summary>Convenience: a method with a given epsilon (pixel units) and defaults otherwise.</summary>
     public static Attack Create(string name, double epsilon) => Create(name, new AttackOptions { Epsilon = epsilon });

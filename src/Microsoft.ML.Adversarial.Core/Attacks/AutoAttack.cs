@@ -23,6 +23,9 @@ public sealed class AutoAttack : Attack
     /// <summary>Attacks the true labels when given, the prediction otherwise.</summary>
     public override bool UsesLabels => true;
 
+    /// <summary>False when <see cref="AutoAttackOptions.GradientFree"/> leaves only Square.</summary>
+    public override bool NeedsGradients => !Options.GradientFree;
+
     /// <summary>The components in the order they run.</summary>
     public IReadOnlyList<Attack> Components => _components;
 

@@ -7,5 +7,8 @@ public sealed class RandomSign(AttackOptions? options = null) : OneStepAttack("r
 {
     public override bool IsRandomBaseline => true;
 
+    /// <summary>Noise needs no gradient.</summary>
+    public override bool NeedsGradients => false;
+
     protected override Tensor Direction(AttackBatch b) => b.Normal().sign();
 }

@@ -21,6 +21,9 @@ public sealed class Square(SquareOptions? options = null) : Attack("square", opt
     /// <summary>Attacks the true labels when given, the prediction otherwise.</summary>
     public override bool UsesLabels => true;
 
+    /// <summary>Square reads only scores.</summary>
+    public override bool NeedsGradients => false;
+
     /// <summary>Queries each example of the last <see cref="Attack.Generate"/> call took (at most <see cref="SquareOptions.Queries"/>).</summary>
     public long[] LastQueryCounts { get; private set; } = Array.Empty<long>();
 

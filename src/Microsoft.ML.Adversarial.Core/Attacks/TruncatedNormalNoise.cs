@@ -10,6 +10,9 @@ public sealed class TruncatedNormalNoise(AttackOptions? options = null) : OneSte
 {
     public override bool IsRandomBaseline => true;
 
+    /// <summary>Noise needs no gradient.</summary>
+    public override bool NeedsGradients => false;
+
     protected override Tensor Direction(AttackBatch b)
     {
         // Rejection: redraw the values outside [-1, 1] (4.6% per round) until none remain.

@@ -19,6 +19,22 @@ public abstract class EvaluationOptions
     public InputRange InputRange { get; set; } = InputRange.UnitInterval;
     /// <summary>Seed of the random methods (step rnd., random sign, PGD starts).</summary>
     public long Seed { get; set; } = 1;
+    /// <summary>
+    /// Settings of single methods by registry name, e.g. <c>MethodOptions["square"] = new SquareOptions { Queries = 1000 }</c>
+    /// or <c>MethodOptions["autoattack"] = new AutoAttackOptions { Version = AutoAttackVersion.Quick }</c>; the evaluation's
+    /// <see cref="InputRange"/> and <see cref="Seed"/> replace theirs. Methods without an entry run with their defaults.
+    /// </summary>
+    public Dictionary<string, AttackOptions> MethodOptions { get; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The options <paramref name="method"/> runs with: its <see cref="MethodOptions"/> entry or its defaults, with this evaluation's range and seed.</summary>
+    internal AttackOptions OptionsFor(string method)
+    {
+        var options = MethodOptions.TryGetValue(method, out var given) ? given.Clone() : AttackRegistry.OptionsFor(method);
+        options.InputRange = InputRange;
+        options.Seed = Seed;
+        return options;
+    }
+
     public IProgress<EvaluationProgress>? Progress { get; set; }
     public CancellationToken CancellationToken { get; set; }
 
@@ -32,6 +48,14 @@ public abstract class EvaluationOptions
         PixelEpsilon.CheckAll(Epsilons, nameof(Epsilons));
         if (Epsilons.Distinct().Count() != Epsilons.Count)
             throw new ArgumentException($"Epsilons lists a value twice ({string.Join(", ", Epsilons)}); give each once.", nameof(Epsilons));
+        foreach (var (name, options) in MethodOptions)
+        {
+            if (!Methods.Contains(name, StringComparer.OrdinalIgnoreCase))
+                throw new ArgumentException($"MethodOptions has settings for '{name}', which is not among Methods ({string.Join(", ", Methods)}); add it to Methods or remove the entry.", nameof(MethodOptions));
+            var type = AttackRegistry.Describe(name).OptionsType;
+            if (options is null || !type.IsInstanceOfType(options))
+                throw new ArgumentException($"MethodOptions['{name}'] is {options?.GetType().Name ?? "null"}; method '{name}' takes {type.Name}.", nameof(MethodOptions));
+        }
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be at least 1.");
         if (TopK < 1) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "TopK must be at least 1.");
         ArgumentNullException.ThrowIfNull(InputRange, nameof(InputRange));

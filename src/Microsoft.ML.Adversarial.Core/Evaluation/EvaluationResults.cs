@@ -42,6 +42,9 @@ public sealed class RobustnessReport
     /// <summary>Warnings such as an attack whose input gradient was zero (gradient masking, not robustness).</summary>
     public required IReadOnlyList<string> Warnings { get; init; }
 
+    /// <summary>Images the model scored during the evaluation when it is a black box (<see cref="ScoreFunctionModel"/>); null for a white-box model.</summary>
+    public long? BlackBoxQueries { get; set; }
+
     public AccuracyRow Clean => Rows.First(r => r.Method == "clean");
 
     public AccuracyRow Get(string method, double epsilon) =>
@@ -65,6 +68,7 @@ public sealed class RobustnessReport
             sb.AppendLine($"{r.Method,-14}{(r.Method == "clean" ? "-" : r.Epsilon.ToString(CultureInfo.InvariantCulture)),6}" +
                 $"{$"{r.Top1 * 100:F1} +- {r.Top1Ci95 * 100:F1}",16}{$"{r.Top5 * 100:F1} +- {r.Top5Ci95 * 100:F1}",16}{r.AccuracyRatio,11:F3}");
         foreach (var l in LabelLeaks.Where(l => l.AboveClean || l.TrueLabelHelps)) sb.AppendLine(l.Verdict);
+        if (BlackBoxQueries is { } queries) sb.AppendLine($"Black-box model: {queries:N0} images scored (queries).");
         foreach (var w in Warnings) sb.AppendLine("WARNING: " + w);
         return sb.ToString();
     }

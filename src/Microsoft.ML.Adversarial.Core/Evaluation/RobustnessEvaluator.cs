@@ -54,7 +54,10 @@ public sealed class RobustnessEvaluator
         var watch = System.Diagnostics.Stopwatch.StartNew();
         // The per-example worst case over every attack is reported beside an AutoAttack evaluation.
         bool worstCase = infos.Any(i => i.Name.StartsWith("autoattack", StringComparison.Ordinal)) && infos.Count(i => !i.IsRandomBaseline) >= 2;
-        var attacks = infos.ToDictionary(i => i.Name, i => AttackRegistry.Create(i.Name, new AttackOptions { InputRange = o.InputRange, Seed = o.Seed }));
+        // A black box (scores only) gets the score-based methods, and gradient methods are refused here, before any work.
+        var blackBox = model as ScoreFunctionModel;
+        long queriesBefore = blackBox?.Queries ?? 0;
+        var attacks = infos.ToDictionary(i => i.Name, i => blackBox is null ? AttackRegistry.Create(i.Name, o.OptionsFor(i.Name)) : AttackRegistry.CreateForBlackBox(i.Name, o.OptionsFor(i.Name), modelName));
         using (ModelMode.Set(model, training: false))
         {
             for (int start = 0; start < data.RowCount; start += o.BatchSize)
@@ -84,7 +87,7 @@ public sealed class RobustnessEvaluator
                     }
                     // One-step methods reuse a single gradient for every epsilon (Attack.GenerateForEpsilons).
                     Score(info.Name, attack.GenerateForEpsilons(model, x, y, o.Epsilons), x, y, info.IsRandomBaseline ? null : robustToAll, topKToAll);
-                    if (o.CheckLabelLeaking && info.UsesTrueLabel && info.IsOneStep)
+                    if (o.CheckLabelLeaking && info.UsesTrueLabel && info.IsOneStep && blackBox is null)
                         Score(predictedKey(info.Name), attack.GenerateForEpsilons(model, x, predicted, o.Epsilons), x, y);
                 }
                 if (worstCase)
@@ -135,7 +138,9 @@ public sealed class RobustnessEvaluator
                 t.Unmoved += adv.Minus(x).abs().flatten(1).amax(1).EqualTo(0).sum().item<long>();
         }
 
-        return BuildReport(modelName, tallies, infos, predictedKey);
+        var report = BuildReport(modelName, tallies, infos, predictedKey);
+        report.BlackBoxQueries = blackBox is null ? null : blackBox.Queries - queriesBefore;
+        return report;
     }
 
     /// <summary>Row name of the per-example worst case over every evaluated attack (random baselines excluded).</summary>

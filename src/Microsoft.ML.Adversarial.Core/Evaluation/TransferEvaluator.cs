@@ -39,6 +39,10 @@ public sealed class TransferEvaluator
         if (sources.Count == 0 || targets.Count == 0) throw new ArgumentException("Give at least one source and one target model.");
         if (data.RowCount == 0) throw new ArgumentException("The evaluation data set is empty.", nameof(data));
         var o = _options;
+        // Sources are attacked; a black-box source (scores only) takes only the methods that need no gradients.
+        foreach (var (name, source) in sources)
+            if (source is ScoreFunctionModel)
+                foreach (var m in o.Methods) AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), name);
         device ??= CPU;
         var tallies = new Dictionary<(string, string, string, double), Tally>();
         long total = (long)data.RowCount * sources.Count, done = 0;
@@ -47,7 +51,7 @@ public sealed class TransferEvaluator
         {
             foreach (var (sourceName, source) in sources)
             {
-                var attacks = o.Methods.ToDictionary(m => m, m => AttackRegistry.Create(m, new AttackOptions { InputRange = o.InputRange, Seed = o.Seed }));
+                var attacks = o.Methods.ToDictionary(m => m, m => source is ScoreFunctionModel ? AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), sourceName) : AttackRegistry.Create(m, o.OptionsFor(m)));
                 for (int start = 0; start < data.RowCount; start += o.BatchSize)
                 {
                     o.CancellationToken.ThrowIfCancellationRequested();

@@ -68,16 +68,86 @@ public sealed class AdversarialCatalog
     {
         ArgumentNullException.ThrowIfNull(models);
         if (models.Count == 0) throw new ArgumentException("Give at least one model.", nameof(models));
-        var first = models.Values.First();
-        foreach (var (name, m) in models)
-            if (m.ImageShape != first.ImageShape || !m.ClassNames.SequenceEqual(first.ClassNames))
-                throw new ArgumentException($"Model '{name}' takes {m.ImageShape} images with classes {ClassMatch.Show(m.ClassNames.ToList())}; '{models.Keys.First()}' takes " +
-                    $"{first.ImageShape} with {ClassMatch.Show(first.ClassNames.ToList())}. Transfer needs models of the same input and classes, in the same order.", nameof(models));
+        var first = CheckSameInput(models.ToList());
         options ??= new TransferOptions();
         options.InputRange = first.InputRange;
         var images = Read(first, data, labelColumnName);
         var nets = models.ToDictionary(kv => kv.Key, kv => kv.Value.Model);
         return new TransferEvaluator(options).Evaluate(nets, nets, images, first.Device);
+    }
+
+    /// <summary>
+    /// Robustness of a model you can only score: any fitted ML.NET model that maps the pixel column to class scores (an
+    /// ONNX network through <c>ApplyOnnxModel</c>, an ML.NET trainer, a pipeline). Only methods that need no gradients
+    /// run on it (default: <c>square</c>; <c>autoattack</c> runs its Square part); the report counts the images it
+    /// scored (<see cref="RobustnessReport.BlackBoxQueries"/>). An <see cref="ImageClassifierTransformer"/> is evaluated
+    /// white-box, with every method.
+    /// </summary>
+    /// <param name="model">The fitted model; it receives the pixel column as <paramref name="data"/> holds it.</param>
+    /// <param name="data">Labelled images: a key-typed label column and the pixel column.</param>
+    /// <param name="options">Methods, epsilons (pixel units of <see cref="EvaluationOptions.InputRange"/>, the range of the data's pixel values), batching; null: Square at eps 2, 4, 8, 16.</param>
+    /// <param name="blackBox">Column names and the classes of the score slots; null: <c>Pixels</c>, <c>Label</c>, <c>Score</c>.</param>
+    /// <param name="modelName">Name in the report.</param>
+    public RobustnessReport EvaluateRobustness(ITransformer model, IDataView data, RobustnessOptions? options, BlackBoxClassifier.Options? blackBox = null,
+        string? modelName = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        blackBox ??= new BlackBoxClassifier.Options();
+        if (model is ImageClassifierTransformer classifier) return EvaluateRobustness(classifier, data, options, blackBox.LabelColumnName, modelName);
+        options ??= new RobustnessOptions { Methods = new[] { "square" } };
+        var images = ImageSetReader.Read(data, blackBox.PixelColumnName, blackBox.LabelColumnName);
+        CheckRange(images, options.InputRange, blackBox.PixelColumnName);
+        var target = new BlackBoxClassifier(_ml, model, images.ClassNames, images.ImageShape, blackBox, modelName ?? "black-box model");
+        return new RobustnessEvaluator(options).Evaluate(target.AsModule(), images, target.Name, TorchSharp.torch.CPU);
+    }
+
+    /// <summary>
+    /// Transfer from models you have gradients for to any targets (section 4.4 as a black-box attack): adversarial
+    /// examples made on each source, scored by each target. A target may be any fitted ML.NET model that maps the pixel
+    /// column to class scores (ONNX through <c>ApplyOnnxModel</c>, an ML.NET trainer, a pipeline), scored through its
+    /// own <c>Transform</c>; an <see cref="ImageClassifierTransformer"/> target is run directly.
+    /// </summary>
+    /// <param name="sources">Models the attacks differentiate; all take the same images and classes.</param>
+    /// <param name="targets">Models that score the adversarial examples.</param>
+    /// <param name="data">Labelled images in the sources' pixel column.</param>
+    /// <param name="options">Methods and epsilons; null: FGSM, iter. basic, iter. l.l. at eps 16.</param>
+    /// <param name="labelColumnName">The key-typed label column.</param>
+    /// <param name="blackBox">Column names and score-slot classes of the black-box targets; null: the sources' pixel column, <paramref name="labelColumnName"/>, <c>Score</c>.</param>
+    public TransferReport EvaluateTransfer(IReadOnlyDictionary<string, ImageClassifierTransformer> sources, IReadOnlyDictionary<string, ITransformer> targets,
+        IDataView data, TransferOptions? options = null, string labelColumnName = "Label", BlackBoxClassifier.Options? blackBox = null)
+    {
+        ArgumentNullException.ThrowIfNull(sources);
+        ArgumentNullException.ThrowIfNull(targets);
+        if (sources.Count == 0) throw new ArgumentException("Give at least one source model.", nameof(sources));
+        if (targets.Count == 0) throw new ArgumentException("Give at least one target model.", nameof(targets));
+        var first = CheckSameInput(sources.Concat(targets.Where(t => t.Value is ImageClassifierTransformer)
+            .Select(t => KeyValuePair.Create(t.Key, (ImageClassifierTransformer)t.Value))).ToList());
+        blackBox ??= new BlackBoxClassifier.Options { PixelColumnName = first.PixelColumnName, LabelColumnName = labelColumnName };
+        options ??= new TransferOptions();
+        options.InputRange = first.InputRange;
+        var images = Read(first, data, labelColumnName);
+        var targetModules = targets.ToDictionary(kv => kv.Key, kv => kv.Value is ImageClassifierTransformer c
+            ? c.Model
+            : new BlackBoxClassifier(_ml, kv.Value, first.ClassNames, first.ImageShape, blackBox, kv.Key).AsModule());
+        return new TransferEvaluator(options).Evaluate(sources.ToDictionary(kv => kv.Key, kv => kv.Value.Model), targetModules, images, first.Device);
+    }
+
+    private static void CheckRange(ImageSet images, InputRange range, string pixelColumnName)
+    {
+        if (images.RangeProblem(range) is { } problem)
+            throw new ArgumentException($"Column '{pixelColumnName}': {problem}. Set the options' InputRange to the range of the data's pixel values (attacks clip to it and epsilon is in its pixel units).");
+    }
+
+    /// <summary>The first model, after checking that every one takes the same images and classes in the same order (one label tensor serves all).</summary>
+    private static ImageClassifierTransformer CheckSameInput(IReadOnlyList<KeyValuePair<string, ImageClassifierTransformer>> models)
+    {
+        var (firstName, first) = models[0];
+        foreach (var (name, m) in models)
+            if (m.ImageShape != first.ImageShape || !m.ClassNames.SequenceEqual(first.ClassNames))
+                throw new ArgumentException($"Model '{name}' takes {m.ImageShape} images with classes {ClassMatch.Show(m.ClassNames.ToList())}; '{firstName}' takes " +
+                    $"{first.ImageShape} with {ClassMatch.Show(first.ClassNames.ToList())}. Transfer needs models of the same input and classes, in the same order.", nameof(models));
+        return first;
     }
 
     private static ImageSet Read(ImageClassifierTransformer model, IDataView data, string labelColumnName)
