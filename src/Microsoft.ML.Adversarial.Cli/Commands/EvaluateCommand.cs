@@ -10,7 +10,7 @@ namespace Microsoft.ML.Adversarial.Cli.Commands;
 /// <summary><c>advml evaluate</c>: robustness table of one model.</summary>
 internal static class EvaluateCommand
 {
-    private static readonly Option<string> ModelPath = new("--model") { Description = "Model file (.advml)", Required = true };
+    private static readonly Option<string> ModelPath = new("--model") { Description = "Model file (.advml), or an .onnx model (black box: square, autoattack)", Required = true };
     internal static readonly Option<string> Methods = new("--methods") { Description = "Comma list of methods", DefaultValueFactory = _ => "step-ll,fgsm,iter-basic,iter-ll" };
     internal static readonly Option<string> Epsilons = new("--epsilons") { Description = "Comma list, pixel values", DefaultValueFactory = _ => "2,4,8,16" };
     internal static readonly Option<int?> Count = CommonOptions.Positive(new("--count") { Description = "Test images (class-balanced); default 1000", DefaultValueFactory = _ => 1000 });
@@ -21,6 +21,7 @@ internal static class EvaluateCommand
         var c = new System.CommandLine.Command("evaluate", "Accuracy of a model on clean and adversarial test images, per method and epsilon");
         foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
         CommonOptions.AddData(c);
+        OnnxModels.AddOptions(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
         return c;
     }
@@ -49,7 +50,7 @@ internal static class EvaluateCommand
         if (p.GetValue(Output) is { } o) OutputFiles.EnsureWritable(o, isFolder: false);
         var device = CommonOptions.ParseDevice(p);
         string path = p.GetValue(ModelPath)!;
-        var (model, description) = CliData.LoadModel(path, device);
+        var (model, description) = CliData.LoadModel(path, device, p);
         var data = CliData.LoadSplitFor(p, train: false, p.GetValue(Count), description, path);
         var report = ConsoleOutput.WithProgress("evaluating", progress => new RobustnessEvaluator(new RobustnessOptions
         {

@@ -42,52 +42,11 @@ internal static class ImportCommand
         return c;
     }
 
-    internal static InputRange ParseRange(string text)
-    {
-        string t = text.Trim();
-        switch (t.ToLowerInvariant())
-        {
-            case "unit": return InputRange.UnitInterval;
-            case "symmetric": return InputRange.SymmetricUnit;
-            case "pixels": return InputRange.Pixels;
-            case "imagenet": return InputRange.ImageNet;
-        }
-        var parts = t.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-            .Select(part => part.Split('=', 2, StringSplitOptions.TrimEntries)).ToList();
-        float[]? Values(string key) => parts.FirstOrDefault(kv => kv.Length == 2 && kv[0].Equals(key, StringComparison.OrdinalIgnoreCase)) is { } kv
-            ? kv[1].Split(',', StringSplitOptions.TrimEntries).Select(v => float.Parse(v, CultureInfo.InvariantCulture)).ToArray() : null;
-        try
-        {
-            if (Values("mean") is { } mean && Values("std") is { } std && parts.Count == 2) return InputRange.Normalized(mean, std);
-        }
-        catch (Exception e) when (e is FormatException or ArgumentException)
-        {
-            throw new CliException($"--range '{text}': {e.Message}");
-        }
-        throw new CliException($"--range '{text}' is not unit, symmetric, pixels, imagenet or mean=M1,M2,M3;std=S1,S2,S3.");
-    }
-
-    internal static IReadOnlyList<string> ParseClasses(string? list, string? file)
-    {
-        IReadOnlyList<string> names;
-        if ((list is null) == (file is null)) throw new CliException("Give the class names with --classes A,B,C or --classes-file FILE (one of them).");
-        if (file is not null)
-        {
-            if (!File.Exists(file)) throw new CliException($"--classes-file: '{file}' does not exist.");
-            names = File.ReadAllLines(file).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
-        }
-        else names = list!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        if (names.Count < 2) throw new CliException($"--classes gives {names.Count} name(s); a classifier needs at least 2, in the network's output order.");
-        if (names.GroupBy(n => n).FirstOrDefault(g => g.Count() > 1) is { } dup)
-            throw new CliException($"--classes names '{dup.Key}' {dup.Count()} times; each class needs its own name.");
-        return names;
-    }
-
     private static int Run(ParseResult p)
     {
         string output = p.GetValue(Output)!, weights = p.GetValue(Weights)!;
-        var classes = ParseClasses(p.GetValue(Classes), p.GetValue(ClassesFile));
-        var range = ParseRange(p.GetValue(Range)!);
+        var classes = CommonOptions.ParseClasses(p.GetValue(Classes), p.GetValue(ClassesFile));
+        var range = CommonOptions.ParseRange(p.GetValue(Range)!);
         int side = p.GetValue(ImageSize), channels = p.GetValue(Channels);
         if (!File.Exists(weights)) throw new CliException($"--weights: '{weights}' does not exist.");
         ModelDescription description;

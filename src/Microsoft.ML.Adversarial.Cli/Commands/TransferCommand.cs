@@ -12,7 +12,7 @@ namespace Microsoft.ML.Adversarial.Cli.Commands;
 /// <summary><c>advml transfer</c>: transfer-rate and error-rate matrices between models (Tables 4 and 6).</summary>
 internal static class TransferCommand
 {
-    private static readonly Option<string> Models = new("--models") { Description = "Comma list of model files, or NAME=PATH pairs", Required = true };
+    private static readonly Option<string> Models = new("--models") { Description = "Comma list of model files, or NAME=PATH pairs; .onnx models are targets only (black boxes)", Required = true };
     private static readonly Option<string> Methods = new("--methods") { Description = "Comma list of methods", DefaultValueFactory = _ => "fgsm,iter-basic,iter-ll" };
     private static readonly Option<string> Epsilons = new("--epsilons") { Description = "Comma list, pixel values", DefaultValueFactory = _ => "16" };
 
@@ -21,6 +21,7 @@ internal static class TransferCommand
         var c = new System.CommandLine.Command("transfer", "Transfer of adversarial examples between models: transfer rate and error rate matrices");
         foreach (var o in new Option[] { Models, Methods, Epsilons, EvaluateCommand.Count, EvaluateCommand.Output, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
         CommonOptions.AddData(c);
+        OnnxModels.AddOptions(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
         return c;
     }
@@ -40,7 +41,7 @@ internal static class TransferCommand
             var parts = entry.Split('=', 2);
             string path = parts[^1], name = parts.Length == 2 ? parts[0] : Path.GetFileNameWithoutExtension(path);
             if (models.ContainsKey(name)) throw new CliException($"Two models are named '{name}'; use NAME=PATH to tell them apart.");
-            var (model, d) = CliData.LoadModel(path, device);
+            var (model, d) = CliData.LoadModel(path, device, p);
             models[name] = model;
             if (first is not { } f)
             {
@@ -52,19 +53,30 @@ internal static class TransferCommand
                 throw new CliException($"Model '{name}' takes ({d.Channels}, {d.Height}, {d.Width}) images, model '{f.Name}' ({f.Description.Channels}, {f.Description.Height}, {f.Description.Width}); transfer needs models of the same input.");
             if (f.Description.InputRangeOrDefault.Description != d.InputRangeOrDefault.Description)
                 throw new CliException($"Model '{name}' takes pixels in {d.InputRangeOrDefault}, model '{f.Name}' in {f.Description.InputRangeOrDefault}; transfer needs models fed the same pixels.");
-            var classes = d.ClassNames ?? Array.Empty<string>();
-            var firstClasses = f.Description.ClassNames ?? Array.Empty<string>();
+            // A model that names no classes (an .onnx model without --onnx-classes) takes the others' order; counts must agree.
+            if (d.ClassNames is null || f.Description.ClassNames is null)
+            {
+                if (d.Classes != f.Description.Classes)
+                    throw new CliException($"Model '{name}' scores {d.Classes} classes, model '{f.Name}' {f.Description.Classes}; transfer needs the same classes.");
+                if (f.Description.ClassNames is null) first = (name, d);
+                continue;
+            }
+            var classes = d.ClassNames;
+            var firstClasses = f.Description.ClassNames;
             if (!classes.SequenceEqual(firstClasses))
                 throw new CliException($"Model '{name}' has classes {ClassMatch.Show(classes.ToList())}, model '{f.Name}' {ClassMatch.Show(firstClasses.ToList())}; transfer needs the same classes in the same order.");
         }
         if (models.Count < 2 || first is not { } reference) throw new CliException("--models needs at least two models.");
         var range = reference.Description.InputRangeOrDefault;
         var data = CliData.LoadSplitFor(p, train: false, p.GetValue(EvaluateCommand.Count), reference.Description, reference.Name);
+        // Black boxes (ONNX models) only score: they are targets, and the models with gradients are the sources.
+        var sources = models.Where(m => ScoreFunctionModel.Inside(m.Value) is null).ToDictionary();
+        if (sources.Count == 0) throw new CliException("--models has no model with gradients to make adversarial examples on; give at least one .advml model (ONNX models are targets only).");
         var report = ConsoleOutput.WithProgress("transfer", progress => new TransferEvaluator(new TransferOptions
         {
             Methods = methods, Epsilons = epsilons, InputRange = range, BatchSize = p.GetValue(CommonOptions.BatchSize), Seed = p.GetValue(CommonOptions.Seed), CancellationToken = ct,
             Progress = new InlineProgress<EvaluationProgress>(e => progress(e.Done, e.Total, e.Stage)),
-        }).Evaluate(models, models, data, device));
+        }).Evaluate(sources, models, data, device));
         AnsiConsole.WriteLine(report.ToString());
         if (p.GetValue(EvaluateCommand.Output) is { } output) OutputFiles.WriteResults(output, report.ToJson(), report.ToCsv());
         return 0;

@@ -47,13 +47,32 @@ internal static class CliData
         var data = LoadSplit(p, train, count);
         if (data.ImageShape != (model.Channels, model.Height, model.Width))
             throw new CliException($"The data has {data.ImageShape} images; model '{modelName}' takes ({model.Channels}, {model.Height}, {model.Width}). Use --image-size/--grayscale to match.");
-        if (model.ClassNames is not { } classes) return data;
+        if (model.ClassNames is not { } classes)
+        {
+            // Without names the model's output k is the data's class k, so the counts must agree.
+            if (data.ClassNames.Count != model.Classes)
+                throw new CliException($"The data has {data.ClassNames.Count} classes ({ClassMatch.Show(data.ClassNames.ToList())}); model '{modelName}' scores {model.Classes} and names none. " +
+                    "Use data with its classes, or name the model's outputs (--onnx-classes for an .onnx model).");
+            return data;
+        }
         try { return data.AlignTo(classes, "the data", $"model '{modelName}'"); }
         catch (ArgumentException e) { throw new CliException(e.Message); }
     }
 
+    /// <summary>A model file of the commands that also take ONNX files (as black boxes, <see cref="OnnxModels"/>).</summary>
+    public static (torch.nn.Module<torch.Tensor, torch.Tensor> Model, ModelDescription Description) LoadModel(string path, torch.Device device, ParseResult p)
+    {
+        if (!OnnxModels.IsOnnx(path)) return LoadModel(path, device);
+        var (model, description) = OnnxModels.Load(path, p);
+        return description.InputRangeOrDefault.Description != InputRange.UnitInterval.Description
+            ? (new PixelRangeAdapter(model, description.InputRangeOrDefault), description with { InputRange = InputRange.UnitInterval })
+            : (model, description);
+    }
+
     public static (torch.nn.Module<torch.Tensor, torch.Tensor> Model, ModelDescription Description) LoadModel(string path, torch.Device device)
     {
+        if (OnnxModels.IsOnnx(path))
+            throw new CliException($"'{path}' is an ONNX model: evaluate (methods square, autoattack) and transfer (as a target) take ONNX models; this command needs a model file (.advml) it can differentiate.");
         (torch.nn.Module<torch.Tensor, torch.Tensor> Model, ModelDescription Description) loaded;
         try { loaded = ModelIO.Load(path, device); }
         catch (Exception e) when (e is FileNotFoundException or InvalidDataException)

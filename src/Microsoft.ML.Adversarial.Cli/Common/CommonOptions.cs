@@ -109,4 +109,47 @@ internal static class CommonOptions
         if (list.Count == 0) throw new CliException($"{option} is empty; give e.g. 2,4,8,16.");
         return list;
     }
+
+    /// <summary>An input range by name (unit, symmetric, pixels, imagenet) or as mean=...;std=... (import's --range, --onnx-range).</summary>
+    public static InputRange ParseRange(string text)
+    {
+        string t = text.Trim();
+        switch (t.ToLowerInvariant())
+        {
+            case "unit": return InputRange.UnitInterval;
+            case "symmetric": return InputRange.SymmetricUnit;
+            case "pixels": return InputRange.Pixels;
+            case "imagenet": return InputRange.ImageNet;
+        }
+        var parts = t.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(part => part.Split('=', 2, StringSplitOptions.TrimEntries)).ToList();
+        float[]? Values(string key) => parts.FirstOrDefault(kv => kv.Length == 2 && kv[0].Equals(key, StringComparison.OrdinalIgnoreCase)) is { } kv
+            ? kv[1].Split(',', StringSplitOptions.TrimEntries).Select(v => float.Parse(v, CultureInfo.InvariantCulture)).ToArray() : null;
+        try
+        {
+            if (Values("mean") is { } mean && Values("std") is { } std && parts.Count == 2) return InputRange.Normalized(mean, std);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException)
+        {
+            throw new CliException($"--range '{text}': {e.Message}");
+        }
+        throw new CliException($"--range '{text}' is not unit, symmetric, pixels, imagenet or mean=M1,M2,M3;std=S1,S2,S3.");
+    }
+
+    /// <summary>Class names in output order from a comma list or a file of one name a line (exactly one of them).</summary>
+    public static IReadOnlyList<string> ParseClasses(string? list, string? file)
+    {
+        IReadOnlyList<string> names;
+        if ((list is null) == (file is null)) throw new CliException("Give the class names with --classes A,B,C or --classes-file FILE (one of them).");
+        if (file is not null)
+        {
+            if (!File.Exists(file)) throw new CliException($"--classes-file: '{file}' does not exist.");
+            names = File.ReadAllLines(file).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
+        }
+        else names = list!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (names.Count < 2) throw new CliException($"--classes gives {names.Count} name(s); a classifier needs at least 2, in the network's output order.");
+        if (names.GroupBy(n => n).FirstOrDefault(g => g.Count() > 1) is { } dup)
+            throw new CliException($"--classes names '{dup.Key}' {dup.Count()} times; each class needs its own name.");
+        return names;
+    }
 }

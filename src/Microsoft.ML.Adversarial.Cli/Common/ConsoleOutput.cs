@@ -57,6 +57,7 @@ internal static class ConsoleOutput
                 $"{r.Top1 * 100:F1} ± {r.Top1Ci95 * 100:F1}", $"{r.Top5 * 100:F1} ± {r.Top5Ci95 * 100:F1}", r.AccuracyRatio.ToString("F3", CultureInfo.InvariantCulture));
         AnsiConsole.Write(table);
         foreach (var l in report.LabelLeaks.Where(l => l.AboveClean || l.TrueLabelHelps)) AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(l.Verdict)}[/]");
+        if (report.BlackBoxQueries is { } queries) AnsiConsole.WriteLine($"Black-box model: {queries:N0} images scored (queries).");
         foreach (var w in report.Warnings) AnsiConsole.MarkupLine($"[red]WARNING:[/] {Markup.Escape(w)}");
     }
 }

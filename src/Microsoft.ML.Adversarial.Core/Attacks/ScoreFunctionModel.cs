@@ -28,6 +28,13 @@ public sealed class ScoreFunctionModel : Module<Tensor, Tensor>
         _probabilities = probabilities;
     }
 
+    /// <summary>
+    /// The score function inside <paramref name="model"/> (itself or a submodule, e.g. behind a <c>PixelRangeAdapter</c>),
+    /// or null for a model with gradients all through: what makes a model a black box for the evaluators.
+    /// </summary>
+    public static ScoreFunctionModel? Inside(Module<Tensor, Tensor> model) =>
+        model as ScoreFunctionModel ?? model.modules().OfType<ScoreFunctionModel>().FirstOrDefault();
+
     /// <summary>Images scored so far (one query per image).</summary>
     public long Queries => Interlocked.Read(ref _queries);
 

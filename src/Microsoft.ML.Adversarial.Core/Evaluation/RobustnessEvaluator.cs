@@ -55,7 +55,7 @@ public sealed class RobustnessEvaluator
         // The per-example worst case over every attack is reported beside an AutoAttack evaluation.
         bool worstCase = infos.Any(i => i.Name.StartsWith("autoattack", StringComparison.Ordinal)) && infos.Count(i => !i.IsRandomBaseline) >= 2;
         // A black box (scores only) gets the score-based methods, and gradient methods are refused here, before any work.
-        var blackBox = model as ScoreFunctionModel;
+        var blackBox = ScoreFunctionModel.Inside(model);
         long queriesBefore = blackBox?.Queries ?? 0;
         var attacks = infos.ToDictionary(i => i.Name, i => blackBox is null ? AttackRegistry.Create(i.Name, o.OptionsFor(i.Name)) : AttackRegistry.CreateForBlackBox(i.Name, o.OptionsFor(i.Name), modelName));
         using (ModelMode.Set(model, training: false))

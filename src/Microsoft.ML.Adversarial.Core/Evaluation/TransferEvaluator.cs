@@ -41,7 +41,7 @@ public sealed class TransferEvaluator
         var o = _options;
         // Sources are attacked; a black-box source (scores only) takes only the methods that need no gradients.
         foreach (var (name, source) in sources)
-            if (source is ScoreFunctionModel)
+            if (ScoreFunctionModel.Inside(source) is not null)
                 foreach (var m in o.Methods) AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), name);
         device ??= CPU;
         var tallies = new Dictionary<(string, string, string, double), Tally>();
@@ -51,7 +51,7 @@ public sealed class TransferEvaluator
         {
             foreach (var (sourceName, source) in sources)
             {
-                var attacks = o.Methods.ToDictionary(m => m, m => source is ScoreFunctionModel ? AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), sourceName) : AttackRegistry.Create(m, o.OptionsFor(m)));
+                var attacks = o.Methods.ToDictionary(m => m, m => ScoreFunctionModel.Inside(source) is not null ? AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), sourceName) : AttackRegistry.Create(m, o.OptionsFor(m)));
                 for (int start = 0; start < data.RowCount; start += o.BatchSize)
                 {
                     o.CancellationToken.ThrowIfCancellationRequested();
