@@ -14,7 +14,7 @@ internal static class AttackCommand
     private static readonly Option<string> ModelPath = new("--model") { Description = "Model file (.advml) to attack", Required = true };
     private static readonly Option<string> Method = new("--method") { Description = "Attack method", DefaultValueFactory = _ => "step-ll" };
     private static readonly Option<double> Epsilon = new("--epsilon") { Description = "Perturbation size in pixel values [0, 255]", DefaultValueFactory = _ => 16 };
-    private static readonly Option<int?> Count = CommonOptions.Positive(new("--count") { Description = "Images to attack (class-balanced); default 1000", DefaultValueFactory = _ => 1000 });
+    private static readonly Option<int?> Count = CommonOptions.Positive(new("--count") { Description = "Images to attack (class-balanced)", DefaultValueFactory = _ => 1000 });
     private static readonly Option<string> Split = new("--split") { Description = "test or train", DefaultValueFactory = _ => "test" };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Folder to write", Required = true };
     private static readonly Option<string> Format = new("--format") { Description = "png (one folder per class) or idx (images + labels, ubyte)", DefaultValueFactory = _ => "png" };
@@ -32,15 +32,16 @@ internal static class AttackCommand
 
     private static int Run(ParseResult p, CancellationToken ct)
     {
-        // A failed attack leaves no folder behind that it created (an empty one, or one with part of the images).
-        string? created = OutputFiles.FirstMissingFolder(p.GetValue(Output)!);
+        // A failed attack leaves nothing behind that it created: no folder (an empty one, or one with part of the
+        // images), and in an existing folder no new class folders or files; the existing folder itself stays.
+        var undo = OutputFiles.TrackCreated(p.GetValue(Output)!);
         try
         {
             return Attack(p, ct);
         }
         catch
         {
-            OutputFiles.RemoveCreatedFolder(created);
+            undo();
             throw;
         }
     }

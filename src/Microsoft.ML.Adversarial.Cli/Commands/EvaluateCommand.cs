@@ -13,13 +13,17 @@ internal static class EvaluateCommand
     private static readonly Option<string> ModelPath = new("--model") { Description = "Model file (.advml), or an .onnx model (black box: square, autoattack)", Required = true };
     internal static readonly Option<string> Methods = new("--methods") { Description = "Comma list of methods", DefaultValueFactory = _ => "step-ll,fgsm,iter-basic,iter-ll" };
     internal static readonly Option<string> Epsilons = new("--epsilons") { Description = "Comma list, pixel values", DefaultValueFactory = _ => "2,4,8,16" };
-    internal static readonly Option<int?> Count = CommonOptions.Positive(new("--count") { Description = "Test images (class-balanced); default 1000", DefaultValueFactory = _ => 1000 });
+    internal static readonly Option<int?> Count = CommonOptions.Positive(new("--count") { Description = "Test images (class-balanced)", DefaultValueFactory = _ => 1000 });
     internal static readonly Option<string?> Output = CommonOptions.ReportFile(new("--output", "-o") { Description = "Write the results to a .json or .csv file" });
+    internal static readonly Option<bool> FiguresOption = new("--figures")
+    {
+        Description = "Also write the figures (PNG, as reproduce draws them: evaluate accuracy-vs-epsilon.png, transfer transfer-vs-epsilon.png) into --output's folder, or the current folder without --output",
+    };
 
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("evaluate", "Accuracy of a model on clean and adversarial test images, per method and epsilon");
-        foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
+        foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, FiguresOption, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
         CommonOptions.AddData(c);
         OnnxModels.AddOptions(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
@@ -48,6 +52,7 @@ internal static class EvaluateCommand
         var methods = CommonOptions.Methods(p.GetValue(Methods)!);
         var epsilons = CommonOptions.Epsilons(p.GetValue(Epsilons)!);
         if (p.GetValue(Output) is { } o) OutputFiles.EnsureWritable(o, isFolder: false);
+        string? figures = FigureFolder(p);
         var device = CommonOptions.ParseDevice(p);
         string path = p.GetValue(ModelPath)!;
         var (model, description) = CliData.LoadModel(path, device, p);
@@ -59,6 +64,23 @@ internal static class EvaluateCommand
         }).Evaluate(model, data, Path.GetFileNameWithoutExtension(path), device));
         ConsoleOutput.Print(report);
         if (p.GetValue(Output) is { } output) OutputFiles.WriteResults(output, report.ToJson(), report.ToCsv());
+        if (figures is not null) WriteFigure(Experiments.Figures.AccuracyChart(report), figures, "accuracy-vs-epsilon.png");
         return 0;
+    }
+
+    /// <summary>With --figures: the folder the figures go to (--output's folder, or the current one), probed now; else null.</summary>
+    internal static string? FigureFolder(ParseResult p)
+    {
+        if (!p.GetValue(FiguresOption)) return null;
+        string folder = p.GetValue(Output) is { } o ? Path.GetDirectoryName(Path.GetFullPath(o))! : Directory.GetCurrentDirectory();
+        OutputFiles.EnsureWritable(folder, isFolder: true, option: "--figures");
+        return folder;
+    }
+
+    internal static void WriteFigure(Experiments.LineChart chart, string folder, string name)
+    {
+        Directory.CreateDirectory(folder);
+        Experiments.Figures.Save(chart, folder, name);
+        AnsiConsole.MarkupLine($"[grey]Wrote {Markup.Escape(Path.Combine(folder, name))}[/]");
     }
 }

@@ -16,7 +16,11 @@ namespace Microsoft.ML.Adversarial.Cli.Commands;
 internal static class TrainCommand
 {
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Model file to write (.advml)", Required = true };
-    private static readonly Option<int?> Count = CommonOptions.Positive(new("--train-count") { Description = "Training images to use (class-balanced subset); default all" });
+    private static readonly Option<int?> Count = CommonOptions.Positive(new("--count") { Description = "Training images to use (class-balanced subset); all when left out" });
+    // Earlier spellings, kept (hidden from --help) so existing scripts keep working; --count and --batch-size are the
+    // names every command uses.
+    private static readonly Option<int?> TrainCount = CommonOptions.Positive(new("--train-count") { Description = "Old name of --count", Hidden = true });
+    private static readonly Option<int?> OldBatch = CommonOptions.Positive(new("--batch", "-m") { Description = "Old name of --batch-size", Hidden = true });
     private static readonly Option<string> Arch = new("--arch") { Description = "smallcnn, smallresnet or inceptionv3", DefaultValueFactory = _ => "smallcnn" };
     private static readonly Option<double> Rho = new("--rho") { Description = "Width multiplier of every layer", DefaultValueFactory = _ => 1 };
     private static readonly Option<string> Activation = new("--activation") { Description = "relu, relu6, reludecay[:beta], tanh, elu", DefaultValueFactory = _ => "relu" };
@@ -24,7 +28,7 @@ internal static class TrainCommand
     private static readonly Option<bool> Deeper = new("--deeper") { Description = "Inception v3 with two extra blocks" };
     private static readonly Option<bool> AuxLogits = new("--aux-logits") { Description = "Inception v3 auxiliary classifier" };
     private static readonly Option<int> K = new("--k") { Description = "Adversarial examples per minibatch (0 = clean training)", DefaultValueFactory = _ => 16 };
-    private static readonly Option<int> M = new("--batch", "-m") { Description = "Minibatch size m", DefaultValueFactory = _ => 32 };
+    private static readonly Option<int> M = CommonOptions.InRange(new("--batch-size") { Description = "Minibatch size m (the paper's m)", DefaultValueFactory = _ => 32 }, 1, 1 << 20);
     private static readonly Option<double> Lambda = new("--lambda") { Description = "Weight of the adversarial loss", DefaultValueFactory = _ => 0.3 };
     private static readonly Option<string> Method = new("--method") { Description = "Method that makes the adversarial examples", DefaultValueFactory = _ => "step-ll" };
     private static readonly Option<string?> MethodMix = new("--method-mix") { Description = "Comma list; one method drawn per minibatch" };
@@ -45,7 +49,7 @@ internal static class TrainCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("train", "Train a classifier, clean (--k 0) or adversarially (the paper's Algorithm 1)");
-        foreach (var o in new Option[] { Output, Count, Arch, Rho, Activation, Dropout, Deeper, AuxLogits, K, M, Lambda, Method, MethodMix, Epsilon, Delay,
+        foreach (var o in new Option[] { Output, Count, TrainCount, OldBatch, Arch, Rho, Activation, Dropout, Deeper, AuxLogits, K, M, Lambda, Method, MethodMix, Epsilon, Delay,
                      Optimizer, LearningRate, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, CommonOptions.Seed, CommonOptions.Device })
             c.Options.Add(o);
         CommonOptions.AddData(c);
@@ -57,7 +61,7 @@ internal static class TrainCommand
     {
         var o = new AdversarialTrainingOptions
         {
-            BatchSize = p.GetValue(M), AdversarialPerBatch = p.GetValue(K), AdversarialLossWeight = p.GetValue(Lambda), Method = p.GetValue(Method)!,
+            BatchSize = OneOf(p, M, OldBatch) ?? 32, AdversarialPerBatch = p.GetValue(K), AdversarialLossWeight = p.GetValue(Lambda), Method = p.GetValue(Method)!,
             MethodMix = p.GetValue(MethodMix)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             DelaySteps = p.GetValue(Delay), Epochs = p.GetValue(Epochs), MaxSteps = p.GetValue(MaxSteps), LearningRate = p.GetValue(LearningRate),
             Momentum = p.GetValue(Momentum), WeightDecay = p.GetValue(WeightDecay), LabelSmoothing = p.GetValue(LabelSmoothing), Seed = p.GetValue(CommonOptions.Seed),
@@ -80,6 +84,21 @@ internal static class TrainCommand
             throw new CliException(e.Message);
         }
         return o;
+    }
+
+    /// <summary>The value of an option or of its old spelling (given both, an error), or the option's default.</summary>
+    private static T? OneOf<T>(ParseResult p, Option<T> option, Option<T?> old) where T : struct
+    {
+        bool given = p.GetResult(option) is { Implicit: false }, oldGiven = p.GetResult(old) is { Implicit: false };
+        if (given && oldGiven) throw new CliException($"{option.Name} and {old.Name} (its old name) are both given; give {option.Name} only.");
+        return oldGiven ? p.GetValue(old) : p.GetValue(option);
+    }
+
+    private static int? OneOf(ParseResult p, Option<int?> option, Option<int?> old)
+    {
+        bool given = p.GetResult(option) is { Implicit: false }, oldGiven = p.GetResult(old) is { Implicit: false };
+        if (given && oldGiven) throw new CliException($"{option.Name} and {old.Name} (its old name) are both given; give {option.Name} only.");
+        return oldGiven ? p.GetValue(old) : p.GetValue(option);
     }
 
     internal static ModelSpec Spec(ParseResult p)
@@ -113,7 +132,7 @@ internal static class TrainCommand
             throw new CliException($"--checkpoint folder '{checkpoints.Directory}' holds a checkpoint at step {earlier}; add --resume to continue it, or --overwrite to start over (deletes it).");
         if (checkpoints.Directory is { } dir) OutputFiles.EnsureWritable(dir, isFolder: true, option: "--checkpoint");
 
-        var data = CliData.LoadSplit(p, train: true, p.GetValue(Count));
+        var data = CliData.LoadSplit(p, train: true, OneOf(p, Count, TrainCount));
         var (c, h, w) = data.ImageShape;
         var planned = new ModelDescription(spec, data.ClassNames.Count, c, h, w, data.ClassNames.ToArray()) { InputRange = options.InputRange };
         try { planned.Validate(); } // before allocating: a too-large network is an error, not a native crash
@@ -128,6 +147,7 @@ internal static class TrainCommand
             if (earlier is not null && overwrite) Training.Checkpoint.Delete(ck);
         }
         AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.ToString())}[/] on {data.RowCount} images {data.ImageShape}, " +
+            (options.MaxSteps is { } max ? $"at most {Counted.Of(options.Epochs, "epoch")} and {Counted.Of(max, "step")}, " : $"{Counted.Of(options.Epochs, "epoch")}, ") +
             (options.AdversarialPerBatch == 0 ? "clean" : Markup.Escape($"k = {options.AdversarialPerBatch} of {options.BatchSize} by {options.Method}, lambda {options.AdversarialLossWeight}, eps {options.Epsilon}")));
         var (model, description, result) = ConsoleOutput.TrainWithProgress(spec, data, options, checkpoints, device, ct);
         Save(model, description, output, checkpoints.Directory);

@@ -19,7 +19,7 @@ internal static class TransferCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("transfer", "Transfer of adversarial examples between models: transfer rate and error rate matrices");
-        foreach (var o in new Option[] { Models, Methods, Epsilons, EvaluateCommand.Count, EvaluateCommand.Output, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
+        foreach (var o in new Option[] { Models, Methods, Epsilons, EvaluateCommand.Count, EvaluateCommand.Output, EvaluateCommand.FiguresOption, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
         CommonOptions.AddData(c);
         OnnxModels.AddOptions(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
@@ -33,6 +33,7 @@ internal static class TransferCommand
         var methods = CommonOptions.Methods(p.GetValue(Methods)!);
         var epsilons = CommonOptions.Epsilons(p.GetValue(Epsilons)!);
         if (p.GetValue(EvaluateCommand.Output) is { } o) OutputFiles.EnsureWritable(o, isFolder: false);
+        string? figures = EvaluateCommand.FigureFolder(p);
         var device = CommonOptions.ParseDevice(p);
         var models = new Dictionary<string, torch.nn.Module<torch.Tensor, torch.Tensor>>();
         (string Name, ModelDescription Description)? first = null;
@@ -77,8 +78,9 @@ internal static class TransferCommand
             Methods = methods, Epsilons = epsilons, InputRange = range, BatchSize = p.GetValue(CommonOptions.BatchSize), Seed = p.GetValue(CommonOptions.Seed), CancellationToken = ct,
             Progress = new InlineProgress<EvaluationProgress>(e => progress(e.Done, e.Total, e.Stage)),
         }).Evaluate(sources, models, data, device));
-        AnsiConsole.WriteLine(report.ToString());
+        TransferOutput.Print(report);
         if (p.GetValue(EvaluateCommand.Output) is { } output) OutputFiles.WriteResults(output, report.ToJson(), report.ToCsv());
+        if (figures is not null) EvaluateCommand.WriteFigure(Experiments.Figures.TransferChart(report), figures, "transfer-vs-epsilon.png");
         return 0;
     }
 }

@@ -42,6 +42,33 @@ internal static class OutputFiles
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Console.Error.WriteLine($"advml: could not remove '{folder}' ({e.Message})."); }
     }
 
+    /// <summary>
+    /// Remembers what an output folder holds before a run, so that a failed run can remove exactly what it created:
+    /// the folders it made on the way to <paramref name="folder"/> when that did not exist, or, when it did, the files
+    /// and sub-folders that appeared in it. A folder that existed before the run is never deleted.
+    /// </summary>
+    public static Action TrackCreated(string folder)
+    {
+        if (FirstMissingFolder(folder) is { } missing) return () => RemoveCreatedFolder(missing);
+        if (!Directory.Exists(folder)) return () => { };
+        string root = Path.GetFullPath(folder);
+        var before = new HashSet<string>(Directory.EnumerateFileSystemEntries(root, "*", SearchOption.AllDirectories));
+        return () =>
+        {
+            if (!Directory.Exists(root)) return;
+            try
+            {
+                // Top-most new entries only: a new folder goes with everything in it.
+                foreach (var entry in Directory.EnumerateFileSystemEntries(root, "*", SearchOption.AllDirectories).Where(e => !before.Contains(e)).OrderBy(e => e.Length).ToList())
+                {
+                    if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
+                    else if (File.Exists(entry)) File.Delete(entry);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Console.Error.WriteLine($"advml: could not remove what the failed run wrote to '{root}' ({e.Message})."); }
+        };
+    }
+
     /// <summary>The full path with symbolic links resolved, so two spellings of one folder compare equal.</summary>
     public static string RealPath(string path)
     {

@@ -40,7 +40,11 @@ public sealed class FigureTextTests
         Assert.IsTrue(Ink(with, 0, 0, 30, 600) > 150 && Ink(without, 0, 0, 30, 600) == 0, "y axis label");
         // Tick labels: both charts have them.
         Assert.IsTrue(Ink(without, 30, 50, 76, 544) > 100, "y tick labels");
-        int legendWith = Ink(with, 500, 50, 884, 90), legendWithout = Ink(without, 500, 50, 884, 90);
+        // Legend: the box the layout puts right of the plot holds the label's text (both have the line sample).
+        using var paint = new SKPaint { Typeface = ChartFont.Typeface, TextSize = 12 };
+        SKRect Box(string legend) => Chart("t", "x", "y", legend).Layout(900, 600, l => paint.MeasureText(l)).Legend;
+        var (a, b) = (Box("baseline, fgsm"), Box(""));
+        int legendWith = Ink(with, (int)a.Left, (int)a.Top, (int)a.Right, (int)a.Bottom), legendWithout = Ink(without, (int)b.Left, (int)b.Top, (int)b.Right, (int)b.Bottom);
         Assert.IsTrue(legendWith > legendWithout + 100, $"legend text: {legendWith} vs {legendWithout} dark pixels");
     }
 
