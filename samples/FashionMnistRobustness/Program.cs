@@ -22,9 +22,7 @@ AdversarialTrainingEstimator.Options Options(int k) => new()
 {
     Model = new ModelSpec(ModelArchitecture.SmallCnn),
     AdversarialPerBatch = k,
-    Epochs = epochs,
-    Optimizer = OptimizerKind.Adam,
-    LearningRate = 1e-3,
+    Epochs = epochs,                        // Adam, learning rate 1e-3: the library's default optimiser
     ProgressEvery = 200,
     Progress = new Progress<TrainingProgress>(p => Console.WriteLine($"  {p}")),
 };

@@ -21,9 +21,7 @@ var pipeline = mlContext.MulticlassClassification.Trainers.AdversarialTraining(n
         Model = new ModelSpec(ModelArchitecture.SmallCnn),
         AdversarialPerBatch = 16,          // k of m = 32 examples are adversarial
         Method = "step-ll",
-        Epochs = 2,
-        Optimizer = OptimizerKind.Adam,
-        LearningRate = 1e-3,
+        Epochs = 2,                        // Adam, learning rate 1e-3: the library's default optimiser
         Progress = new Progress<TrainingProgress>(p => Console.WriteLine($"  {p}")),
         ProgressEvery = 200,
     })

@@ -34,8 +34,22 @@ internal static class TrainCommand
     private static readonly Option<string?> MethodMix = new("--method-mix") { Description = "Comma list; one method drawn per minibatch" };
     private static readonly Option<string> Epsilon = new("--epsilon") { Description = "paper | fixed:16 | uniform:0:16 | truncnormal:8:16", DefaultValueFactory = _ => "paper" };
     private static readonly Option<int> Delay = new("--delay") { Description = "Clean-only steps before adversarial ones", DefaultValueFactory = _ => 0 };
-    private static readonly Option<string> Optimizer = new("--optimizer") { Description = "adam, rmsprop (the paper's, lr 0.045) or sgd", DefaultValueFactory = _ => "adam" };
-    private static readonly Option<double> LearningRate = new("--lr") { Description = "Learning rate", DefaultValueFactory = _ => 1e-3 };
+    private static readonly Option<string> Optimizer = new("--optimizer")
+    {
+        Description = "adam, rmsprop (PyTorch's), tf-rmsprop (TensorFlow's, as the paper trained Inception v3) or sgd",
+        DefaultValueFactory = _ => OptimizerName(AdversarialTrainingOptions.DefaultOptimizer),
+    };
+    private static readonly Option<double> LearningRate = new("--lr") { Description = "Learning rate", DefaultValueFactory = _ => AdversarialTrainingOptions.DefaultLearningRate };
+    private static readonly Option<string?> Preset = new("--preset")
+    {
+        Description = "paper-inception-v3: the paper's Inception v3 recipe (tf-rmsprop, lr 0.045 x 0.94 every 2 epochs, momentum 0.9, label smoothing 0.1, " +
+                      "gradient clipping 2.0, weight decay 4e-5); options given explicitly override it",
+    };
+
+    private static readonly (string Name, OptimizerKind Kind)[] OptimizerNames =
+        { ("adam", OptimizerKind.Adam), ("rmsprop", OptimizerKind.RmsProp), ("tf-rmsprop", OptimizerKind.TensorFlowRmsProp), ("sgd", OptimizerKind.Sgd) };
+
+    private static string OptimizerName(OptimizerKind kind) => OptimizerNames.First(n => n.Kind == kind).Name;
     private static readonly Option<double> Momentum = new("--momentum") { Description = "SGD/RMSProp momentum", DefaultValueFactory = _ => 0 };
     private static readonly Option<double> WeightDecay = new("--weight-decay") { DefaultValueFactory = _ => 0 };
     private static readonly Option<double> LabelSmoothing = new("--label-smoothing") { DefaultValueFactory = _ => 0 };
@@ -50,7 +64,7 @@ internal static class TrainCommand
     {
         var c = new System.CommandLine.Command("train", "Train a classifier, clean (--k 0) or adversarially (the paper's Algorithm 1)");
         foreach (var o in new Option[] { Output, Count, TrainCount, OldBatch, Arch, Rho, Activation, Dropout, Deeper, AuxLogits, K, M, Lambda, Method, MethodMix, Epsilon, Delay,
-                     Optimizer, LearningRate, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, CommonOptions.Seed, CommonOptions.Device })
+                     Optimizer, LearningRate, Preset, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, CommonOptions.Seed, CommonOptions.Device })
             c.Options.Add(o);
         CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
@@ -59,24 +73,37 @@ internal static class TrainCommand
 
     internal static AdversarialTrainingOptions TrainingOptions(ParseResult p)
     {
-        var o = new AdversarialTrainingOptions
+        var o = p.GetValue(Preset) switch
         {
-            BatchSize = OneOf(p, M, OldBatch) ?? 32, AdversarialPerBatch = p.GetValue(K), AdversarialLossWeight = p.GetValue(Lambda), Method = p.GetValue(Method)!,
-            MethodMix = p.GetValue(MethodMix)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-            DelaySteps = p.GetValue(Delay), Epochs = p.GetValue(Epochs), MaxSteps = p.GetValue(MaxSteps), LearningRate = p.GetValue(LearningRate),
-            Momentum = p.GetValue(Momentum), WeightDecay = p.GetValue(WeightDecay), LabelSmoothing = p.GetValue(LabelSmoothing), Seed = p.GetValue(CommonOptions.Seed),
-            ProgressEvery = 20,
+            null => new AdversarialTrainingOptions(),
+            var name when name.Equals("paper-inception-v3", StringComparison.OrdinalIgnoreCase) => AdversarialTrainingOptions.PaperInceptionV3(),
+            var name => throw new CliException($"Unknown --preset '{name}'. Use paper-inception-v3, or leave it out for the defaults (adam, lr 1e-3)."),
         };
+        // With a preset only the options given on the command line override it; without one every option applies.
+        bool preset = p.GetValue(Preset) is not null;
+        T Value<T>(Option<T> option, T current) => !preset || p.GetResult(option) is { Implicit: false } ? p.GetValue(option)! : current;
+        bool batchGiven = p.GetResult(M) is { Implicit: false } || p.GetResult(OldBatch) is { Implicit: false };
+        o.BatchSize = !preset || batchGiven ? OneOf(p, M, OldBatch) ?? 32 : o.BatchSize;
+        o.AdversarialPerBatch = Value(K, o.AdversarialPerBatch);
+        o.AdversarialLossWeight = Value(Lambda, o.AdversarialLossWeight);
+        o.Method = Value(Method, o.Method);
+        o.MethodMix = p.GetValue(MethodMix)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        o.DelaySteps = p.GetValue(Delay);
+        o.Epochs = p.GetValue(Epochs);
+        o.MaxSteps = p.GetValue(MaxSteps);
+        o.LearningRate = Value(LearningRate, o.LearningRate);
+        o.Momentum = Value(Momentum, o.Momentum);
+        o.WeightDecay = Value(WeightDecay, o.WeightDecay);
+        o.LabelSmoothing = Value(LabelSmoothing, o.LabelSmoothing);
+        o.Seed = p.GetValue(CommonOptions.Seed);
+        o.ProgressEvery = 20;
         try
         {
-            o.Epsilon = EpsilonDistribution.Parse(p.GetValue(Epsilon)!);
-            o.Optimizer = p.GetValue(Optimizer)!.ToLowerInvariant() switch
-            {
-                "adam" => OptimizerKind.Adam,
-                "rmsprop" => OptimizerKind.RmsProp,
-                "sgd" => OptimizerKind.Sgd,
-                var x => throw new CliException($"Unknown optimiser '{x}'. Use adam, rmsprop or sgd."),
-            };
+            if (!preset || p.GetResult(Epsilon) is { Implicit: false }) o.Epsilon = EpsilonDistribution.Parse(p.GetValue(Epsilon)!);
+            string optimizer = Value(Optimizer, OptimizerName(o.Optimizer))!.ToLowerInvariant();
+            o.Optimizer = OptimizerNames.FirstOrDefault(n => n.Name == optimizer).Name is not null
+                ? OptimizerNames.First(n => n.Name == optimizer).Kind
+                : throw new CliException($"Unknown optimiser '{optimizer}'. Use {string.Join(", ", OptimizerNames.Select(n => n.Name))}.");
             o.Validate();
         }
         catch (Exception e) when (e is ArgumentException or FormatException)

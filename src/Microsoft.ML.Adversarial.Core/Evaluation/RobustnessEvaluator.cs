@@ -15,8 +15,37 @@ public sealed class RobustnessOptions : EvaluationOptions
     public bool CheckLabelLeaking { get; set; } = true;
 }
 
-/// <summary>Progress of an evaluation: images done out of the total, and the current step.</summary>
-public sealed record EvaluationProgress(string Stage, long Done, long Total, double ImagesPerSecond);
+/// <summary>
+/// Progress of an evaluation: images done out of the total, and the current step. Reports come after each method of
+/// each batch (<see cref="Method"/> set) and after each whole batch (<see cref="Method"/> null); every count only grows,
+/// and the last report has <c>Done == Total</c>, <c>BatchesDone == Batches</c> and <c>StepsDone == Steps</c>.
+/// </summary>
+/// <param name="Stage">What runs: "evaluating MODEL" or "transfer from SOURCE".</param>
+/// <param name="Done">Images whose batch is finished (every method and epsilon).</param>
+/// <param name="Total">Images the whole evaluation goes through (times the number of sources for transfer).</param>
+/// <param name="ImagesPerSecond">Throughput so far.</param>
+public sealed record EvaluationProgress(string Stage, long Done, long Total, double ImagesPerSecond)
+{
+    /// <summary>The method whose adversarial examples were just made and scored; null in a batch-finished report.</summary>
+    public string? Method { get; init; }
+    /// <summary>The epsilons (pixel units) <see cref="Method"/> ran at.</summary>
+    public IReadOnlyList<double>? Epsilons { get; init; }
+    /// <summary>Batches finished.</summary>
+    public long BatchesDone { get; init; }
+    /// <summary>Batches in all.</summary>
+    public long Batches { get; init; }
+    /// <summary>(batch, method) steps finished: the finest unit of work reported.</summary>
+    public long StepsDone { get; init; }
+    /// <summary>(batch, method) steps in all.</summary>
+    public long Steps { get; init; }
+    /// <summary>Fraction of the work done, in [0, 1], by steps (by images when no steps are counted).</summary>
+    public double Fraction => Steps > 0 ? (double)StepsDone / Steps : Total > 0 ? (double)Done / Total : 0;
+
+    /// <inheritdoc/>
+    public override string ToString()
+        => $"{Stage}: {(Method is null ? "" : $"{Method}{(Epsilons is { Count: > 0 } e ? $" at eps {string.Join("/", e)}" : "")}, ")}" +
+           $"batch {BatchesDone}/{Batches}, {Done}/{Total} images, {Fraction:P0}, {ImagesPerSecond:F1} images/s";
+}
 
 /// <summary>
 /// Robustness of one classifier: clean accuracy, then accuracy on each method's adversarial examples at each epsilon
@@ -50,8 +79,8 @@ public sealed class RobustnessEvaluator
         Tally Get(string m, double e) => tallies.TryGetValue((m, e), out var t) ? t : tallies[(m, e)] = new Tally();
         var clean = Get("clean", 0);
         var predictedKey = (string name) => name + " (predicted label)";
-        long total = data.RowCount, done = 0;
-        var watch = System.Diagnostics.Stopwatch.StartNew();
+        string stage = $"evaluating {modelName}";
+        var tracker = new ProgressTracker(o.Progress, data.RowCount, o.BatchSize, infos.Count);
         // The per-example worst case over every attack is reported beside an AutoAttack evaluation.
         bool worstCase = infos.Any(i => i.Name.StartsWith("autoattack", StringComparison.Ordinal)) && infos.Count(i => !i.IsRandomBaseline) >= 2;
         // A black box (scores only) gets the score-based methods, and gradient methods are refused here, before any work.
@@ -83,12 +112,14 @@ public sealed class RobustnessEvaluator
                     if (attack is AutoAttack ensemble)
                     {
                         Score(info.Name, GenerateEnsemble(ensemble, x, y), x, y, robustToAll, topKToAll);
+                        tracker.MethodDone(stage, info.Name, o.Epsilons);
                         continue;
                     }
                     // One-step methods reuse a single gradient for every epsilon (Attack.GenerateForEpsilons).
                     Score(info.Name, attack.GenerateForEpsilons(model, x, y, o.Epsilons), x, y, info.IsRandomBaseline ? null : robustToAll, topKToAll);
                     if (o.CheckLabelLeaking && info.UsesTrueLabel && info.IsOneStep && blackBox is null)
                         Score(predictedKey(info.Name), attack.GenerateForEpsilons(model, x, predicted, o.Epsilons), x, y);
+                    tracker.MethodDone(stage, info.Name, o.Epsilons);
                 }
                 if (worstCase)
                     for (int i = 0; i < o.Epsilons.Count; i++)
@@ -98,8 +129,7 @@ public sealed class RobustnessEvaluator
                         t.TopK += topKToAll[i].sum().item<long>();
                         t.Count += count;
                     }
-                done += count;
-                o.Progress?.Report(new EvaluationProgress($"evaluating {modelName}", done, total, done / Math.Max(1e-9, watch.Elapsed.TotalSeconds)));
+                tracker.BatchDone(stage, count);
             }
         }
 

@@ -45,8 +45,7 @@ public sealed class TransferEvaluator
                 foreach (var m in o.Methods) AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), name);
         device ??= CPU;
         var tallies = new Dictionary<(string, string, string, double), Tally>();
-        long total = (long)data.RowCount * sources.Count, done = 0;
-        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var tracker = new ProgressTracker(o.Progress, data.RowCount, o.BatchSize, o.Methods.Count, sources.Count);
         using (ModelMode.Set(sources.Values.Concat(targets.Values), training: false))
         {
             foreach (var (sourceName, source) in sources)
@@ -81,9 +80,9 @@ public sealed class TransferEvaluator
                                 t.TransferredFooled += counted.Top1Right.logical_not().logical_and(fooled).sum().item<long>();
                             }
                         }
+                        tracker.MethodDone($"transfer from {sourceName}", method, o.Epsilons);
                     }
-                    done += count;
-                    o.Progress?.Report(new EvaluationProgress($"transfer from {sourceName}", done, total, done / Math.Max(1e-9, watch.Elapsed.TotalSeconds)));
+                    tracker.BatchDone($"transfer from {sourceName}", count);
                 }
             }
         }

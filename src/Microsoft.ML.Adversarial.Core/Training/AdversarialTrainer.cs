@@ -216,6 +216,7 @@ public sealed class AdversarialTrainer
                 $"Training diverged at step {step + 1}: the loss is {lossValue}. Lower the learning rate (now {CurrentLearningRate(optimizer)}), " +
                 "check the inputs for NaN, or use an optimiser with smaller steps.");
         loss.backward();
+        if (o.GradientClipNorm > 0) ClipGradientNorm(model.parameters(), o.GradientClipNorm);
         optimizer.step();
 
         var right = logits.detach().argmax(1).eq(y);
@@ -232,6 +233,31 @@ public sealed class AdversarialTrainer
         var clean = perExampleLoss[k..].sum();
         var adversarial = perExampleLoss[..k].sum();
         return clean.Plus(adversarial.Times(lambda)).DividedBy((m - k) + lambda * k); // held Scalars: see HeldScalars
+    }
+
+    /// <summary>
+    /// TensorFlow's <c>clip_by_global_norm</c>: when the L2 norm of all gradients together exceeds <paramref name="maxNorm"/>,
+    /// every gradient is multiplied by <c>maxNorm / norm</c>; returns the norm before clipping.
+    /// </summary>
+    internal static double ClipGradientNorm(IEnumerable<TorchSharp.Modules.Parameter> parameters, double maxNorm)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var grads = parameters.Select(p => p.grad).OfType<Tensor>().ToList();
+        if (grads.Count == 0) return 0;
+        // Sum of squares in double (tensor-tensor products take no Scalar), one device sync for all parameters.
+        var squares = grads.Select(g =>
+        {
+            var d = g.detach().to(ScalarType.Float64);
+            return d.mul(d).sum();
+        }).ToArray();
+        double total = Math.Sqrt(stack(squares).sum().item<double>());
+        if (total > maxNorm && double.IsFinite(total))
+        {
+            using var factor = (maxNorm / total).ToScalar(); // held through the calls (see HeldScalars)
+            foreach (var g in grads) g.mul_(factor);
+        }
+        return total;
     }
 
     /// <summary>A classifier needs examples of at least two classes; one class means a wrong filter or folder.</summary>
@@ -279,6 +305,7 @@ public sealed class AdversarialTrainer
             OptimizerKind.RmsProp => new HeldScalarRmsProp(parameters, o.LearningRate, o.RmsPropDecay, o.RmsPropEpsilon, o.WeightDecay, o.Momentum),
             OptimizerKind.Sgd => new HeldScalarSgd(parameters, o.LearningRate, o.Momentum, o.WeightDecay),
             OptimizerKind.Adam => new HeldScalarAdam(parameters, o.LearningRate, o.WeightDecay),
+            OptimizerKind.TensorFlowRmsProp => new TensorFlowRmsProp(parameters, o.LearningRate, o.RmsPropDecay, o.RmsPropEpsilon, o.WeightDecay, o.Momentum),
             _ => throw new ArgumentOutOfRangeException(nameof(o.Optimizer), o.Optimizer, "Unknown optimiser."),
         };
     }
@@ -286,7 +313,7 @@ public sealed class AdversarialTrainer
     private void SetLearningRate(TorchSharp.Modules.OptimizerHelper optimizer, long epoch)
     {
         var o = _options;
-        double lr = o.LearningRateDecayEpochs > 0 ? o.LearningRate * Math.Pow(o.LearningRateDecay, epoch / o.LearningRateDecayEpochs) : o.LearningRate;
+        double lr = o.LearningRateAt(epoch);
         foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
     }
 
@@ -300,7 +327,7 @@ public sealed class AdversarialTrainer
     {
         var o = _options;
         static string N(double v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
-        return new Dictionary<string, string>
+        var settings = new Dictionary<string, string>
         {
             ["Seed"] = _seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["BatchSize"] = o.BatchSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -322,6 +349,9 @@ public sealed class AdversarialTrainer
             ["Data.Classes"] = string.Join(",", data.ClassNames),
             ["Data.Fingerprint"] = DataFingerprint(data),
         };
+        // Only when on, so checkpoints written before clipping existed still resume.
+        if (o.GradientClipNorm > 0) settings["GradientClipNorm"] = N(o.GradientClipNorm);
+        return settings;
     }
 
     /// <summary>SHA-256 of every label and pixel, in row order (the row order decides the epoch order too).</summary>

@@ -32,6 +32,10 @@ public class AdversarialAttackTransformer : ITransformer
     public long Seed { get; }
     public string InputColumnName => _options.InputColumnName ?? _options.OutputColumnName;
     public string OutputColumnName => _options.OutputColumnName;
+    /// <summary>Rows attacked at once.</summary>
+    public int BatchSize => _options.BatchSize;
+    /// <summary>Called with the row count after each attacked batch (progress of <c>Adversarial().Evaluate</c>); not saved.</summary>
+    internal Action<int>? BatchAttacked { get; set; }
     /// <summary>True: <c>CreatePredictionEngine</c> works (one row at a time; <c>Transform</c> batches).</summary>
     public bool IsRowToRowMapper => true;
 
@@ -171,6 +175,7 @@ public class AdversarialAttackTransformer : ITransformer
             Tensor? eps = epsilons is null ? null : tensor(epsilons)[..count].to(device);
             var adv = _attack.Generate(_t.Source.Model, x, y, eps).cpu();
             adv.data<float>().CopyTo(vectorOutputs[0].AsSpan(0, count * _length));
+            _t.BatchAttacked?.Invoke(count);
         }
     }
 }

@@ -29,19 +29,54 @@ public sealed class AdversarialCatalog
     /// Standard ML.NET metrics (top-1 as <c>MicroAccuracy</c>, top-k) of <paramref name="model"/> on <paramref name="data"/>
     /// attacked by <paramref name="method"/> at <paramref name="epsilon"/> (pixel units); method "clean" scores the data as it is.
     /// </summary>
+    /// <remarks>
+    /// Progress (batches attacked, rows done of the total) goes to <c>mlContext.Log</c> and to <paramref name="progress"/>,
+    /// one report per attacked batch.
+    /// </remarks>
     public MulticlassClassificationMetrics Evaluate(ImageClassifierTransformer model, IDataView data, string method = "fgsm", double epsilon = 16,
-        string labelColumnName = "Label", int topKPredictionCount = 5)
+        string labelColumnName = "Label", int topKPredictionCount = 5, IProgress<EvaluationProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
+        using var log = new EvaluationLog(_ml, "Evaluate", progress);
+        long? rows = data.GetRowCount();
+        string stage = $"evaluating {model.Spec} under {method} at eps {epsilon}";
+        log.Info($"{stage} on {(rows is { } n ? $"{n} rows" : "the data")}.");
         var input = data;
         if (!string.Equals(method, "clean", StringComparison.OrdinalIgnoreCase))
-            input = _ml.Transforms.AdversarialAttack(model, new AdversarialAttackEstimator.Options
+        {
+            var attack = _ml.Transforms.AdversarialAttack(model, new AdversarialAttackEstimator.Options
             {
                 Method = method, Epsilon = epsilon, OutputColumnName = model.PixelColumnName, LabelColumnName = labelColumnName, Seed = 1,
-            }).Fit(data).Transform(data);
-        return _ml.MulticlassClassification.Evaluate(model.Transform(input), labelColumnName, model.ScoreColumnName, model.PredictedLabelColumnName,
+            }).Fit(data);
+            attack.BatchAttacked = AttackProgress(log, stage, rows, attack.BatchSize);
+            input = attack.Transform(data);
+        }
+        var metrics = _ml.MulticlassClassification.Evaluate(model.Transform(input), labelColumnName, model.ScoreColumnName, model.PredictedLabelColumnName,
             topKPredictionCount: topKPredictionCount);
+        log.Info($"{stage}: top-1 accuracy {metrics.MicroAccuracy:P2}.");
+        return metrics;
+    }
+
+    /// <summary>Counts attacked rows (thread-safe: ML.NET may read a view with several cursors) and reports each batch.</summary>
+    private static Action<int> AttackProgress(EvaluationLog log, string stage, long? rows, int batchSize)
+    {
+        long done = 0, batches = 0;
+        long total = rows ?? 0, totalBatches = rows is { } n ? (n + batchSize - 1) / batchSize : 0;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        object gate = new();
+        return count =>
+        {
+            lock (gate)
+            {
+                done += count;
+                batches++;
+                log.Report(new EvaluationProgress(stage, done, Math.Max(total, done), done / Math.Max(1e-9, watch.Elapsed.TotalSeconds))
+                {
+                    BatchesDone = batches, Batches = Math.Max(totalBatches, batches),
+                });
+            }
+        };
     }
 
     /// <summary>
@@ -56,7 +91,19 @@ public sealed class AdversarialCatalog
         options ??= new RobustnessOptions();
         options.InputRange = model.InputRange;
         var images = Read(model, data, labelColumnName);
-        return new RobustnessEvaluator(options).Evaluate(model.Model, images, modelName ?? model.Spec.ToString(), model.Device);
+        // Progress goes to mlContext.Log as well as to options.Progress (restored afterwards: the options are the caller's).
+        var callerProgress = options.Progress;
+        using var log = new EvaluationLog(_ml, "EvaluateRobustness", callerProgress);
+        log.Info($"Evaluating {modelName ?? model.Spec.ToString()} on {images.RowCount} images: {string.Join(", ", options.Methods)} at eps {string.Join(", ", options.Epsilons)}.");
+        options.Progress = log;
+        try
+        {
+            return new RobustnessEvaluator(options).Evaluate(model.Model, images, modelName ?? model.Spec.ToString(), model.Device);
+        }
+        finally
+        {
+            options.Progress = callerProgress;
+        }
     }
 
     /// <summary>
@@ -73,7 +120,18 @@ public sealed class AdversarialCatalog
         options.InputRange = first.InputRange;
         var images = Read(first, data, labelColumnName);
         var nets = models.ToDictionary(kv => kv.Key, kv => kv.Value.Model);
-        return new TransferEvaluator(options).Evaluate(nets, nets, images, first.Device);
+        var callerProgress = options.Progress;
+        using var log = new EvaluationLog(_ml, "EvaluateTransfer", callerProgress);
+        log.Info($"Transfer between {string.Join(", ", models.Keys)} on {images.RowCount} images: {string.Join(", ", options.Methods)} at eps {string.Join(", ", options.Epsilons)}.");
+        options.Progress = log;
+        try
+        {
+            return new TransferEvaluator(options).Evaluate(nets, nets, images, first.Device);
+        }
+        finally
+        {
+            options.Progress = callerProgress;
+        }
     }
 
     /// <summary>

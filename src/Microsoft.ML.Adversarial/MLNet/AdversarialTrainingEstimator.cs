@@ -32,6 +32,19 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
         public CancellationToken CancellationToken { get; set; }
         /// <summary>Rows scored at once by the returned transformer.</summary>
         public int ScoringBatchSize { get; set; } = 256;
+
+        /// <summary>
+        /// The paper's Inception v3 training recipe as TensorFlow ran it (<see cref="AdversarialTrainingOptions.PaperInceptionV3"/>:
+        /// TensorFlow's RMSProp, learning rate 0.045 x 0.94 every 2 epochs, label smoothing 0.1, gradient clipping at 2.0),
+        /// with the ML.NET defaults for columns, network and device. The network stays <see cref="Model"/>'s (the paper
+        /// trained <c>ModelArchitecture.InceptionV3</c>); set any field afterwards.
+        /// </summary>
+        public static new Options PaperInceptionV3()
+        {
+            var options = new Options();
+            options.SetPaperInceptionV3Recipe();
+            return options;
+        }
     }
 
     private readonly IHostEnvironment _env;

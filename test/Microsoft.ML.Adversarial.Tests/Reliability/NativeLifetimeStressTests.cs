@@ -66,7 +66,7 @@ public sealed class NativeLifetimeStressTests
     public void AdversarialTrainingIsUnchangedWhileOtherThreadsForceGcAndFinalizers()
     {
         var data = TestData.Train(2048);
-        foreach (var optimizer in new[] { OptimizerKind.RmsProp, OptimizerKind.Sgd, OptimizerKind.Adam })
+        foreach (var optimizer in new[] { OptimizerKind.RmsProp, OptimizerKind.Sgd, OptimizerKind.Adam, OptimizerKind.TensorFlowRmsProp })
         {
             var options = new AdversarialTrainingOptions
             {
