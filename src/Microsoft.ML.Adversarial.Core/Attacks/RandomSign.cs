@@ -5,7 +5,9 @@ namespace Microsoft.ML.Adversarial;
 /// <summary>Baseline (appendix A): <c>X + eps * sign(N)</c> with N standard normal noise; no gradient, no label.</summary>
 public sealed class RandomSign(AttackOptions? options = null) : OneStepAttack("random-sign", options ?? new AttackOptions())
 {
+    /// <inheritdoc/>
     public override bool IsRandomBaseline => true;
 
+    /// <inheritdoc/>
     protected override Tensor Direction(AttackBatch b) => b.Normal().sign();
 }

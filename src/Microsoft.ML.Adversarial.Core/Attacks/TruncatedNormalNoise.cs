@@ -8,8 +8,10 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public sealed class TruncatedNormalNoise(AttackOptions? options = null) : OneStepAttack("random-truncnormal", options ?? new AttackOptions())
 {
+    /// <inheritdoc/>
     public override bool IsRandomBaseline => true;
 
+    /// <inheritdoc/>
     protected override Tensor Direction(AttackBatch b)
     {
         // Rejection: redraw the values outside [-1, 1] (4.6% per round) until none remain.

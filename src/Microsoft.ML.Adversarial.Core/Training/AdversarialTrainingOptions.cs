@@ -1,11 +1,13 @@
 namespace Microsoft.ML.Adversarial.Training;
 
+/// <summary>The optimiser that updates the weights.</summary>
 public enum OptimizerKind
 {
     /// <summary>RMSProp, as the paper trains Inception v3 (decay 0.9, epsilon 1.0, learning rate 0.045).</summary>
     RmsProp,
     /// <summary>SGD with momentum.</summary>
     Sgd,
+    /// <summary>Adam (Kingma and Ba, 2015).</summary>
     Adam,
 }
 
@@ -39,7 +41,9 @@ public class AdversarialTrainingOptions
     /// <summary>Stop after this many steps in all (null: <see cref="Epochs"/> decides).</summary>
     public int? MaxSteps { get; set; }
 
+    /// <summary>The optimiser.</summary>
     public OptimizerKind Optimizer { get; set; } = OptimizerKind.RmsProp;
+    /// <summary>The optimiser's (initial) learning rate.</summary>
     public double LearningRate { get; set; } = 0.045;
     /// <summary>RMSProp's decay of the squared-gradient average.</summary>
     public double RmsPropDecay { get; set; } = 0.9;
@@ -47,11 +51,13 @@ public class AdversarialTrainingOptions
     public double RmsPropEpsilon { get; set; } = 1.0;
     /// <summary>Momentum for SGD and RMSProp.</summary>
     public double Momentum { get; set; }
+    /// <summary>L2 weight decay (0: none).</summary>
     public double WeightDecay { get; set; }
     /// <summary>Label smoothing of the cross-entropy (Inception v3 uses 0.1).</summary>
     public double LabelSmoothing { get; set; }
     /// <summary>Multiply the learning rate by <see cref="LearningRateDecay"/> every this many epochs (0: constant).</summary>
     public int LearningRateDecayEpochs { get; set; }
+    /// <summary>The factor <see cref="LearningRateDecayEpochs"/> applies to the learning rate.</summary>
     public double LearningRateDecay { get; set; } = 0.94;
 
     /// <summary>How inputs relate to pixels (epsilon conversion and clipping).</summary>
@@ -103,6 +109,7 @@ public class AdversarialTrainingOptions
 public sealed record TrainingProgress(long Step, int Epoch, long TotalSteps, double Loss, double CleanAccuracy, double AdversarialAccuracy,
     double ExamplesPerSecond, double LearningRate)
 {
+    /// <summary>One progress line: step, epoch, loss, accuracies, throughput and learning rate.</summary>
     public override string ToString()
         => $"step {Step}/{TotalSteps} (epoch {Epoch}): loss {Loss:F4}, clean acc {CleanAccuracy:P1}, " +
            $"adv acc {(double.IsNaN(AdversarialAccuracy) ? "-" : AdversarialAccuracy.ToString("P1"))}, {ExamplesPerSecond:F0} ex/s, lr {LearningRate:G3}";
