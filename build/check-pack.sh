@@ -25,10 +25,20 @@ for f in "$pkg"/*.nupkg "$pkg"/*.snupkg; do
   echo "check-pack: package $(basename "$f") $(stat -c %s "$f") bytes"
 done
 
-# A private tool path: nothing global changes. Installs the pointer package, which fetches the linux-x64 one.
-# --ignore-failed-sources: the machine's other feeds need not be reachable, only this folder.
-dotnet tool install --tool-path "$tools" --add-source "$pkg" --ignore-failed-sources MLNet.Adversarial.Cli --version "$(sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' Directory.Build.props)" \
-  || fail "dotnet tool install --tool-path $tools --add-source $pkg MLNet.Adversarial.Cli"
+# A private tool path: nothing global changes. Installs the pointer package, which fetches the linux-x64 one, from
+# this folder only (a NuGet config that clears every other feed, so a published package of the same version cannot
+# stand in for the one just packed).
+cat > "$out/nuget.config" <<CONFIG
+<?xml version="1.0" encoding="utf-8"?>
+<configuration>
+  <packageSources>
+    <clear />
+    <add key="check-pack" value="$pkg" />
+  </packageSources>
+</configuration>
+CONFIG
+dotnet tool install --tool-path "$tools" --configfile "$out/nuget.config" MLNet.Adversarial.Cli --version "$(sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' Directory.Build.props)" \
+  || fail "dotnet tool install --tool-path $tools --configfile $out/nuget.config MLNet.Adversarial.Cli (source: $pkg only)"
 echo "check-pack: installed $(du -sb "$tools" | cut -f1) bytes in $tools"
 help=$("$tools/advml" --help) || fail "$tools/advml --help exited with $?"
 grep -q "Usage:" <<<"$help" || fail "advml --help printed no usage: $help"
