@@ -2,7 +2,10 @@
 # Installs what the native side of Microsoft.ML.Adversarial needs, and nothing when it is already there.
 #   1. A libstdc++ with GLIBCXX_3.4.32 (GCC 13+): TorchSharp 0.107's libLibTorchSharp.so needs it.
 #      Debian 12 ships GCC 12's; we take libstdc++6 from Debian 13 (trixie), pinned low so nothing
-#      else moves to trixie unless asked.
+#      else moves to trixie unless asked. NOTE: trixie's libstdc++6 needs trixie's C library, so apt also
+#      upgrades libc6 2.41 with the packages tied to its version (libc-bin, and libc6-dev, locales where
+#      installed), libgcc-s1, gcc-14-base and base-files 13.x from trixie; /etc/os-release then reads
+#      "Debian GNU/Linux 13 (trixie)" although the rest of the system stays Debian 12 (bookworm).
 #   2. Fashion-MNIST, from Debian's dataset-fashion-mnist package.
 #   3. With --with-pytorch: Debian's python3-torch, the reference for the PyTorch cross-checks.
 # Idempotent: every step checks first. Run as root (or through sudo) on Debian; elsewhere it says
@@ -74,15 +77,20 @@ ensure_libstdcxx() {
     say "libstdc++ already provides GLIBCXX_3.4.32: nothing to do."
     return 0
   fi
-  if [ "$os_id" = "debian" ] && [ "$os_version" = "12" ] && command -v apt-get >/dev/null 2>&1; then
-    local mirror
-    mirror=$(debian_mirror)
+  # Debian 12: os-release says 12, or (after an earlier run of this script pulled trixie's base-files) 13 while apt
+  # still installs from bookworm, which is what debian_mirror looks for.
+  local mirror
+  mirror=$(debian_mirror)
+  if [ "$os_id" = "debian" ] && { [ "$os_version" = "12" ] || [ -n "$mirror" ]; } && command -v apt-get >/dev/null 2>&1; then
     if [ -z "$mirror" ]; then
       echo "setup.sh: could not read a Debian mirror from /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list." >&2
       echo "  Install libstdc++6 (>= 13) from Debian 13 'trixie' by hand, then rerun." >&2
       exit 1
     fi
     say "libstdc++ lacks GLIBCXX_3.4.32 (TorchSharp needs GCC 13's); installing libstdc++6 from trixie via $mirror"
+    say "Note: apt also upgrades libc6 (2.41, with libc-bin and, where installed, libc6-dev and locales), libgcc-s1,"
+    say "  gcc-14-base and base-files (13.x) to trixie's versions, which trixie's libstdc++6 needs; /etc/os-release"
+    say "  then reads Debian 13 (trixie). Everything else stays on Debian 12, trixie pinned at priority 100."
     $SUDO tee /etc/apt/sources.list.d/trixie-libstdcxx.sources >/dev/null <<SRC
 Types: deb
 URIs: $mirror

@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash build/setup.sh --with-pytorch
 # Layering (docs/architecture.md): no folder cycles, no ML.NET in the core. Fails in a second, before the build.
 python3 build/check-layers.py
+# Includes PackagingTests: dotnet pack, and the advml tool installed from the local folder running --help (build/check-pack.sh).
 dotnet test Microsoft.ML.Adversarial.sln -c Release --logger "console;verbosity=normal" "$@"

@@ -14,8 +14,13 @@ public sealed class InputRange
     public IReadOnlyList<float> Min { get; }
     /// <summary>Largest valid input value per channel.</summary>
     public IReadOnlyList<float> Max { get; }
+    /// <summary>A short description shown in errors and reports, e.g. "[0, 1]".</summary>
     public string Description { get; }
 
+    /// <summary>A range per channel.</summary>
+    /// <param name="min">Smallest valid value per channel (one value means every channel).</param>
+    /// <param name="max">Largest valid value per channel, as many as <paramref name="min"/>.</param>
+    /// <param name="description">Shown in errors and reports; null describes the values.</param>
     [System.Text.Json.Serialization.JsonConstructor]
     public InputRange(IReadOnlyList<float> min, IReadOnlyList<float> max, string? description = null)
     {
@@ -48,6 +53,7 @@ public sealed class InputRange
     /// <summary>ImageNet normalisation used by torchvision.</summary>
     public static InputRange ImageNet { get; } = Normalized(new[] { 0.485f, 0.456f, 0.406f }, new[] { 0.229f, 0.224f, 0.225f });
 
+    /// <summary>Number of channels the range gives (1 means the same range for every channel).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public int Channels => Min.Count;
 
@@ -97,5 +103,6 @@ public sealed class InputRange
     internal Tensor MaxTensor(Tensor like) => ChannelTensor(Max, like);
     internal Tensor UnitsPerPixelTensor(Tensor like) => ChannelTensor(UnitsPerPixel(), like);
 
+    /// <summary>The description.</summary>
     public override string ToString() => Description;
 }

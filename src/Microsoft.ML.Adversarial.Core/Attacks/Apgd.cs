@@ -16,6 +16,7 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options), options ?? new ApgdOptions())
 {
+    /// <summary>This attack's settings.</summary>
     public new ApgdOptions Options => (ApgdOptions)base.Options;
 
     /// <summary>Attacks the true labels when given, the prediction otherwise.</summary>
@@ -31,6 +32,7 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         _ => "apgd-ce",
     };
 
+    /// <inheritdoc/>
     protected override void ValidateOptions()
     {
         base.ValidateOptions();
@@ -40,6 +42,7 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         if (Options.TargetClasses < 1) throw new ArgumentOutOfRangeException(nameof(ApgdOptions.TargetClasses), Options.TargetClasses, "Targeted APGD needs at least 1 target class.");
     }
 
+    /// <inheritdoc/>
     protected override Tensor Run(AttackBatch b)
     {
         var cleanLogits = b.Logits(b.Clean);

@@ -14,6 +14,7 @@ public enum ApgdLoss
 /// <summary>Settings of Auto-PGD (Croce and Hein, ICML 2020); the defaults are AutoAttack's "standard" budget.</summary>
 public class ApgdOptions : AttackOptions
 {
+    /// <summary>The loss APGD maximises (default cross-entropy, "apgd-ce").</summary>
     public ApgdLoss Loss { get; set; } = ApgdLoss.CrossEntropy;
 
     /// <summary>Iterations per run (N_iter); the checkpoints are fractions of it. Default 100.</summary>

@@ -15,6 +15,9 @@ public abstract class Attack
 {
     private Generator? _generator;
 
+    /// <summary>Creates a method under its registry name with its settings.</summary>
+    /// <param name="name">Registry name ("fgsm", "step-ll", ...).</param>
+    /// <param name="options">The settings; checked by <c>ValidateOptions</c> before each run.</param>
     protected Attack(string name, AttackOptions options)
     {
         Name = name;
@@ -24,6 +27,7 @@ public abstract class Attack
     /// <summary>Registry name ("fgsm", "step-ll", ...).</summary>
     public string Name { get; }
 
+    /// <summary>The settings: epsilon (pixel units), input range, batch size, seed.</summary>
     public AttackOptions Options { get; }
 
     /// <summary>True when the method needs the true labels (FGSM, iter. basic, step rnd.).</summary>
@@ -130,5 +134,6 @@ public abstract class Attack
     /// <summary>Restarts the random stream at <see cref="AttackOptions.Seed"/>, so the next call repeats the first.</summary>
     public void ResetRandom() => _generator = null;
 
+    /// <summary>The name and epsilon, e.g. <c>fgsm (eps 16)</c>.</summary>
     public override string ToString() => $"{Name} (eps {Options.Epsilon})";
 }

@@ -45,6 +45,7 @@ public sealed class AttackBatch
     internal AttackBatch Subset(Tensor index, Tensor labels)
         => new(_attack, Model, Clean.index_select(0, index), labels, Epsilon.index_select(0, index), Generator);
 
+    /// <summary>The model under attack (in evaluation mode while the attack runs).</summary>
     public Module<Tensor, Tensor> Model { get; }
     /// <summary>The clean images, detached.</summary>
     public Tensor Clean { get; }
@@ -52,8 +53,11 @@ public sealed class AttackBatch
     public Tensor Epsilon { get; }
     /// <summary>The attack's seeded generator, or null for TorchSharp's global one.</summary>
     public Generator? Generator { get; }
+    /// <summary>The input range the attack clips to and converts epsilon with.</summary>
     public InputRange Range => _attack.Options.InputRange;
+    /// <summary>Number of examples in the batch.</summary>
     public long Count => Clean.shape[0];
+    /// <summary>True when the caller gave the true labels.</summary>
     public bool HasLabels => _labels is not null;
 
     /// <summary>The true labels [N]; an error naming the attack when none were given.</summary>

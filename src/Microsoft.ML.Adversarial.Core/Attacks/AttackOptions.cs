@@ -63,13 +63,16 @@ public class IterativeAttackOptions : AttackOptions
 /// <summary>The norm a PGD attack's ball is measured in.</summary>
 public enum PgdNorm
 {
+    /// <summary>The L-infinity ball: every pixel moves by at most eps (the paper's norm).</summary>
     LInf,
+    /// <summary>The L2 ball: the whole perturbation has Euclidean length at most eps (pixel units).</summary>
     L2,
 }
 
 /// <summary>Settings of projected gradient descent (Madry et al., 2018).</summary>
 public class PgdOptions : AttackOptions
 {
+    /// <summary>The norm of the ball the steps are projected onto (default L-infinity).</summary>
     public PgdNorm Norm { get; set; } = PgdNorm.LInf;
     /// <summary>Steps per restart.</summary>
     public int Steps { get; set; } = 10;

@@ -66,10 +66,15 @@ public static class AttackRegistry
     /// <summary>All methods, in the order the paper introduces them.</summary>
     public static IReadOnlyList<AttackInfo> All => Methods.Values.Select(m => m.Info).ToList();
 
+    /// <summary>Registry names of all methods ("fgsm", "step-ll", ...), in the order the paper introduces them.</summary>
     public static IReadOnlyList<string> Names => Methods.Keys.ToList();
 
+    /// <summary>True when <paramref name="name"/> is a registered method.</summary>
+    /// <param name="name">A registry name such as "fgsm".</param>
     public static bool Contains(string name) => Methods.ContainsKey(name);
 
+    /// <summary>What the registry knows about a method: paper name, summary, label use, options type.</summary>
+    /// <param name="name">A registry name; an unknown one throws an error that lists the known names.</param>
     public static AttackInfo Describe(string name) => Lookup(name).Info;
 
     /// <summary>A new attack of the named method; <paramref name="options"/> is copied, never shared.</summary>

@@ -12,12 +12,15 @@ public sealed class AutoAttack : Attack
 {
     private readonly Attack[] _components;
 
+    /// <summary>Creates the ensemble.</summary>
+    /// <param name="options">Its settings; null takes the defaults (standard version, eps 16).</param>
     public AutoAttack(AutoAttackOptions? options = null)
         : base(options?.Version == AutoAttackVersion.Quick ? "autoattack-quick" : "autoattack", options ?? new AutoAttackOptions())
     {
         _components = BuildComponents().ToArray();
     }
 
+    /// <summary>This attack's settings.</summary>
     public new AutoAttackOptions Options => (AutoAttackOptions)base.Options;
 
     /// <summary>Attacks the true labels when given, the prediction otherwise.</summary>
@@ -54,6 +57,7 @@ public sealed class AutoAttack : Attack
         return options;
     }
 
+    /// <inheritdoc/>
     protected override void ValidateOptions()
     {
         base.ValidateOptions();
@@ -62,6 +66,7 @@ public sealed class AutoAttack : Attack
         if (Options.SquareQueries is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.SquareQueries), Options.SquareQueries, "Square needs at least 1 query.");
     }
 
+    /// <inheritdoc/>
     protected override Tensor Run(AttackBatch b)
     {
         var cleanLogits = b.Logits(b.Clean);

@@ -12,6 +12,7 @@ public enum AutoAttackVersion
 /// <summary>Settings of the AutoAttack ensemble; null budgets take the version's value.</summary>
 public class AutoAttackOptions : AttackOptions
 {
+    /// <summary>The budgets to run (default standard).</summary>
     public AutoAttackVersion Version { get; set; } = AutoAttackVersion.Standard;
 
     /// <summary>APGD iterations of each run (APGD-CE and APGD-T); null takes the version's.</summary>

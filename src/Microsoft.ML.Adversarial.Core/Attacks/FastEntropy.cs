@@ -6,6 +6,7 @@ namespace Microsoft.ML.Adversarial;
 /// <summary>"Fast entropy": <c>X + eps * sign(grad_X H(p(.|X)))</c>, raising the entropy of the prediction; no label used.</summary>
 public sealed class FastEntropy(AttackOptions? options = null) : OneStepAttack("fast-entropy", options ?? new AttackOptions())
 {
+    /// <inheritdoc/>
     protected override Tensor Direction(AttackBatch b)
         => b.InputGradient(b.Clean, logits =>
         {

@@ -8,8 +8,10 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public sealed class FastGradLInf(AttackOptions? options = null) : OneStepAttack("fast-grad-linf", options ?? new AttackOptions())
 {
+    /// <inheritdoc/>
     public override bool RequiresLabels => true;
 
+    /// <inheritdoc/>
     protected override Tensor Direction(AttackBatch b)
     {
         var g = b.InPixelUnits(b.LossGradient(b.TrueLabels));

@@ -8,6 +8,7 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public sealed class FgsmPredicted(AttackOptions? options = null) : OneStepAttack("fgsm-pred", options ?? new AttackOptions())
 {
+    /// <inheritdoc/>
     protected override Tensor Direction(AttackBatch b)
         => b.InputGradient(b.Clean, logits => AttackBatch.CrossEntropy(logits, AttackBatch.Predicted(logits))).sign();
 }

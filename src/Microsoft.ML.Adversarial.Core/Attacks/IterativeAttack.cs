@@ -10,8 +10,12 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public abstract class IterativeAttack : Attack
 {
+    /// <summary>Creates an iterative method.</summary>
+    /// <param name="name">Registry name.</param>
+    /// <param name="options">Epsilon, step size alpha and iteration count.</param>
     protected IterativeAttack(string name, IterativeAttackOptions options) : base(name, options) { }
 
+    /// <summary>This attack's settings, with step size and iteration count.</summary>
     public new IterativeAttackOptions Options => (IterativeAttackOptions)base.Options;
 
     /// <summary>+1 raises the loss of <see cref="Target"/> (untargeted), -1 lowers it (towards a target class).</summary>
@@ -20,6 +24,7 @@ public abstract class IterativeAttack : Attack
     /// <summary>The class whose loss the steps follow, fixed from the clean images.</summary>
     protected abstract Tensor Target(AttackBatch batch);
 
+    /// <inheritdoc/>
     protected override void ValidateOptions()
     {
         base.ValidateOptions();
@@ -38,6 +43,7 @@ public abstract class IterativeAttack : Attack
         return minimum(eps.Plus(4), eps.Times(1.25)).floor().AtLeast(1).to(ScalarType.Int64);
     }
 
+    /// <inheritdoc/>
     protected sealed override Tensor Run(AttackBatch b)
     {
         var target = Target(b);
@@ -61,14 +67,19 @@ public abstract class IterativeAttack : Attack
 /// <summary>"Iter. basic": FGSM repeated with small steps, each clipped to the epsilon ball; uses the true label.</summary>
 public sealed class BasicIterative(IterativeAttackOptions? options = null) : IterativeAttack("iter-basic", options ?? new IterativeAttackOptions())
 {
+    /// <inheritdoc/>
     public override bool RequiresLabels => true;
+    /// <inheritdoc/>
     protected override int StepSign => +1;
+    /// <inheritdoc/>
     protected override Tensor Target(AttackBatch b) => b.TrueLabels;
 }
 
 /// <summary>"Iter. l.l.": step l.l. repeated with small steps towards the clean image's least-likely class.</summary>
 public sealed class IterativeLeastLikely(IterativeAttackOptions? options = null) : IterativeAttack("iter-ll", options ?? new IterativeAttackOptions())
 {
+    /// <inheritdoc/>
     protected override int StepSign => -1;
+    /// <inheritdoc/>
     protected override Tensor Target(AttackBatch b) => AttackBatch.LeastLikely(b.Logits(b.Clean));
 }

@@ -11,11 +11,15 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public abstract class OneStepAttack : Attack
 {
+    /// <summary>Creates a one-step method.</summary>
+    /// <param name="name">Registry name.</param>
+    /// <param name="options">Its settings.</param>
     protected OneStepAttack(string name, AttackOptions options) : base(name, options) { }
 
     /// <summary>The perturbation for epsilon = 1 pixel value, in pixel units.</summary>
     protected abstract Tensor Direction(AttackBatch batch);
 
+    /// <inheritdoc/>
     protected sealed override Tensor Run(AttackBatch batch) => batch.Project(batch.Clean.Plus(batch.Step(batch.Epsilon, Direction(batch))));
 
     /// <summary>

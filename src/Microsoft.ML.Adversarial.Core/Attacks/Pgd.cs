@@ -11,6 +11,7 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public sealed class Pgd(PgdOptions? options = null) : Attack(NameFor(options), options ?? new PgdOptions())
 {
+    /// <summary>This attack's settings: norm, steps, restarts.</summary>
     public new PgdOptions Options => (PgdOptions)base.Options;
 
     private bool Targeted => Options.TargetLeastLikely || Options.TargetClass is not null;
@@ -20,6 +21,7 @@ public sealed class Pgd(PgdOptions? options = null) : Attack(NameFor(options), o
 
     private static string NameFor(PgdOptions? o) => o?.Norm == PgdNorm.L2 ? "pgd-l2" : "pgd-linf";
 
+    /// <inheritdoc/>
     protected override void ValidateOptions()
     {
         base.ValidateOptions();
@@ -30,6 +32,7 @@ public sealed class Pgd(PgdOptions? options = null) : Attack(NameFor(options), o
         if (Options.TargetClass is < 0) throw new ArgumentOutOfRangeException(nameof(PgdOptions.TargetClass), Options.TargetClass, "The target class must be >= 0.");
     }
 
+    /// <inheritdoc/>
     protected override Tensor Run(AttackBatch b)
     {
         var cleanLogits = b.Logits(b.Clean);

@@ -38,6 +38,7 @@ public sealed class ScoreFunctionModel : Module<Tensor, Tensor>
     /// <summary>Images scored so far (one query per image).</summary>
     public long Queries => Interlocked.Read(ref _queries);
 
+    /// <summary>Scores <paramref name="input"/> with the function (no gradient), counting one query per image; probabilities come back as their logarithm.</summary>
     public override Tensor forward(Tensor input)
     {
         Interlocked.Add(ref _queries, input.shape[0]);

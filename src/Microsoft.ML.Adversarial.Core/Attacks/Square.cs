@@ -16,6 +16,7 @@ public sealed class Square(SquareOptions? options = null) : Attack("square", opt
 {
     private long _totalQueries;
 
+    /// <summary>This attack's settings.</summary>
     public new SquareOptions Options => (SquareOptions)base.Options;
 
     /// <summary>Attacks the true labels when given, the prediction otherwise.</summary>
@@ -30,6 +31,7 @@ public sealed class Square(SquareOptions? options = null) : Attack("square", opt
     /// <summary>Queries (images scored) over every call of this instance.</summary>
     public long TotalQueries => Interlocked.Read(ref _totalQueries);
 
+    /// <inheritdoc/>
     protected override void ValidateOptions()
     {
         base.ValidateOptions();
@@ -47,6 +49,7 @@ public sealed class Square(SquareOptions? options = null) : Attack("square", opt
         return initial / (1 << halvings);
     }
 
+    /// <inheritdoc/>
     protected override Tensor Run(AttackBatch b)
     {
         if (b.Clean.dim() != 4)

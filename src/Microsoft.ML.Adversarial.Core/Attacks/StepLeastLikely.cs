@@ -8,6 +8,7 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public sealed class StepLeastLikely(AttackOptions? options = null) : OneStepAttack("step-ll", options ?? new AttackOptions())
 {
+    /// <inheritdoc/>
     protected override Tensor Direction(AttackBatch b)
         => -b.InputGradient(b.Clean, logits => AttackBatch.CrossEntropy(logits, AttackBatch.LeastLikely(logits))).sign();
 }

@@ -8,8 +8,10 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public sealed class StepRandom(AttackOptions? options = null) : OneStepAttack("step-rnd", options ?? new AttackOptions())
 {
+    /// <inheritdoc/>
     public override bool RequiresLabels => true;
 
+    /// <inheritdoc/>
     protected override Tensor Direction(AttackBatch b)
         => -b.InputGradient(b.Clean, logits => AttackBatch.CrossEntropy(logits, b.RandomOtherClass(logits.shape[1]))).sign();
 }

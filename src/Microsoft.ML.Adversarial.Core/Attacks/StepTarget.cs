@@ -5,14 +5,19 @@ namespace Microsoft.ML.Adversarial;
 /// <summary>A step towards a class the user chooses: <c>X - eps * sign(grad_X J(X, y_target))</c>.</summary>
 public sealed class StepTarget : OneStepAttack
 {
+    /// <summary>Creates the attack.</summary>
+    /// <param name="targetClass">Index of the class to step towards (0-based).</param>
+    /// <param name="options">Its settings; null takes the defaults (eps 16, [0, 1] images).</param>
     public StepTarget(int targetClass, AttackOptions? options = null) : base("step-target", options ?? new AttackOptions())
     {
         if (targetClass < 0) throw new ArgumentOutOfRangeException(nameof(targetClass), targetClass, "The target class must be >= 0.");
         TargetClass = targetClass;
     }
 
+    /// <summary>Index of the class the step goes towards.</summary>
     public int TargetClass { get; }
 
+    /// <inheritdoc/>
     protected override Tensor Direction(AttackBatch b)
         => -b.InputGradient(b.Clean, logits =>
         {

@@ -8,11 +8,13 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public sealed class TruncatedNormalNoise(AttackOptions? options = null) : OneStepAttack("random-truncnormal", options ?? new AttackOptions())
 {
+    /// <inheritdoc/>
     public override bool IsRandomBaseline => true;
 
     /// <summary>Noise needs no gradient.</summary>
     public override bool NeedsGradients => false;
 
+    /// <inheritdoc/>
     protected override Tensor Direction(AttackBatch b)
     {
         // Rejection: redraw the values outside [-1, 1] (4.6% per round) until none remain.

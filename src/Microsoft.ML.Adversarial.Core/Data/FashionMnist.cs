@@ -23,9 +23,11 @@ public sealed class FashionMnistOptions
 {
     /// <summary>Folder with the four IDX files, gzipped or not. Default: the Debian package's folder.</summary>
     public string Folder { get; set; } = FashionMnist.DefaultFolder;
+    /// <summary>Which split to read: the 60,000 training or the 10,000 test images.</summary>
     public FashionMnistSplit Split { get; set; } = FashionMnistSplit.Train;
     /// <summary>Number of rows to keep; null keeps all.</summary>
     public int? Count { get; set; }
+    /// <summary>How to choose <see cref="Count"/> rows: the first ones, or balanced over the classes.</summary>
     public SubsetMode Subset { get; set; } = SubsetMode.First;
 }
 
@@ -41,17 +43,21 @@ public static class FashionMnist
     /// <summary>Environment variable that overrides <see cref="DefaultFolder"/>.</summary>
     public const string FolderVariable = "FASHION_MNIST_DIR";
 
+    /// <summary>The ten class names, in label order.</summary>
     public static readonly IReadOnlyList<string> ClassNames = new[]
     {
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
     };
 
+    /// <summary>Images are <c>ImageSide</c> x <c>ImageSide</c> (28) grey pixels.</summary>
     public const int ImageSide = 28;
 
     /// <summary>The folder to use: <see cref="FolderVariable"/> when set, else <see cref="DefaultFolder"/>.</summary>
     public static string ResolveDefaultFolder()
         => Environment.GetEnvironmentVariable(FolderVariable) is { Length: > 0 } env ? env : DefaultFolder;
 
+    /// <summary>Reads the split the options name into memory.</summary>
+    /// <param name="options">Folder, split, count and subset.</param>
     public static ImageSet Load(FashionMnistOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);

@@ -27,6 +27,7 @@ public sealed class ImageSet
     public bool ClassNamesAreIndices { get; private init; }
     /// <summary>Image shape (channels, height, width).</summary>
     public (int Channels, int Height, int Width) ImageShape { get; }
+    /// <summary>Number of images.</summary>
     public int RowCount => _labels.Length;
     /// <summary>Values per image, C * H * W.</summary>
     public int ImageSize => _imageSize;

@@ -13,7 +13,9 @@ public abstract class EvaluationOptions
     public IReadOnlyList<string> Methods { get; set; }
     /// <summary>Perturbation sizes in pixel units of [0, 255].</summary>
     public IReadOnlyList<double> Epsilons { get; set; }
+    /// <summary>Images attacked and scored at once.</summary>
     public int BatchSize { get; set; } = 256;
+    /// <summary>The k of top-k accuracy (the paper reports top-5).</summary>
     public int TopK { get; set; } = 5;
     /// <summary>The pixel range the models take (epsilon conversion and clipping).</summary>
     public InputRange InputRange { get; set; } = InputRange.UnitInterval;
@@ -35,7 +37,9 @@ public abstract class EvaluationOptions
         return options;
     }
 
+    /// <summary>Receives progress reports (images done out of the total); null for none.</summary>
     public IProgress<EvaluationProgress>? Progress { get; set; }
+    /// <summary>Stops the evaluation between batches when cancelled.</summary>
     public CancellationToken CancellationToken { get; set; }
 
     internal void Validate()

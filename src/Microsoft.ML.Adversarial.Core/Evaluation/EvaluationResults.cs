@@ -36,8 +36,11 @@ public sealed record LabelLeakRow(string Model, string Method, double Epsilon, d
 /// <summary>What <see cref="RobustnessEvaluator"/> found for one model.</summary>
 public sealed class RobustnessReport
 {
+    /// <summary>The model's name, as given to the evaluator.</summary>
     public required string Model { get; init; }
+    /// <summary>One row per method and epsilon, the clean row first.</summary>
     public required IReadOnlyList<AccuracyRow> Rows { get; init; }
+    /// <summary>The label-leak checks (section 4.2): each label-using one-step method with the true and the predicted label.</summary>
     public required IReadOnlyList<LabelLeakRow> LabelLeaks { get; init; }
     /// <summary>Warnings such as an attack whose input gradient was zero (gradient masking, not robustness).</summary>
     public required IReadOnlyList<string> Warnings { get; init; }
@@ -45,8 +48,12 @@ public sealed class RobustnessReport
     /// <summary>Images the model scored during the evaluation when it is a black box (<see cref="ScoreFunctionModel"/>); null for a white-box model.</summary>
     public long? BlackBoxQueries { get; set; }
 
+    /// <summary>Accuracy on the clean images.</summary>
     public AccuracyRow Clean => Rows.First(r => r.Method == "clean");
 
+    /// <summary>The row of a method at an epsilon; throws, listing what was evaluated, when there is none.</summary>
+    /// <param name="method">Registry name, e.g. "fgsm".</param>
+    /// <param name="epsilon">Epsilon in pixel units.</param>
     public AccuracyRow Get(string method, double epsilon) =>
         Rows.FirstOrDefault(r => r.Method == method && r.Epsilon == epsilon)
         ?? throw new KeyNotFoundException($"No result for method '{method}' at eps {epsilon}. Evaluated: {string.Join(", ", Rows.Select(r => $"{r.Method}@{r.Epsilon}"))}.");
@@ -54,8 +61,10 @@ public sealed class RobustnessReport
     /// <summary>True when any label-using method scored above clean accuracy.</summary>
     public bool LabelLeakingDetected => LabelLeaks.Any(l => l.AboveClean);
 
+    /// <summary>The whole report as JSON.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, ResultFiles.Json);
 
+    /// <summary>The accuracy rows as CSV, one line per row.</summary>
     public string ToCsv() => ResultFiles.Csv(Rows);
 
     /// <summary>A plain-text table: method, eps, top-1 +- CI, top-5 +- CI, ratio to clean.</summary>
@@ -81,12 +90,20 @@ public sealed record TransferRow(string Source, string Target, string Method, do
 /// <summary>What <see cref="TransferEvaluator"/> found: one row per source, target, method and epsilon.</summary>
 public sealed class TransferReport
 {
+    /// <summary>One row per source, target, method and epsilon.</summary>
     public required IReadOnlyList<TransferRow> Rows { get; init; }
 
+    /// <summary>The row for one source, target, method and epsilon.</summary>
+    /// <param name="source">Source model name.</param>
+    /// <param name="target">Target model name.</param>
+    /// <param name="method">Registry name, e.g. "fgsm".</param>
+    /// <param name="epsilon">Epsilon in pixel units.</param>
     public TransferRow Get(string source, string target, string method, double epsilon) =>
         Rows.First(r => r.Source == source && r.Target == target && r.Method == method && r.Epsilon == epsilon);
 
+    /// <summary>The whole report as JSON.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, ResultFiles.Json);
+    /// <summary>The rows as CSV, one line per row.</summary>
     public string ToCsv() => ResultFiles.Csv(Rows);
 
     /// <summary>Source-by-target matrices of transfer rate and error rate, one per method and epsilon.</summary>

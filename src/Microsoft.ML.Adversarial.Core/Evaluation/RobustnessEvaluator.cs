@@ -9,6 +9,7 @@ namespace Microsoft.ML.Adversarial.Evaluation;
 /// <summary>What to evaluate: methods, epsilons (pixel units), batching, top-k and the input range.</summary>
 public sealed class RobustnessOptions : EvaluationOptions
 {
+    /// <summary>The paper's comparison: step l.l., FGSM, iter. basic and iter. l.l. at eps 2, 4, 8 and 16.</summary>
     public RobustnessOptions() : base(new[] { "step-ll", "fgsm", "iter-basic", "iter-ll" }, new[] { 2.0, 4.0, 8.0, 16.0 }) { }
 
     /// <summary>For label-using one-step methods, also attack with the predicted label and compare (section 4.2).</summary>
@@ -56,6 +57,8 @@ public sealed class RobustnessEvaluator
 {
     private readonly RobustnessOptions _options;
 
+    /// <summary>Creates an evaluator; the options are checked here.</summary>
+    /// <param name="options">Methods, epsilons and the rest; null takes the defaults.</param>
     public RobustnessEvaluator(RobustnessOptions? options = null)
     {
         _options = options ?? new RobustnessOptions();
@@ -67,6 +70,11 @@ public sealed class RobustnessEvaluator
         public long Top1, TopK, Count, Unmoved;
     }
 
+    /// <summary>Evaluates one model on a labelled image set.</summary>
+    /// <param name="model">The classifier (images to logits); put back in its own mode afterwards.</param>
+    /// <param name="data">The labelled images.</param>
+    /// <param name="modelName">Name in the report.</param>
+    /// <param name="device">Where to run; null uses the device of the model's parameters (the CPU when it has none).</param>
     public RobustnessReport Evaluate(Module<Tensor, Tensor> model, ImageSet data, string modelName = "model", Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(model);

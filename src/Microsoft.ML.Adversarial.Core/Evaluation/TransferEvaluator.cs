@@ -9,6 +9,7 @@ namespace Microsoft.ML.Adversarial.Evaluation;
 /// <summary>Options of a transfer study: methods and epsilons as in the paper's Tables 4 and 6 by default.</summary>
 public sealed class TransferOptions : EvaluationOptions
 {
+    /// <summary>The paper's Tables 4 and 6: FGSM, iter. basic and iter. l.l. at eps 16.</summary>
     public TransferOptions() : base(new[] { "fgsm", "iter-basic", "iter-ll" }, new[] { 16.0 }) { }
 }
 
@@ -22,6 +23,8 @@ public sealed class TransferEvaluator
 {
     private readonly TransferOptions _options;
 
+    /// <summary>Creates an evaluator; the options are checked here.</summary>
+    /// <param name="options">Methods, epsilons and the rest; null takes the defaults.</param>
     public TransferEvaluator(TransferOptions? options = null)
     {
         _options = options ?? new TransferOptions();
@@ -33,6 +36,11 @@ public sealed class TransferEvaluator
         public long Count, Top1, TopK, SourceFooled, TransferredFooled;
     }
 
+    /// <summary>Makes adversarial examples on every source and classifies them with every target.</summary>
+    /// <param name="sources">Models the examples are made on, by name.</param>
+    /// <param name="targets">Models that classify them, by name (may include the sources).</param>
+    /// <param name="data">The labelled images.</param>
+    /// <param name="device">Where to run; null is the CPU.</param>
     public TransferReport Evaluate(IReadOnlyDictionary<string, Module<Tensor, Tensor>> sources, IReadOnlyDictionary<string, Module<Tensor, Tensor>> targets,
         ImageSet data, Device? device = null)
     {

@@ -6,6 +6,9 @@ namespace Microsoft.ML.Adversarial.IO;
 /// </summary>
 public static class AtomicFile
 {
+    /// <summary>Writes <paramref name="path"/> through a temporary file renamed into place; creates the folder if needed.</summary>
+    /// <param name="path">The final file.</param>
+    /// <param name="write">Writes the content to the stream it is given.</param>
     public static void Write(string path, Action<Stream> write)
     {
         ArgumentNullException.ThrowIfNull(write);
@@ -23,6 +26,9 @@ public static class AtomicFile
         }
     }
 
+    /// <summary>Writes <paramref name="text"/> (UTF-8) to <paramref name="path"/> atomically.</summary>
+    /// <param name="path">The final file.</param>
+    /// <param name="text">The content.</param>
     public static void WriteAllText(string path, string text) =>
         Write(path, s => { using var w = new StreamWriter(s); w.Write(text); });
 

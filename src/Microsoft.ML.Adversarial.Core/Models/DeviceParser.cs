@@ -5,6 +5,9 @@ namespace Microsoft.ML.Adversarial.Models;
 /// <summary>Parses "cpu", "cuda" and "cuda:N" and checks the device exists.</summary>
 public static class DeviceParser
 {
+    /// <summary>The device <paramref name="device"/> names; throws, saying which package or option to use, when it does not exist.</summary>
+    /// <param name="device">"cpu", "cuda" or "cuda:N".</param>
+    /// <param name="fallbackToCpu">Return the CPU instead of throwing when CUDA is not available.</param>
     public static torch.Device Parse(string device, bool fallbackToCpu = false)
     {
         ArgumentNullException.ThrowIfNull(device);

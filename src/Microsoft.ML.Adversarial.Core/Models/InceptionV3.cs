@@ -38,6 +38,15 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>, IAuxiliaryClassifier
     private readonly Dropout dropout;
     private readonly Linear fc;
 
+    /// <summary>Builds the network (torchvision's layer names, so its weights load).</summary>
+    /// <param name="classes">Number of classes.</param>
+    /// <param name="rho">Width multiplier of every layer (the paper's rho).</param>
+    /// <param name="deeper">Add the paper's extra layers ("deeper" model).</param>
+    /// <param name="auxLogits">Build the auxiliary classifier.</param>
+    /// <param name="dropout">Dropout before the last layer.</param>
+    /// <param name="activation">The activation; null is ReLU.</param>
+    /// <param name="inChannels">Input channels.</param>
+    /// <param name="transformInput">torchvision's <c>transform_input</c>.</param>
     public InceptionV3(int classes = 1000, double rho = 1, bool deeper = false, bool auxLogits = true, double dropout = 0.5,
         ActivationSpec? activation = null, int inChannels = 3, bool transformInput = false)
         : base(nameof(InceptionV3))
@@ -96,17 +105,25 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>, IAuxiliaryClassifier
         _top = top.Select(t => t.Item2).ToArray();
     }
 
+    /// <summary>Number of classes.</summary>
     public int Classes { get; }
+    /// <summary>Width multiplier (the paper's rho).</summary>
     public double Rho { get; }
+    /// <summary>True for the paper's "deeper" variant.</summary>
     public bool Deeper { get; }
+    /// <summary>The activation the layers use.</summary>
     public ActivationSpec Activation { get; }
     /// <summary>torchvision's <c>transform_input</c>: maps ImageNet-normalised input to the [-1, 1] scaling Google's weights expect.</summary>
     public bool TransformInput { get; }
+    /// <summary>True when the network has the auxiliary classifier.</summary>
     public bool HasAuxiliaryLogits => AuxLogits is not null;
+    /// <summary>Weight of the auxiliary classifier's loss in training (0.4, as in Inception v3).</summary>
     public double AuxiliaryLossWeight => 0.4;
 
+    /// <summary>The main logits.</summary>
     public override Tensor forward(Tensor x) => ForwardWithAuxiliary(x).Logits;
 
+    /// <summary>The main logits and, in training mode with the auxiliary classifier, its logits (else null).</summary>
     public (Tensor Logits, Tensor? Auxiliary) ForwardWithAuxiliary(Tensor x)
     {
         if (TransformInput) x = TransformImageNetInput(x);

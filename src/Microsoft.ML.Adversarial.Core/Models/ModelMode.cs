@@ -14,6 +14,9 @@ public sealed class ModelMode : IDisposable
 
     private ModelMode(List<(Module, bool)> saved) => _saved = saved;
 
+    /// <summary>Puts <paramref name="model"/> in training or evaluation mode until the result is disposed.</summary>
+    /// <param name="model">The model.</param>
+    /// <param name="training">True for training mode, false for evaluation mode.</param>
     public static ModelMode Set(Module model, bool training) => Set(new[] { model }, training);
 
     /// <summary>Several models at once (shared ones counted once); all are restored on dispose.</summary>
@@ -30,6 +33,7 @@ public sealed class ModelMode : IDisposable
         return new ModelMode(saved);
     }
 
+    /// <summary>Restores every module's own mode.</summary>
     public void Dispose()
     {
         // Pre-order: a parent's recursive train() first, then each child's own flag.

@@ -62,6 +62,7 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
     /// <summary>SmallResNet: basic blocks per stage (1 gives 8 layers, 3 gives ResNet-20).</summary>
     public int BlocksPerStage { get; init; } = 1;
 
+    /// <summary>The default SmallCnn.</summary>
     public static ModelSpec SmallCnnDefault { get; } = new();
 
     /// <summary>A new, randomly initialised network for images of <paramref name="shape"/> and <paramref name="classes"/> classes.</summary>
@@ -129,9 +130,12 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
     /// <summary>The spec as JSON (stored with saved models).</summary>
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
+    /// <summary>The spec from its JSON (<see cref="ToJson"/>).</summary>
+    /// <param name="json">The JSON text.</param>
     public static ModelSpec FromJson(string json) =>
         JsonSerializer.Deserialize<ModelSpec>(json, Json) ?? throw new FormatException("The model description is empty.");
 
+    /// <summary>A one-line description, e.g. <c>SmallCnn (rho 1, relu)</c>.</summary>
     public override string ToString()
     {
         var extras = new List<string> { $"rho {Rho}", (Activation ?? ActivationSpec.Relu).ToString() };

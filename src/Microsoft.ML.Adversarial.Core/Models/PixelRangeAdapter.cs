@@ -29,6 +29,7 @@ public sealed class PixelRangeAdapter : Module<Tensor, Tensor>
     /// <summary>The wrapped network.</summary>
     public Module<Tensor, Tensor> Network => inner;
 
+    /// <summary>Maps <paramref name="unitImages"/> in [0, 1] to the network's range and runs the network.</summary>
     public override Tensor forward(Tensor unitImages)
     {
         using var scope = NewDisposeScope();
@@ -37,6 +38,7 @@ public sealed class PixelRangeAdapter : Module<Tensor, Tensor>
         return inner.call(unitImages * width + min).MoveToOuterDisposeScope();
     }
 
+    /// <inheritdoc/>
     protected override void Dispose(bool disposing)
     {
         if (disposing) inner.Dispose();

@@ -19,6 +19,13 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
     private readonly Module<Tensor, Tensor> act1, act2, act3;
     private readonly Dropout dropout;
 
+    /// <summary>Builds the network.</summary>
+    /// <param name="classes">Number of classes.</param>
+    /// <param name="rho">Width multiplier of every layer (the paper's rho).</param>
+    /// <param name="activation">The activation; null is ReLU.</param>
+    /// <param name="dropout">Dropout before the last layer.</param>
+    /// <param name="inChannels">Input channels.</param>
+    /// <param name="imageSide">Input height and width.</param>
     public SmallCnn(int classes = 10, double rho = 1, ActivationSpec? activation = null, double dropout = 0, int inChannels = 1, int imageSide = 28)
         : base(nameof(SmallCnn))
     {
@@ -43,10 +50,14 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Number of classes.</summary>
     public int Classes { get; }
+    /// <summary>Width multiplier (the paper's rho).</summary>
     public double Rho { get; }
+    /// <summary>The activation the layers use.</summary>
     public ActivationSpec Activation { get; }
 
+    /// <inheritdoc/>
     public override Tensor forward(Tensor x)
     {
         x = functional.max_pool2d(act1.call(conv1.call(x)), 2);

@@ -19,6 +19,12 @@ public sealed class SmallResNet : Module<Tensor, Tensor>
     private readonly Sequential layer1, layer2, layer3;
     private readonly Linear fc;
 
+    /// <summary>Builds the network.</summary>
+    /// <param name="classes">Number of classes.</param>
+    /// <param name="rho">Width multiplier of every layer (the paper's rho).</param>
+    /// <param name="activation">The activation; null is ReLU.</param>
+    /// <param name="inChannels">Input channels.</param>
+    /// <param name="blocksPerStage">Basic blocks per stage (1 gives 8 layers, 3 gives ResNet-20).</param>
     public SmallResNet(int classes = 10, double rho = 1, ActivationSpec? activation = null, int inChannels = 3, int blocksPerStage = 1)
         : base(nameof(SmallResNet))
     {
@@ -39,8 +45,11 @@ public sealed class SmallResNet : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Number of classes.</summary>
     public int Classes { get; }
+    /// <summary>Width multiplier (the paper's rho).</summary>
     public double Rho { get; }
+    /// <summary>The activation the layers use.</summary>
     public ActivationSpec Activation { get; }
 
     private Sequential Stage(int inC, int outC, int stride, int blocks)
@@ -51,6 +60,7 @@ public sealed class SmallResNet : Module<Tensor, Tensor>
         return Sequential(list);
     }
 
+    /// <inheritdoc/>
     public override Tensor forward(Tensor x)
     {
         x = act.call(bn1.call(conv1.call(x)));

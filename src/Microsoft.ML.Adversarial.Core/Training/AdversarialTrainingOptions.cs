@@ -181,6 +181,7 @@ public class AdversarialTrainingOptions
 public sealed record TrainingProgress(long Step, int Epoch, long TotalSteps, double Loss, double CleanAccuracy, double AdversarialAccuracy,
     double ExamplesPerSecond, double LearningRate)
 {
+    /// <summary>One progress line: step, epoch, loss, accuracies, throughput and learning rate.</summary>
     public override string ToString()
         => $"step {Step}/{TotalSteps} (epoch {Epoch}): loss {Loss:F4}, clean acc {CleanAccuracy:P1}, " +
            $"adv acc {(double.IsNaN(AdversarialAccuracy) ? "-" : AdversarialAccuracy.ToString("P1"))}, {ExamplesPerSecond:F0} ex/s, lr {LearningRate:G3}";

@@ -8,6 +8,8 @@ public abstract record EpsilonDistribution
     /// <summary>The paper's choice: N(0, 8) truncated to [0, 16], drawn independently per example.</summary>
     public static EpsilonDistribution Paper { get; } = new TruncatedNormalEpsilon(8, 16);
 
+    /// <summary>The same epsilon for every example.</summary>
+    /// <param name="epsilon">Epsilon in pixel units.</param>
     public static EpsilonDistribution Fixed(double epsilon) => new FixedEpsilon(epsilon);
 
     /// <summary>Parses "paper", "truncnormal:STD:MAX", "fixed:E" (or just "E") and "uniform:MIN:MAX" (pixel units).</summary>
@@ -44,6 +46,7 @@ public abstract record EpsilonDistribution
     /// <summary>The draw itself, on <paramref name="device"/> (already checked against the generator).</summary>
     protected abstract Tensor Draw(long count, Generator? generator, Device device);
 
+    /// <summary>Throws, naming the parameter, when the distribution's parameters are out of range.</summary>
     public abstract void Validate();
 }
 
@@ -53,6 +56,7 @@ public abstract record EpsilonDistribution
 /// </summary>
 public sealed record TruncatedNormalEpsilon(double Std, double Max) : EpsilonDistribution
 {
+    /// <inheritdoc/>
     protected override Tensor Draw(long count, Generator? generator, Device device)
     {
         var e = randn(count, dtype: ScalarType.Float32, device: device, generator: generator).Times(Std).abs();
@@ -61,6 +65,7 @@ public sealed record TruncatedNormalEpsilon(double Std, double Max) : EpsilonDis
         return e;
     }
 
+    /// <inheritdoc/>
     public override void Validate()
     {
         if (!(Std > 0) || !double.IsFinite(Std)) throw new ArgumentOutOfRangeException(nameof(Std), Std, "The epsilon distribution's std must be positive.");
@@ -68,28 +73,34 @@ public sealed record TruncatedNormalEpsilon(double Std, double Max) : EpsilonDis
         if (!(Max > 0)) throw new ArgumentOutOfRangeException(nameof(Max), Max, $"The epsilon range [0, {Max}] is empty.");
     }
 
+    /// <summary>The distribution in words, e.g. <c>|N(0, 8)| truncated to [0, 16]</c>.</summary>
     public override string ToString() => $"|N(0, {Std})| truncated to [0, {Max}]";
 }
 
 /// <summary>The same epsilon for every example (the paper notes this makes models robust to that epsilon only).</summary>
 public sealed record FixedEpsilon(double Epsilon) : EpsilonDistribution
 {
+    /// <inheritdoc/>
     protected override Tensor Draw(long count, Generator? generator, Device device) => HeldScalars.Full(count, Epsilon, ScalarType.Float32, device);
 
+    /// <inheritdoc/>
     public override void Validate()
     {
         PixelEpsilon.Check(Epsilon, nameof(Epsilon));
     }
 
+    /// <summary>The distribution in words, e.g. <c>fixed 8</c>.</summary>
     public override string ToString() => $"fixed {Epsilon}";
 }
 
 /// <summary>Uniform on [Min, Max].</summary>
 public sealed record UniformEpsilon(double Min, double Max) : EpsilonDistribution
 {
+    /// <inheritdoc/>
     protected override Tensor Draw(long count, Generator? generator, Device device)
         => rand(count, dtype: ScalarType.Float32, device: device, generator: generator).Times(Max - Min).Plus(Min);
 
+    /// <inheritdoc/>
     public override void Validate()
     {
         PixelEpsilon.Check(Min, nameof(Min));
@@ -97,5 +108,6 @@ public sealed record UniformEpsilon(double Min, double Max) : EpsilonDistributio
         if (!(Max >= Min)) throw new ArgumentOutOfRangeException(nameof(Max), $"The epsilon range [{Min}, {Max}] is inverted.");
     }
 
+    /// <summary>The distribution in words, e.g. <c>uniform [0, 16]</c>.</summary>
     public override string ToString() => $"uniform [{Min}, {Max}]";
 }

@@ -9,15 +9,21 @@ namespace Microsoft.ML.Adversarial.Data;
 /// <summary>Options for reading an ImageNet-style folder: one sub-folder per class holding JPEG or PNG files.</summary>
 public sealed class ImageFolderOptions
 {
+    /// <summary>The folder with one sub-folder per class.</summary>
     public required string Folder { get; set; }
+    /// <summary>Height the images are resized to.</summary>
     public int Height { get; set; } = 299;
+    /// <summary>Width the images are resized to.</summary>
     public int Width { get; set; } = 299;
     /// <summary>Extract one grey channel instead of R, G, B.</summary>
     public bool Grayscale { get; set; }
+    /// <summary>Name of the key-typed label column (values: the class folder names).</summary>
     public string LabelColumnName { get; set; } = "Label";
+    /// <summary>Name of the pixel column, <c>Vector&lt;Single, C, H, W&gt;</c> with values in [0, 1].</summary>
     public string PixelColumnName { get; set; } = "Pixels";
     /// <summary>Column with each image's path relative to <see cref="Folder"/>.</summary>
     public string ImagePathColumnName { get; set; } = "ImagePath";
+    /// <summary>How images are fitted to <see cref="Height"/> x <see cref="Width"/> (default: scale, then centre crop).</summary>
     public ImageResizingEstimator.ResizingKind Resizing { get; set; } = ImageResizingEstimator.ResizingKind.IsoCrop;
     /// <summary>Largest image (width x height) accepted; larger files are refused before decoding (decompression bombs).</summary>
     public long MaxPixels { get; set; } = ImageHeader.DefaultMaxPixels;
@@ -41,6 +47,7 @@ public sealed class ImageFolderOptions
 /// </summary>
 public static class ImageFolder
 {
+    /// <summary>The file extensions read as images (case-insensitive).</summary>
     public static readonly IReadOnlyCollection<string> ImageExtensions = new[] { ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp" };
 
     private sealed class ClassName
@@ -79,6 +86,9 @@ public static class ImageFolder
         return (classes, images);
     }
 
+    /// <summary>Reads the folder: checks every file, then loads, resizes and extracts pixels with ImageAnalytics.</summary>
+    /// <param name="mlContext">The caller's context.</param>
+    /// <param name="options">Folder, size, colour and column names.</param>
     public static IDataView Load(MLContext mlContext, ImageFolderOptions options)
     {
         ArgumentNullException.ThrowIfNull(mlContext);

@@ -9,6 +9,10 @@ namespace Microsoft.ML.Adversarial.Data;
 /// </summary>
 public sealed class ImageSetDataView : IDataView
 {
+    /// <summary>Shows <paramref name="images"/> as a data view.</summary>
+    /// <param name="images">The images and labels.</param>
+    /// <param name="labelColumnName">Name of the key-typed label column.</param>
+    /// <param name="pixelColumnName">Name of the pixel column.</param>
     public ImageSetDataView(ImageSet images, string labelColumnName = "Label", string pixelColumnName = "Pixels")
     {
         Images = images ?? throw new ArgumentNullException(nameof(images));
@@ -23,12 +27,18 @@ public sealed class ImageSetDataView : IDataView
 
     /// <summary>The images behind the view.</summary>
     public ImageSet Images { get; }
+    /// <summary>Name of the key-typed label column.</summary>
     public string LabelColumnName { get; }
+    /// <summary>Name of the pixel column.</summary>
     public string PixelColumnName { get; }
+    /// <inheritdoc/>
     public DataViewSchema Schema { get; }
+    /// <inheritdoc/>
     public bool CanShuffle => true;
+    /// <inheritdoc/>
     public long? GetRowCount() => Images.RowCount;
 
+    /// <inheritdoc/>
     public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null)
     {
         var active = new bool[Schema.Count];
@@ -42,6 +52,7 @@ public sealed class ImageSetDataView : IDataView
         return new Cursor(this, active, order);
     }
 
+    /// <inheritdoc/>
     public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null)
         => new[] { GetRowCursor(columnsNeeded, rand) };
 

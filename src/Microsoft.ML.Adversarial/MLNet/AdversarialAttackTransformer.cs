@@ -25,12 +25,19 @@ public class AdversarialAttackTransformer : ITransformer
         Info = AttackRegistry.Describe(options.Method);
     }
 
+    /// <summary>The classifier the examples are made against.</summary>
     public ImageClassifierTransformer Source { get; }
+    /// <summary>The method: registry name, paper name and label use.</summary>
     public AttackInfo Info { get; }
+    /// <summary>Registry name of the method, e.g. "fgsm".</summary>
     public string Method => Info.Name;
+    /// <summary>Epsilon in pixel units of [0, 255].</summary>
     public double Epsilon => _options.Epsilon;
+    /// <summary>Seed of the method's random draws; each read of the output restarts from it.</summary>
     public long Seed { get; }
+    /// <summary>The pixel column attacked.</summary>
     public string InputColumnName => _options.InputColumnName ?? _options.OutputColumnName;
+    /// <summary>The column the adversarial pixels are written to.</summary>
     public string OutputColumnName => _options.OutputColumnName;
     /// <summary>Rows attacked at once.</summary>
     public int BatchSize => _options.BatchSize;
@@ -76,14 +83,17 @@ public class AdversarialAttackTransformer : ITransformer
         return (name, ClassOrder.For(schema, name, Source.ClassNames));
     }
 
+    /// <inheritdoc/>
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => BatchedDataView.BuildSchema(inputSchema, MapperFor(inputSchema).Outputs);
 
+    /// <inheritdoc/>
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
         return new BatchedDataView(input, MapperFor(input.Schema));
     }
 
+    /// <inheritdoc/>
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new BatchRowMapper(inputSchema, MapperFor(inputSchema));
 
     /// <summary>Checks <paramref name="schema"/> and makes the mapper that attacks its rows.</summary>
@@ -234,6 +244,7 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options.BatchSize), options.BatchSize, "BatchSize must be at least 1.");
     }
 
+    /// <inheritdoc/>
     public AdversarialAttackTransformer Fit(IDataView input)
     {
         long seed = _options.Seed ?? _env.Register("AdversarialAttack").Rand.Next();
@@ -250,6 +261,7 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
             _ => new AdversarialAttackTransformer(source, options, seed),
         };
 
+    /// <inheritdoc/>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         string input = _options.InputColumnName ?? _options.OutputColumnName;

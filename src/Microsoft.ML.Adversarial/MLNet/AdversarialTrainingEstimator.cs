@@ -16,10 +16,13 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
     /// <summary>Everything <see cref="AdversarialTrainingOptions"/> has, plus columns, model and device.</summary>
     public sealed class Options : AdversarialTrainingOptions
     {
+        /// <summary>Name of the key-typed label column.</summary>
         public string LabelColumnName { get; set; } = "Label";
         /// <summary>Pixel column: <c>Vector&lt;Single, C, H, W&gt;</c>.</summary>
         public string FeatureColumnName { get; set; } = "Pixels";
+        /// <summary>Name of the score column the returned transformer adds.</summary>
         public string ScoreColumnName { get; set; } = "Score";
+        /// <summary>Name of the predicted-label column the returned transformer adds.</summary>
         public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
         /// <summary>The network to train.</summary>
         public ModelSpec Model { get; set; } = new();
@@ -27,8 +30,11 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
         public string? Device { get; set; }
         /// <summary>Seed; null draws one from the MLContext's seed.</summary>
         public new int? Seed { get; set; }
+        /// <summary>Where and how often to save checkpoints (none by default).</summary>
         public CheckpointOptions Checkpoints { get; set; } = new();
+        /// <summary>Receives progress reports; null for none.</summary>
         public IProgress<TrainingProgress>? Progress { get; set; }
+        /// <summary>Stops training between steps when cancelled.</summary>
         public CancellationToken CancellationToken { get; set; }
         /// <summary>Rows scored at once by the returned transformer.</summary>
         public int ScoringBatchSize { get; set; } = 256;
@@ -57,6 +63,7 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
         options.Validate();
     }
 
+    /// <inheritdoc/>
     public ImageClassifierTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -77,6 +84,7 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
         return new ImageClassifierTransformer(trained.Model, trained.Description, device, o.FeatureColumnName, o.ScoreColumnName, o.PredictedLabelColumnName, o.ScoringBatchSize, o.LabelColumnName);
     }
 
+    /// <inheritdoc/>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         var o = _options;

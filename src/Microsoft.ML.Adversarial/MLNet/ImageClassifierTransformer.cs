@@ -41,18 +41,26 @@ public sealed class ImageClassifierTransformer : ITransformer
 
     /// <summary>The TorchSharp network (in evaluation mode); attacks use it as their source model.</summary>
     public Module<Tensor, Tensor> Model { get; }
+    /// <summary>Class names, in the model's class order.</summary>
     public IReadOnlyList<string> ClassNames { get; }
+    /// <summary>The image shape the model takes (channels, height, width).</summary>
     public (int Channels, int Height, int Width) ImageShape { get; }
+    /// <summary>The pixel range the model takes.</summary>
     public InputRange InputRange { get; }
+    /// <summary>The device the model runs on.</summary>
     public Device Device { get; }
+    /// <summary>Name of the pixel column scored.</summary>
     public string PixelColumnName { get; }
     /// <summary>
     /// The label column whose key values order <c>Score</c> and <c>PredictedLabel</c> when the input has it (matched to
     /// <see cref="ClassNames"/> by name, so <c>Evaluate</c> compares the right classes); absent, the model's order is used.
     /// </summary>
     public string LabelColumnName { get; }
+    /// <summary>Name of the score column added.</summary>
     public string ScoreColumnName { get; }
+    /// <summary>Name of the predicted-label column added.</summary>
     public string PredictedLabelColumnName { get; }
+    /// <summary>Rows scored at once.</summary>
     public int BatchSize { get; }
 
     /// <summary>The architecture the network was built from.</summary>
@@ -60,14 +68,17 @@ public sealed class ImageClassifierTransformer : ITransformer
     /// <summary>True: <c>CreatePredictionEngine</c> works (one row at a time; <c>Transform</c> batches).</summary>
     public bool IsRowToRowMapper => true;
 
+    /// <inheritdoc/>
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => BatchedDataView.BuildSchema(inputSchema, MapperFor(inputSchema).Outputs);
 
+    /// <inheritdoc/>
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
         return new BatchedDataView(input, MapperFor(input.Schema));
     }
 
+    /// <inheritdoc/>
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new BatchRowMapper(inputSchema, MapperFor(inputSchema));
 
     /// <summary>Checks the pixel column and lines the outputs up with the label column's classes (by name).</summary>
