@@ -183,4 +183,17 @@ public sealed class BlackBoxModelTests
         Assert.IsTrue(attacked < report.Clean.Top1, $"AutoAttack (Square part) at eps 16: {attacked:P1}, clean {report.Clean.Top1:P1}");
         Assert.IsTrue(report.BlackBoxQueries <= 32 * (50 + 2), $"{report.BlackBoxQueries} queries for 32 images at 50 each");
     }
+
+    [TestMethod]
+    public void MethodOptionsForAMethodNotEvaluatedOrOfTheWrongTypeAreRefused()
+    {
+        var notEvaluated = new RobustnessOptions { Methods = new[] { "fgsm" } };
+        notEvaluated.MethodOptions["sqaure"] = new SquareOptions();
+        var e = Assert.ThrowsExactly<ArgumentException>(() => new RobustnessEvaluator(notEvaluated));
+        StringAssert.Contains(e.Message, "'sqaure', which is not among Methods (fgsm)");
+        var wrongType = new RobustnessOptions { Methods = new[] { "square" } };
+        wrongType.MethodOptions["square"] = new ApgdOptions();
+        e = Assert.ThrowsExactly<ArgumentException>(() => new RobustnessEvaluator(wrongType));
+        StringAssert.Contains(e.Message, "takes SquareOptions");
+    }
 }
