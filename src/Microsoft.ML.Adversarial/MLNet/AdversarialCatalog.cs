@@ -14,6 +14,7 @@ public static class AdversarialMLContextExtensions
     public static AdversarialCatalog Adversarial(this MLContext mlContext)
     {
         ArgumentNullException.ThrowIfNull(mlContext);
+        TorchBackend.EnsureLoaded();
         return new AdversarialCatalog(mlContext);
     }
 }
@@ -29,18 +30,38 @@ public sealed class AdversarialCatalog
     /// Standard ML.NET metrics (top-1 as <c>MicroAccuracy</c>, top-k) of <paramref name="model"/> on <paramref name="data"/>
     /// attacked by <paramref name="method"/> at <paramref name="epsilon"/> (pixel units); method "clean" scores the data as it is.
     /// </summary>
-    public MulticlassClassificationMetrics Evaluate(ImageClassifierTransformer model, IDataView data, string method = "fgsm", double epsilon = 16,
+    /// <param name="model">The classifier, or a fitted chain holding one (its steps before the classifier run first).</param>
+    /// <param name="data">The rows the model takes (for a chain: its input rows).</param>
+    /// <param name="method">A registered method name (<see cref="AttackMethod"/>'s names), or "clean".</param>
+    /// <param name="epsilon">Epsilon in pixel units of [0, 255].</param>
+    /// <param name="labelColumnName">The key label column.</param>
+    /// <param name="topKPredictionCount">k of the top-k accuracy.</param>
+    public MulticlassClassificationMetrics Evaluate(ITransformer model, IDataView data, string method = "fgsm", double epsilon = 16,
+        string labelColumnName = "Label", int topKPredictionCount = 5)
+        => Evaluate(model, data, string.Equals(method, "clean", StringComparison.OrdinalIgnoreCase) ? null : AttackMethod.Parse(method), epsilon, labelColumnName, topKPredictionCount);
+
+    /// <summary>
+    /// Standard ML.NET metrics (top-1 as <c>MicroAccuracy</c>, top-k) of <paramref name="model"/> on <paramref name="data"/>
+    /// attacked by <paramref name="method"/> at <paramref name="epsilon"/> (pixel units); a null method scores the data as it is.
+    /// </summary>
+    /// <param name="model">The classifier, or a fitted chain holding one (its steps before the classifier run first).</param>
+    /// <param name="data">The rows the model takes (for a chain: its input rows).</param>
+    /// <param name="method">The method (<c>AttackMethod.Fgsm</c>, ...); null: clean.</param>
+    /// <param name="epsilon">Epsilon in pixel units of [0, 255].</param>
+    /// <param name="labelColumnName">The key label column.</param>
+    /// <param name="topKPredictionCount">k of the top-k accuracy.</param>
+    public MulticlassClassificationMetrics Evaluate(ITransformer model, IDataView data, AttackMethod? method, double epsilon = 16,
         string labelColumnName = "Label", int topKPredictionCount = 5)
     {
-        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
-        var input = data;
-        if (!string.Equals(method, "clean", StringComparison.OrdinalIgnoreCase))
-            input = _ml.Transforms.AdversarialAttack(model, new AdversarialAttackEstimator.Options
+        var found = ClassifierInChain.Find(model, nameof(model));
+        var classifier = found.Classifier;
+        var input = method is null ? found.PixelsOf(data)
+            : _ml.Transforms.AdversarialAttack(model, new AdversarialAttackEstimator.Options
             {
-                Method = method, Epsilon = epsilon, OutputColumnName = model.PixelColumnName, LabelColumnName = labelColumnName, Seed = 1,
+                Method = method, Epsilon = epsilon, OutputColumnName = classifier.PixelColumnName, LabelColumnName = labelColumnName, Seed = 1,
             }).Fit(data).Transform(data);
-        return _ml.MulticlassClassification.Evaluate(model.Transform(input), labelColumnName, model.ScoreColumnName, model.PredictedLabelColumnName,
+        return _ml.MulticlassClassification.Evaluate(classifier.Transform(input), labelColumnName, classifier.ScoreColumnName, classifier.PredictedLabelColumnName,
             topKPredictionCount: topKPredictionCount);
     }
 
@@ -49,14 +70,22 @@ public sealed class AdversarialCatalog
     /// (default: step l.l., FGSM, iter. basic, iter. l.l. at eps 2, 4, 8, 16), with 95% intervals, the adversarial/clean
     /// ratio, label-leak checks and gradient-masking warnings.
     /// </summary>
-    public RobustnessReport EvaluateRobustness(ImageClassifierTransformer model, IDataView data, RobustnessOptions? options = null,
+    /// <param name="model">The classifier, or a fitted chain holding one (its steps before the classifier run first).</param>
+    /// <param name="data">The rows the model takes (for a chain: its input rows).</param>
+    /// <param name="options">Methods, epsilons and the rest; null: the defaults.</param>
+    /// <param name="labelColumnName">The key label column.</param>
+    /// <param name="modelName">The name in the report; null: the model's architecture.</param>
+    public RobustnessReport EvaluateRobustness(ITransformer model, IDataView data, RobustnessOptions? options = null,
         string labelColumnName = "Label", string? modelName = null)
     {
-        ArgumentNullException.ThrowIfNull(model);
+        // A fitted chain: its steps before the classifier make the pixels the classifier reads.
+        var found = ClassifierInChain.Find(model, nameof(model));
+        ArgumentNullException.ThrowIfNull(data);
+        var classifier = found.Classifier;
         options ??= new RobustnessOptions();
-        options.InputRange = model.InputRange;
-        var images = Read(model, data, labelColumnName);
-        return new RobustnessEvaluator(options).Evaluate(model.Model, images, modelName ?? model.Spec.ToString(), model.Device);
+        options.InputRange = classifier.InputRange;
+        var images = Read(classifier, found.PixelsOf(data), labelColumnName);
+        return new RobustnessEvaluator(options).Evaluate(classifier.Model, images, modelName ?? classifier.Spec.ToString(), classifier.Device);
     }
 
     /// <summary>
