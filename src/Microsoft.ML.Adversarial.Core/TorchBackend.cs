@@ -52,6 +52,8 @@ public static class TorchBackend
     {
         var inner = e is TypeInitializationException { InnerException: { } i } ? i : e;
         string first = inner.Message.Split('\n', 2)[0].Trim();
+        int sentence = first.IndexOf(". ", StringComparison.Ordinal);
+        if (sentence > 0) first = first[..(sentence + 1)];
         string cuda = OperatingSystem.IsWindows() ? "TorchSharp-cuda-windows" : "TorchSharp-cuda-linux";
         return "TorchSharp's native backend (libtorch) could not be loaded, so no tensor work can run. The project references " +
             "Microsoft.ML.Adversarial (and the managed TorchSharp package) but no native backend: add a PackageReference to " +

@@ -145,6 +145,14 @@ public sealed class ConventionsTests
         StringAssert.Contains(message, OperatingSystem.IsWindows() ? "TorchSharp-cuda-windows" : "TorchSharp-cuda-linux");
         StringAssert.Contains(message, "doesn't contain a reference to libtorch-cpu-linux-x64", "TorchSharp's own first line is kept");
         Assert.IsFalse(message.Contains("Trace from"), "one line of TorchSharp's text, not its trace");
+        // The shape a console project referencing only the library gets (checked by hand, docs/reliability.md): the first
+        // P/Invoke fails to find LibTorchSharp.
+        var dll = new DllNotFoundException("Unable to load shared library 'LibTorchSharp' or one of its dependencies. In order to help diagnose loading problems, " +
+            "consider using a tool like strace. If you're using glibc, consider setting the LD_DEBUG environment variable: \nlibLibTorchSharp.so: cannot open shared object file");
+        Assert.IsTrue(TorchBackend.IsMissingBackend(dll));
+        string dllMessage = TorchBackend.MissingBackendMessage(dll);
+        StringAssert.Contains(dllMessage, "TorchSharp-cpu");
+        StringAssert.EndsWith(dllMessage, "TorchSharp said: Unable to load shared library 'LibTorchSharp' or one of its dependencies.");
         TorchBackend.EnsureLoaded(); // this process has the backend: no exception
     }
 }
