@@ -128,6 +128,15 @@ public sealed class ConventionsTests
     }
 
     [TestMethod]
+    public void TrainingOnFeaturesWithoutNamingItSaysWhichOptionNamesIt()
+    {
+        var (ml, _, _, features) = Setup(pixelColumn: "Features");
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.AdversarialTraining().Fit(features));
+        StringAssert.Contains(e.Message, "'Pixels' not found");
+        StringAssert.Contains(e.Message, "featureColumnName: \"Features\"");
+    }
+
+    [TestMethod]
     public void AMissingNativeBackendIsReportedWithThePackageToAdd()
     {
         // The shape TorchSharp 0.107 gives when no libtorch package is referenced: its static constructor throws
