@@ -45,10 +45,10 @@ public sealed class ConventionsTests
     public void TypedMethodStringAndNamedTransformGiveTheSamePixels()
     {
         var (ml, classifier, _, pixels) = Setup();
-        var typed = TestData.ReadVectors(ml.Transforms.AdversarialAttack(classifier, AttackMethod.IterLL, 4).Fit(pixels).Transform(pixels), "Pixels");
-        var byName = TestData.ReadVectors(ml.Transforms.AdversarialAttack(classifier, "iter-ll", 4).Fit(pixels).Transform(pixels), "Pixels");
-        var named = TestData.ReadVectors(ml.Transforms.IterLL(classifier, 4).Fit(pixels).Transform(pixels), "Pixels");
-        var options = TestData.ReadVectors(ml.Transforms.AdversarialAttack(classifier, new AdversarialAttackEstimator.Options { Method = AttackMethod.IterLL, Epsilon = 4 })
+        var typed = TestData.ReadVectors(ml.Transforms.AdversarialAttack(classifier, AttackMethod.StepLL, 4).Fit(pixels).Transform(pixels), "Pixels");
+        var byName = TestData.ReadVectors(ml.Transforms.AdversarialAttack(classifier, "step-ll", 4).Fit(pixels).Transform(pixels), "Pixels");
+        var named = TestData.ReadVectors(ml.Transforms.StepLL(classifier, 4).Fit(pixels).Transform(pixels), "Pixels");
+        var options = TestData.ReadVectors(ml.Transforms.AdversarialAttack(classifier, new AdversarialAttackEstimator.Options { Method = AttackMethod.StepLL, Epsilon = 4 })
             .Fit(pixels).Transform(pixels), "Pixels");
         var clean = TestData.ReadVectors(pixels, "Pixels");
         for (int i = 0; i < Rows; i++)
