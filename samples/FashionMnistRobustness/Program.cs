@@ -4,6 +4,7 @@
 //   dotnet run -c Release --project samples/FashionMnistRobustness -- [--train 20000] [--test 2000] [--epochs 2]
 using System.Diagnostics;
 using Microsoft.ML;
+using Microsoft.ML.Adversarial;
 using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.MLNet;
 using Microsoft.ML.Adversarial.Models;
@@ -42,7 +43,7 @@ Console.WriteLine($"{"model",-26}{"attack",-14}{"eps",5}{"top-1",9}{"top-5",9}")
 foreach (var (name, model) in models)
 {
     Report(name, "clean", 0, model.Transform(test));
-    foreach (string method in new[] { "step-ll", "fgsm", "iter-ll" })
+    foreach (var method in new[] { AttackMethod.StepLL, AttackMethod.Fgsm, AttackMethod.IterLL })
         foreach (double eps in new[] { 2.0, 4.0, 8.0, 16.0 })
         {
             var attack = mlContext.Transforms.AdversarialAttack(model, method, eps).Fit(test);

@@ -3,6 +3,7 @@
 //
 //   dotnet run -c Release --project samples/RobustClassifier
 using Microsoft.ML;
+using Microsoft.ML.Adversarial;
 using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.MLNet;
 using Microsoft.ML.Adversarial.Models;
@@ -20,7 +21,7 @@ var pipeline = mlContext.MulticlassClassification.Trainers.AdversarialTraining(n
     {
         Model = new ModelSpec(ModelArchitecture.SmallCnn),
         AdversarialPerBatch = 16,          // k of m = 32 examples are adversarial
-        Method = "step-ll",
+        Method = AttackMethod.StepLL,
         Epochs = 2,                        // Adam, learning rate 1e-3: the library's default optimiser
         Progress = new Progress<TrainingProgress>(p => Console.WriteLine($"  {p}")),
         ProgressEvery = 200,
@@ -30,18 +31,18 @@ var pipeline = mlContext.MulticlassClassification.Trainers.AdversarialTraining(n
 // 3. Train.
 Console.WriteLine("Training...");
 var model = pipeline.Fit(trainData);
-var classifier = (ImageClassifierTransformer)model.First();
 
-// 4. Evaluate with ML.NET's metrics, on clean images and under attack.
+// 4. Evaluate with ML.NET's metrics, on clean images and under attack. The evaluators and attack transforms take the
+//    fitted chain itself: they find its classifier and attack the pixels that reach it.
 var clean = mlContext.MulticlassClassification.Evaluate(model.Transform(testData), topKPredictionCount: 5);
 Console.WriteLine($"Clean:           top-1 {clean.MicroAccuracy:P1}, top-5 {clean.TopKAccuracy:P1}");
-foreach (var (method, eps) in new[] { ("step-ll", 16.0), ("fgsm", 8.0), ("iter-ll", 8.0) })
+foreach (var (method, eps) in new[] { (AttackMethod.StepLL, 16.0), (AttackMethod.Fgsm, 8.0), (AttackMethod.IterLL, 8.0) })
 {
-    var metrics = mlContext.Adversarial().Evaluate(classifier, testData, method, eps);
+    var metrics = mlContext.Adversarial().Evaluate(model, testData, method, eps);
     Console.WriteLine($"{method,-8} eps {eps,2}: top-1 {metrics.MicroAccuracy:P1}, top-5 {metrics.TopKAccuracy:P1}");
 }
 // The full robustness table: every method and epsilon, 95% intervals, label-leak checks.
-Console.WriteLine(mlContext.Adversarial().EvaluateRobustness(classifier, testData));
+Console.WriteLine(mlContext.Adversarial().EvaluateRobustness(model, testData));
 
 // 5. Save, load (as another process would), predict one image.
 mlContext.Model.Save(model, trainData.Schema, "robust-fashion-mnist.zip");

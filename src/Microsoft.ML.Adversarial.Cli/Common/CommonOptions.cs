@@ -14,7 +14,7 @@ internal static class CommonOptions
         Description = "Image folder root with train/ and test/ subfolders of class folders; default: Fashion-MNIST (Debian's dataset-fashion-mnist or FASHION_MNIST_DIR)",
     };
 
-    public static readonly Option<int> ImageSize = InRange(new("--image-size") { Description = "Side images are resized to (image folders only)", DefaultValueFactory = _ => 32 }, 8, 1024);
+    public static readonly Option<int> ImageSize = InRange(new("--image-size") { Description = "Side images are resized to (image folders only)", DefaultValueFactory = _ => Microsoft.ML.Adversarial.Data.ImageFolderOptions.DefaultSize }, 8, 1024);
 
     public static readonly Option<bool> Grayscale = new("--grayscale") { Description = "Convert image-folder images to one grey channel" };
 

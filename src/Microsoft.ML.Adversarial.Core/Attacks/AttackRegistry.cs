@@ -16,45 +16,50 @@ public sealed record AttackInfo(string Name, string PaperName, string Summary, b
     public bool NeedsGradients { get; init; } = true;
 }
 
-/// <summary>Every method by name: <c>AttackRegistry.Create("step-ll", new AttackOptions { Epsilon = 8 })</c>.</summary>
+/// <summary>
+/// Every method by name: <c>AttackRegistry.Create("step-ll", new AttackOptions { Epsilon = 8 })</c> or
+/// <c>AttackRegistry.Create(AttackMethod.StepLL, ...)</c>. The names are those of <see cref="AttackMethod"/>'s members (the
+/// CLI's <c>--method</c> values); nothing else spells them.
+/// </summary>
 public static class AttackRegistry
 {
     private static readonly Dictionary<string, (AttackInfo Info, Func<AttackOptions, Attack> Create)> Methods = new(StringComparer.OrdinalIgnoreCase);
 
     static AttackRegistry()
     {
-        Add<AttackOptions>("fgsm", "FGSM", "X + eps sign(grad J(X, y_true))", o => new Fgsm(o));
-        Add<AttackOptions>("fgsm-pred", "FGSM-pred", "X + eps sign(grad J(X, y_pred))", o => new FgsmPredicted(o));
-        Add<AttackOptions>("fast-entropy", "fast entropy", "X + eps sign(grad H(p(.|X)))", o => new FastEntropy(o));
-        Add<AttackOptions>("fast-grad-l2", "fast grad. L2", "X + eps g / ||g||_2, g = grad J(X, y_true)", o => new FastGradL2(o));
-        Add<AttackOptions>("fast-grad-linf", "fast grad. L-inf", "X + eps g / ||g||_inf, g = grad J(X, y_true)", o => new FastGradLInf(o));
-        Add<AttackOptions>("step-ll", "step l.l.", "X - eps sign(grad J(X, y_LL)), y_LL = argmin p(y|X)", o => new StepLeastLikely(o));
-        Add<AttackOptions>("step-rnd", "step rnd.", "X - eps sign(grad J(X, y_rnd)), y_rnd uniform among y != y_true", o => new StepRandom(o));
-        Add<IterativeAttackOptions>("iter-basic", "iter. basic", "repeat X <- Clip(X + alpha sign(grad J(X, y_true)))", o => new BasicIterative(o));
-        Add<IterativeAttackOptions>("iter-ll", "iter. l.l.", "repeat X <- Clip(X - alpha sign(grad J(X, y_LL)))", o => new IterativeLeastLikely(o));
-        Add<AttackOptions>("random-sign", "sign of random normal", "X + eps sign(N(0, 1))", o => new RandomSign(o));
-        Add<AttackOptions>("random-truncnormal", "random truncated normal", "X + eps T, T ~ N(0, 0.5) truncated to [-1, 1]", o => new TruncatedNormalNoise(o));
-        Add<PgdOptions>("pgd-linf", "PGD L-inf (Madry et al.)", "random start, repeat X <- Proj_inf(X + step sign(grad J)), restarts",
+        Add<AttackOptions>(AttackMethod.Fgsm, "FGSM", "X + eps sign(grad J(X, y_true))", o => new Fgsm(o));
+        Add<AttackOptions>(AttackMethod.FgsmPred, "FGSM-pred", "X + eps sign(grad J(X, y_pred))", o => new FgsmPredicted(o));
+        Add<AttackOptions>(AttackMethod.FastEntropy, "fast entropy", "X + eps sign(grad H(p(.|X)))", o => new FastEntropy(o));
+        Add<AttackOptions>(AttackMethod.FastGradL2, "fast grad. L2", "X + eps g / ||g||_2, g = grad J(X, y_true)", o => new FastGradL2(o));
+        Add<AttackOptions>(AttackMethod.FastGradLInf, "fast grad. L-inf", "X + eps g / ||g||_inf, g = grad J(X, y_true)", o => new FastGradLInf(o));
+        Add<AttackOptions>(AttackMethod.StepLL, "step l.l.", "X - eps sign(grad J(X, y_LL)), y_LL = argmin p(y|X)", o => new StepLeastLikely(o));
+        Add<AttackOptions>(AttackMethod.StepRnd, "step rnd.", "X - eps sign(grad J(X, y_rnd)), y_rnd uniform among y != y_true", o => new StepRandom(o));
+        Add<IterativeAttackOptions>(AttackMethod.IterBasic, "iter. basic", "repeat X <- Clip(X + alpha sign(grad J(X, y_true)))", o => new BasicIterative(o));
+        Add<IterativeAttackOptions>(AttackMethod.IterLL, "iter. l.l.", "repeat X <- Clip(X - alpha sign(grad J(X, y_LL)))", o => new IterativeLeastLikely(o));
+        Add<AttackOptions>(AttackMethod.RandomSign, "sign of random normal", "X + eps sign(N(0, 1))", o => new RandomSign(o));
+        Add<AttackOptions>(AttackMethod.RandomTruncNormal, "random truncated normal", "X + eps T, T ~ N(0, 0.5) truncated to [-1, 1]", o => new TruncatedNormalNoise(o));
+        Add<PgdOptions>(AttackMethod.PgdLInf, "PGD L-inf (Madry et al.)", "random start, repeat X <- Proj_inf(X + step sign(grad J)), restarts",
             o => new Pgd(WithNorm(o, PgdNorm.LInf)));
-        Add<PgdOptions>("pgd-l2", "PGD L2 (Madry et al.)", "random start, repeat X <- Proj_2(X + step g/||g||_2), restarts",
+        Add<PgdOptions>(AttackMethod.PgdL2, "PGD L2 (Madry et al.)", "random start, repeat X <- Proj_2(X + step g/||g||_2), restarts",
             o => new Pgd(WithNorm(o, PgdNorm.L2)));
-        Add<ApgdOptions>("apgd-ce", "APGD-CE (Croce & Hein)", "Auto-PGD on cross-entropy: step 2 eps halved at checkpoints, momentum 0.75",
+        Add<ApgdOptions>(AttackMethod.ApgdCe, "APGD-CE (Croce & Hein)", "Auto-PGD on cross-entropy: step 2 eps halved at checkpoints, momentum 0.75",
             o => new Apgd(WithLoss(o, ApgdLoss.CrossEntropy)));
-        Add<ApgdOptions>("apgd-dlr", "APGD-DLR (Croce & Hein)", "Auto-PGD on the DLR loss -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)",
+        Add<ApgdOptions>(AttackMethod.ApgdDlr, "APGD-DLR (Croce & Hein)", "Auto-PGD on the DLR loss -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)",
             o => new Apgd(WithLoss(o, ApgdLoss.Dlr)));
-        Add<ApgdOptions>("apgd-t", "APGD-T (Croce & Hein)", "Auto-PGD on the targeted DLR loss, one run per top class of the clean image",
+        Add<ApgdOptions>(AttackMethod.ApgdT, "APGD-T (Croce & Hein)", "Auto-PGD on the targeted DLR loss, one run per top class of the clean image",
             o => new Apgd(WithLoss(o, ApgdLoss.TargetedDlr)));
-        Add<SquareOptions>("square", "Square (Andriushchenko et al.)", "score-based random search: +-eps squares kept when the margin falls, query budget",
+        Add<SquareOptions>(AttackMethod.Square, "Square (Andriushchenko et al.)", "score-based random search: +-eps squares kept when the margin falls, query budget",
             o => new Square(o));
-        Add<AutoAttackOptions>("autoattack", "AutoAttack (standard)", "APGD-CE, APGD-T, Square in turn on the examples still correct; worst case per example",
+        Add<AutoAttackOptions>(AttackMethod.AutoAttack, "AutoAttack (standard)", "APGD-CE, APGD-T, Square in turn on the examples still correct; worst case per example",
             o => new AutoAttack(WithVersion(o, AutoAttackVersion.Standard)));
-        Add<AutoAttackOptions>("autoattack-quick", "AutoAttack (quick)", "AutoAttack with about a tenth of the standard budgets",
+        Add<AutoAttackOptions>(AttackMethod.AutoAttackQuick, "AutoAttack (quick)", "AutoAttack with about a tenth of the standard budgets",
             o => new AutoAttack(WithVersion(o, AutoAttackVersion.Quick)));
     }
 
-    private static void Add<TOptions>(string name, string paperName, string summary, Func<TOptions, Attack> create) where TOptions : AttackOptions, new()
+    private static void Add<TOptions>(AttackMethod method, string paperName, string summary, Func<TOptions, Attack> create) where TOptions : AttackOptions, new()
     {
         // The flags come from an instance with default options, so the registry cannot disagree with the classes.
+        string name = method.Name;
         var probe = create(new TOptions());
         var info = new AttackInfo(name, paperName, summary, probe.RequiresLabels, probe.UsesLabels, probe is OneStepAttack, probe.IsRandomBaseline, typeof(TOptions))
         {
@@ -106,6 +111,14 @@ public static class AttackRegistry
     /// <summary>Convenience: a method with a given epsilon (pixel units) and defaults otherwise.</summary>
     public static Attack Create(string name, double epsilon) => Create(name, new AttackOptions { Epsilon = epsilon });
 
+    /// <summary>A new attack of <paramref name="method"/>; <paramref name="options"/> is copied, never shared.</summary>
+    public static Attack Create(AttackMethod method, AttackOptions? options = null) => Create(Checked(method), options);
+
+    /// <summary>What the registry knows about <paramref name="method"/>.</summary>
+    public static AttackInfo Describe(AttackMethod method) => Describe(Checked(method));
+
+    private static string Checked(AttackMethod method) => (method ?? throw new ArgumentNullException(nameof(method))).Name;
+
     /// <summary>
     /// Options of the type the named method takes (<see cref="AttackInfo.OptionsType"/>), holding the shared settings of
     /// <paramref name="shared"/>: set the method-specific ones on the result, then pass it to <see cref="Create(string, AttackOptions)"/>.
@@ -142,4 +155,79 @@ public static class AttackRegistry
         o.Version = version;
         return o;
     }
+}
+
+/// <summary>
+/// A registered attack method, typed: <c>AttackMethod.StepLL</c>, <c>AttackMethod.IterBasic</c>, ... Each member's
+/// <see cref="Name"/> is the one name of the method everywhere (the CLI's <c>--method</c>, the registry, the docs). A
+/// string converts implicitly (<c>"step-ll"</c>, any case; unknown names throw, listing the known ones), and an
+/// <see cref="AttackMethod"/> converts implicitly to its name, so options that hold a name
+/// (<c>Method = AttackMethod.StepLL</c>) take either.
+/// </summary>
+public sealed class AttackMethod : IEquatable<AttackMethod>
+{
+    private AttackMethod(string name) => Name = name;
+
+    /// <summary>The registry name ("step-ll").</summary>
+    public string Name { get; }
+
+    /// <summary><c>fgsm</c>: X + eps sign(grad J(X, y_true)).</summary>
+    public static readonly AttackMethod Fgsm = new("fgsm");
+    /// <summary><c>fgsm-pred</c>: FGSM on the predicted label (no label leak).</summary>
+    public static readonly AttackMethod FgsmPred = new("fgsm-pred");
+    /// <summary><c>fast-entropy</c>: X + eps sign(grad H(p(.|X))).</summary>
+    public static readonly AttackMethod FastEntropy = new("fast-entropy");
+    /// <summary><c>fast-grad-l2</c>: X + eps g / ||g||_2.</summary>
+    public static readonly AttackMethod FastGradL2 = new("fast-grad-l2");
+    /// <summary><c>fast-grad-linf</c>: X + eps g / ||g||_inf.</summary>
+    public static readonly AttackMethod FastGradLInf = new("fast-grad-linf");
+    /// <summary><c>step-ll</c>: X - eps sign(grad J(X, y_LL)), the paper's step l.l.</summary>
+    public static readonly AttackMethod StepLL = new("step-ll");
+    /// <summary><c>step-rnd</c>: step l.l. towards a random wrong class.</summary>
+    public static readonly AttackMethod StepRnd = new("step-rnd");
+    /// <summary><c>iter-basic</c>: FGSM repeated with step alpha, clipped to the eps ball (the paper's iter. basic).</summary>
+    public static readonly AttackMethod IterBasic = new("iter-basic");
+    /// <summary><c>iter-ll</c>: step l.l. repeated (the paper's iter. l.l.).</summary>
+    public static readonly AttackMethod IterLL = new("iter-ll");
+    /// <summary><c>random-sign</c>: X + eps sign(N(0, 1)), a noise baseline.</summary>
+    public static readonly AttackMethod RandomSign = new("random-sign");
+    /// <summary><c>random-truncnormal</c>: truncated normal noise, a baseline.</summary>
+    public static readonly AttackMethod RandomTruncNormal = new("random-truncnormal");
+    /// <summary><c>pgd-linf</c>: PGD in the L-inf ball (Madry et al.).</summary>
+    public static readonly AttackMethod PgdLInf = new("pgd-linf");
+    /// <summary><c>pgd-l2</c>: PGD in the L2 ball (Madry et al.).</summary>
+    public static readonly AttackMethod PgdL2 = new("pgd-l2");
+    /// <summary><c>apgd-ce</c>: Auto-PGD on cross-entropy (Croce and Hein).</summary>
+    public static readonly AttackMethod ApgdCe = new("apgd-ce");
+    /// <summary><c>apgd-dlr</c>: Auto-PGD on the DLR loss.</summary>
+    public static readonly AttackMethod ApgdDlr = new("apgd-dlr");
+    /// <summary><c>apgd-t</c>: Auto-PGD on the targeted DLR loss.</summary>
+    public static readonly AttackMethod ApgdT = new("apgd-t");
+    /// <summary><c>square</c>: the score-based Square attack.</summary>
+    public static readonly AttackMethod Square = new("square");
+    /// <summary><c>autoattack</c>: APGD-CE, APGD-T and Square in turn (standard budgets).</summary>
+    public static readonly AttackMethod AutoAttack = new("autoattack");
+    /// <summary><c>autoattack-quick</c>: AutoAttack with about a tenth of the budgets.</summary>
+    public static readonly AttackMethod AutoAttackQuick = new("autoattack-quick");
+
+    /// <summary>The registered method named <paramref name="name"/> (any case); unknown names throw, listing the known ones.</summary>
+    public static AttackMethod Parse(string name) => new(AttackRegistry.Describe(name).Name);
+
+    /// <summary>A method name as an <see cref="AttackMethod"/> (checked against the registry).</summary>
+    public static implicit operator AttackMethod(string name) => Parse(name);
+
+    /// <summary>The method's registry name.</summary>
+    public static implicit operator string(AttackMethod method) => method.Name;
+
+    /// <inheritdoc/>
+    public bool Equals(AttackMethod? other) => other is not null && string.Equals(Name, other.Name, StringComparison.OrdinalIgnoreCase);
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => obj is AttackMethod m && Equals(m);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => StringComparer.OrdinalIgnoreCase.GetHashCode(Name);
+
+    /// <summary>The registry name.</summary>
+    public override string ToString() => Name;
 }

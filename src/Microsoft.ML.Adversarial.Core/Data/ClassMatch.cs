@@ -87,6 +87,57 @@ public static class ClassMatch
         return result;
     }
 
+    /// <summary>
+    /// The file, at the top of an image folder, that names the class of each class folder, in the classes' order
+    /// (written by the image-folder writer, read by the image-folder reader): the folder "T-shirt_top" reads back as the
+    /// class "T-shirt/top", and the classes keep their order. JSON: <c>{"classes": [{"name": "T-shirt/top", "folder": "T-shirt_top"}, ...]}</c>.
+    /// Without it a folder's name is its class's name, classes in ordinal order of the folder names.
+    /// </summary>
+    public const string ClassNamesFile = "class-names.json";
+
+    private sealed record ClassEntry(string Name, string Folder);
+    private sealed record ClassNamesDocument(IReadOnlyList<ClassEntry> Classes);
+    private static readonly System.Text.Json.JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase, WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    /// <summary>Writes <see cref="ClassNamesFile"/> in <paramref name="folder"/>: each class name with its folder (<see cref="FolderNames"/>), in order.</summary>
+    public static void WriteClassNames(string folder, IReadOnlyList<string> classNames, IReadOnlyList<string> folders)
+    {
+        ArgumentNullException.ThrowIfNull(classNames);
+        ArgumentNullException.ThrowIfNull(folders);
+        if (classNames.Count != folders.Count) throw new ArgumentException($"{classNames.Count} class names but {folders.Count} folders.", nameof(folders));
+        var doc = new ClassNamesDocument(classNames.Select((n, i) => new ClassEntry(n, folders[i])).ToList());
+        IO.AtomicFile.WriteAllText(Path.Combine(folder, ClassNamesFile), System.Text.Json.JsonSerializer.Serialize(doc, Json));
+    }
+
+    /// <summary>
+    /// The (class name, folder) pairs of <paramref name="folder"/>'s <see cref="ClassNamesFile"/> in the classes' order, or
+    /// null when there is none. A file that is not valid (bad JSON, a folder that is not a plain folder name, a name or
+    /// folder twice) is refused with <see cref="InvalidDataException"/> naming it.
+    /// </summary>
+    public static IReadOnlyList<(string Name, string Folder)>? ReadClassNames(string folder)
+    {
+        string path = Path.Combine(folder, ClassNamesFile);
+        if (!File.Exists(path)) return null;
+        string fix = $"Fix or delete '{path}' (without it each class is named after its folder).";
+        ClassNamesDocument? doc;
+        try { doc = System.Text.Json.JsonSerializer.Deserialize<ClassNamesDocument>(File.ReadAllText(path), Json); }
+        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"'{path}' is not a class-name file ({e.Message}). {fix}", e); }
+        if (doc?.Classes is not { } classes || classes.Any(c => c is null || c.Name is null || c.Folder is null))
+            throw new InvalidDataException($"'{path}' has no \"classes\" list of {{\"name\", \"folder\"}} entries. {fix}");
+        var badFolder = classes.FirstOrDefault(c => c.Folder.Length == 0 || c.Folder != Path.GetFileName(c.Folder) || c.Folder is "." or ".."
+            || c.Folder.IndexOfAny(new[] { '/', '\\' }) >= 0);
+        if (badFolder is not null)
+            throw new InvalidDataException($"'{path}' gives class '{badFolder.Name}' the folder '{badFolder.Folder}', which is not a folder name inside the image folder. {fix}");
+        var twice = classes.GroupBy(c => c.Name, StringComparer.Ordinal).Concat(classes.GroupBy(c => c.Folder, StringComparer.Ordinal)).FirstOrDefault(g => g.Count() > 1);
+        if (twice is not null)
+            throw new InvalidDataException($"'{path}' lists '{twice.Key}' {twice.Count()} times; each class and folder appears once. {fix}");
+        return classes.Select(c => (c.Name, c.Folder)).ToList();
+    }
+
     private static Dictionary<string, int> Index(IReadOnlyList<string> names)
     {
         var index = new Dictionary<string, int>(StringComparer.Ordinal);

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
 using Microsoft.ML.Transforms.Image;
 
 namespace Microsoft.ML.Adversarial.Data;
@@ -9,12 +10,19 @@ namespace Microsoft.ML.Adversarial.Data;
 /// <summary>Options for reading an ImageNet-style folder: one sub-folder per class holding JPEG or PNG files.</summary>
 public sealed class ImageFolderOptions
 {
+    /// <summary>
+    /// Side images are resized to when no size is given, the same in the library and the CLI (<c>--image-size</c>):
+    /// 32, the size of the small networks trained from scratch on a user's data. Pass 299 (Inception v3) or 224
+    /// (most torchvision networks) for ImageNet models.
+    /// </summary>
+    public const int DefaultSize = 32;
+
     /// <summary>The folder with one sub-folder per class.</summary>
     public required string Folder { get; set; }
     /// <summary>Height the images are resized to.</summary>
-    public int Height { get; set; } = 299;
+    public int Height { get; set; } = DefaultSize;
     /// <summary>Width the images are resized to.</summary>
-    public int Width { get; set; } = 299;
+    public int Width { get; set; } = DefaultSize;
     /// <summary>Extract one grey channel instead of R, G, B.</summary>
     public bool Grayscale { get; set; }
     /// <summary>Name of the key-typed label column (values: the class folder names).</summary>
@@ -22,7 +30,7 @@ public sealed class ImageFolderOptions
     /// <summary>Name of the pixel column, <c>Vector&lt;Single, C, H, W&gt;</c> with values in [0, 1].</summary>
     public string PixelColumnName { get; set; } = "Pixels";
     /// <summary>Column with each image's path relative to <see cref="Folder"/>.</summary>
-    public string ImagePathColumnName { get; set; } = "ImagePath";
+    public string ImagePathColumnName { get; set; } = ImageFolder.DefaultImagePathColumn;
     /// <summary>How images are fitted to <see cref="Height"/> x <see cref="Width"/> (default: scale, then centre crop).</summary>
     public ImageResizingEstimator.ResizingKind Resizing { get; set; } = ImageResizingEstimator.ResizingKind.IsoCrop;
     /// <summary>Largest image (width x height) accepted; larger files are refused before decoding (decompression bombs).</summary>
@@ -63,7 +71,12 @@ public static class ImageFolder
         public string Label { get; set; } = "";
     }
 
-    /// <summary>Class names (sub-folder names, ordinal order) and the images of each.</summary>
+    /// <summary>
+    /// Class names and the images of each. The classes are the sub-folders, named and ordered by the folder's
+    /// <see cref="ClassMatch.ClassNamesFile"/> when it has one (written by <see cref="Save"/>, so "T-shirt/top" reads back as
+    /// itself, in its key order; classes it lists without a folder are kept, with no images), and otherwise named after
+    /// their folders in ordinal order; folders the file does not list follow, named after themselves.
+    /// </summary>
     public static (IReadOnlyList<string> Classes, IReadOnlyList<(string RelativePath, string Label)> Images) Scan(string folder)
     {
         if (!Directory.Exists(folder))
@@ -72,27 +85,47 @@ public static class ImageFolder
             .Where(n => !n.StartsWith('.')).OrderBy(n => n, StringComparer.Ordinal).ToList();
         if (classes.Count == 0)
             throw new InvalidDataException($"Image folder '{folder}' has no sub-folders. Put each class's images in a sub-folder named after the class (for example '{folder}/cat/1.png').");
+        var named = ClassMatch.ReadClassNames(folder);
+        var nameOf = classes.ToDictionary(c => c, c => c, StringComparer.Ordinal);
+        if (named is not null)
+        {
+            // An empty class name stays its folder's ("_"): ML.NET reads empty text as a missing key. ClassMatch still
+            // matches it to the model's "" class through the folder name.
+            foreach (var (name, dir) in named) nameOf[dir] = name.Length > 0 ? name : dir;
+            var listed = named.Select(n => n.Folder).ToList();
+            classes = listed.Concat(classes.Where(c => !listed.Contains(c, StringComparer.Ordinal))).ToList();
+            var clash = classes.GroupBy(c => nameOf[c], StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+            if (clash is not null)
+                throw new InvalidDataException($"Image folder '{folder}': {ClassMatch.ClassNamesFile} names a folder '{clash.Key}' while another folder is called that. " +
+                    $"Rename the folder or fix {ClassMatch.ClassNamesFile}.");
+        }
         var images = new List<(string, string)>();
         foreach (string cls in classes)
         {
+            if (!Directory.Exists(Path.Combine(folder, cls))) continue;
             var files = Directory.GetFiles(Path.Combine(folder, cls))
                 // Hidden files are skipped: among them are temporary files an interrupted Save may leave.
                 .Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) && !Path.GetFileName(f).StartsWith('.'))
                 .OrderBy(f => f, StringComparer.Ordinal);
-            foreach (string f in files) images.Add((Path.Combine(cls, Path.GetFileName(f)), cls));
+            foreach (string f in files) images.Add((Path.Combine(cls, Path.GetFileName(f)), nameOf[cls]));
         }
         if (images.Count == 0)
             throw new InvalidDataException($"Image folder '{folder}' has class sub-folders ({string.Join(", ", classes.Take(5))}...) but no image files ({string.Join(", ", ImageExtensions)}) in them.");
-        return (classes, images);
+        return (classes.Select(c => nameOf[c]).ToList(), images);
     }
 
-    /// <summary>Reads the folder: checks every file, then loads, resizes and extracts pixels with ImageAnalytics.</summary>
+    /// <summary>Loads an image folder in <paramref name="mlContext"/> (its log, cancellation and settings).</summary>
     /// <param name="mlContext">The caller's context.</param>
     /// <param name="options">Folder, size, colour and column names.</param>
-    public static IDataView Load(MLContext mlContext, ImageFolderOptions options)
+    public static IDataView Load(MLContext mlContext, ImageFolderOptions options) => LoadIn(mlContext, options);
+
+    /// <summary>Loads an image folder in the ML.NET environment <paramref name="env"/> (the caller's context, behind a catalog).</summary>
+    internal static IDataView LoadIn(IHostEnvironment env, ImageFolderOptions options)
     {
-        ArgumentNullException.ThrowIfNull(mlContext);
+        ArgumentNullException.ThrowIfNull(env);
         ArgumentNullException.ThrowIfNull(options);
+        var data = new DataOperationsCatalog(env);
+        var transforms = new TransformsCatalog(env);
         if (options.Height < 1 || options.Width < 1)
             throw new ArgumentOutOfRangeException(nameof(options), $"Image size must be positive; got {options.Height}x{options.Width}.");
         if (!(options.Background is >= 0f and <= 1f))
@@ -106,25 +139,25 @@ public static class ImageFolder
         if (ImageDecodeCheck.FirstUndecodable(files, out string? why) is { } bad)
             throw new InvalidDataException($"Image file '{bad}' is corrupt: its header is fine but its pixel data does not decode ({why}); " +
                 "it would be read as blank pixels. Copy the file again, or remove it.");
-        var entries = mlContext.Data.LoadFromEnumerable(images.Select(i => new ImageEntry { SourcePath = i.RelativePath, Label = i.Label }).ToList());
+        var entries = data.LoadFromEnumerable(images.Select(i => new ImageEntry { SourcePath = i.RelativePath, Label = i.Label }).ToList());
         const string imageColumn = "__Image";
         var keyData = classes.Select(c => new ClassName { Label = c }).ToList();
-        IEstimator<ITransformer> pipeline = mlContext.Transforms.Conversion.MapValueToKey(
-                options.LabelColumnName, nameof(ImageEntry.Label), keyOrdinality: Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue,
-                keyData: mlContext.Data.LoadFromEnumerable(keyData))
-            .Append(mlContext.Transforms.CopyColumns(options.ImagePathColumnName, nameof(ImageEntry.SourcePath)))
-            .Append(mlContext.Transforms.LoadImages(imageColumn, options.Folder, nameof(ImageEntry.SourcePath)))
-            .Append(mlContext.Transforms.ResizeImages(imageColumn, options.Width, options.Height, imageColumn, options.Resizing));
+        IEstimator<ITransformer> pipeline = transforms.Conversion.MapValueToKey(
+                options.LabelColumnName, nameof(ImageEntry.Label), keyOrdinality: Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByOccurrence, // the order of Scan's classes
+                keyData: data.LoadFromEnumerable(keyData))
+            .Append(transforms.CopyColumns(options.ImagePathColumnName, nameof(ImageEntry.SourcePath)))
+            .Append(transforms.LoadImages(imageColumn, options.Folder, nameof(ImageEntry.SourcePath)))
+            .Append(transforms.ResizeImages(imageColumn, options.Width, options.Height, imageColumn, options.Resizing));
         if (options.Grayscale)
-            pipeline = pipeline.Append(mlContext.Transforms.ConvertToGrayscale(imageColumn));
+            pipeline = pipeline.Append(transforms.ConvertToGrayscale(imageColumn));
         // Alpha comes out as an extra first plane; ImageFolderDataView composites on the background and drops it.
         pipeline = pipeline
-            .Append(mlContext.Transforms.ExtractPixels(options.PixelColumnName, imageColumn,
+            .Append(transforms.ExtractPixels(options.PixelColumnName, imageColumn,
                 colorsToExtract: ImagePixelExtractingEstimator.ColorBits.Alpha | (options.Grayscale ? ImagePixelExtractingEstimator.ColorBits.Red : ImagePixelExtractingEstimator.ColorBits.Rgb),
                 orderOfExtraction: ImagePixelExtractingEstimator.ColorsOrder.ARGB, scaleImage: 1f / 255f, outputAsFloatArray: true))
-            .Append(mlContext.Transforms.DropColumns(imageColumn, nameof(ImageEntry.SourcePath)));
+            .Append(transforms.DropColumns(imageColumn, nameof(ImageEntry.SourcePath)));
         if (options.LabelColumnName != nameof(ImageEntry.Label))
-            pipeline = pipeline.Append(mlContext.Transforms.DropColumns(nameof(ImageEntry.Label)));
+            pipeline = pipeline.Append(transforms.DropColumns(nameof(ImageEntry.Label)));
         return new ImageFolderDataView(pipeline.Fit(entries).Transform(entries), options.PixelColumnName, options.Background, options.Folder, files);
     }
 
@@ -133,8 +166,13 @@ public static class ImageFolder
     /// <c>folder/&lt;class&gt;/</c>. Values are clamped to [0, 1] and rounded to the nearest byte, so a PNG read back
     /// with <see cref="Load"/> gives the same pixels to within 1/510. Each file is written under a temporary name
     /// and renamed, so no half-written PNG is left under its final name, and a write that fails (full disk) removes its
-    /// temporary file. Class folders are named by <see cref="ClassMatch.FolderNames"/>; every file is checked to lie inside
-    /// <paramref name="folder"/>, whatever the class names say.
+    /// temporary file. Class folders are named by <see cref="ClassMatch.FolderNames"/>, and <see cref="ClassMatch.ClassNamesFile"/>
+    /// records each class's name and order, so <see cref="Load"/> gives back the same key values ("T-shirt/top", not
+    /// "T-shirt_top") in the same order; every file is checked to lie inside <paramref name="folder"/>, whatever the class names say.
+    /// Files keep their source names: each row's file is named after <paramref name="fileNameColumnName"/> (default: the
+    /// <c>ImagePath</c> column <see cref="Load"/> writes, when the data has it), so a clean and an adversarial image of the
+    /// same source share a name; without such a column, after the row's index ("000042.png"). Two rows whose names meet in
+    /// one folder are kept apart with '~' and the row index.
     /// </summary>
     /// <returns>The number of images written.</returns>
     public static int Save(IDataView data, string folder, string pixelColumnName = "Pixels", string labelColumnName = "Label",
@@ -150,13 +188,17 @@ public static class ImageFolder
 
         var labelColumn = data.Schema.GetColumnOrNull(labelColumnName);
         string[]? classNames = labelColumn is { } lc ? KeyNames(lc) : null;
-        DataViewSchema.Column? fileColumn = fileNameColumnName is null ? null : data.Schema.GetColumnOrNull(fileNameColumnName)
-            ?? throw new ArgumentException($"Column '{fileNameColumnName}' not found.", nameof(fileNameColumnName));
+        DataViewSchema.Column? fileColumn = fileNameColumnName is null
+            ? data.Schema.GetColumnOrNull(DefaultImagePathColumn) is { Type: TextDataViewType } path ? path : null
+            : data.Schema.GetColumnOrNull(fileNameColumnName)
+                ?? throw new ArgumentException($"Column '{fileNameColumnName}' not found; the data has: {string.Join(", ", data.Schema.Select(c => c.Name))}.", nameof(fileNameColumnName));
 
         Directory.CreateDirectory(folder);
         string root = Path.GetFullPath(folder);
         string rootPrefix = Path.EndsInDirectorySeparator(root) ? root : root + Path.DirectorySeparatorChar;
         var folderNames = classNames is null ? null : ClassMatch.FolderNames(classNames, MissingFolder);
+        if (classNames is not null) ClassMatch.WriteClassNames(root, classNames, folderNames!);
+        var usedNames = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         var needed = new List<DataViewSchema.Column> { pixelColumn };
         if (labelColumn is { } l) needed.Add(l);
         if (fileColumn is { } fc) needed.Add(fc);
@@ -193,6 +235,11 @@ public static class ImageFolder
                 fileName = ClassMatch.FolderName(Path.GetFileNameWithoutExtension(name.ToString())) + ".png";
             }
             else fileName = $"{cursor.Position:D6}.png";
+            if (!usedNames.Add(Path.Combine(sub, fileName)))
+            {
+                fileName = $"{Path.GetFileNameWithoutExtension(fileName)}~{cursor.Position}.png";
+                usedNames.Add(Path.Combine(sub, fileName));
+            }
             string dir = Path.Combine(root, sub);
             string final = Path.GetFullPath(Path.Combine(dir, fileName));
             // The names come from data (a model file's class names, a file-name column): never write outside the folder.
@@ -215,6 +262,9 @@ public static class ImageFolder
         }
         return written;
     }
+
+    /// <summary>The path column <see cref="Save"/> names files after when no other is given (<see cref="ImageFolderOptions.ImagePathColumnName"/>'s default).</summary>
+    public const string DefaultImagePathColumn = "ImagePath";
 
     /// <summary>Folder of the rows whose label is missing (key 0); never the folder of a class.</summary>
     public const string MissingFolder = "_missing";

@@ -7,13 +7,28 @@ namespace Microsoft.ML.Adversarial.Data;
 internal static class SchemaChecks
 {
     public static DataViewSchema.Column Find(DataViewSchema schema, string name, string role)
-        => schema.GetColumnOrNull(name) ?? throw new ArgumentOutOfRangeException(name,
-            $"{role} column '{name}' not found. The input has: {string.Join(", ", schema.Where(c => !c.IsHidden).Select(c => $"{c.Name} ({c.Type})"))}.");
+        => schema.GetColumnOrNull(name) ?? throw new ArgumentOutOfRangeException(name, NotFound(schema, name, role));
+
+    private static string NotFound(DataViewSchema schema, string name, string role)
+        => $"{role} column '{name}' not found. The input has: {string.Join(", ", schema.Where(c => !c.IsHidden).Select(c => $"{c.Name} ({c.Type})"))}.";
+
+    /// <summary>
+    /// When the default "Pixels" is missing but the input has vectors of Single (ML.NET pipelines often write
+    /// "Features"), the option that names them; the library keeps "Pixels" on purpose (docs/design.md, "Column names").
+    /// </summary>
+    private static string PixelNameHint(DataViewSchema schema, string name)
+    {
+        var candidates = schema.Where(c => !c.IsHidden && c.Type is VectorDataViewType { ItemType: NumberDataViewType n } && n.RawType == typeof(float))
+            .Select(c => c.Name).ToList();
+        if (candidates.Count == 0) return "";
+        return $" The library's image column is '{name}' by default (not ML.NET's 'Features': docs/design.md); if the images are in " +
+            $"{string.Join(" or ", candidates.Select(c => $"'{c}'"))}, name it: featureColumnName: \"{candidates[0]}\" for the trainer, pixelColumnName for the loaders and ImageClassifier.";
+    }
 
     /// <summary>The image shape (C, H, W) of a pixel column; checks it against <paramref name="expected"/> when given.</summary>
     public static (int C, int H, int W) PixelShape(DataViewSchema schema, string name, (int C, int H, int W)? expected = null)
     {
-        var column = Find(schema, name, "Pixel");
+        var column = schema.GetColumnOrNull(name) ?? throw new ArgumentOutOfRangeException(name, NotFound(schema, name, "Pixel") + PixelNameHint(schema, name));
         if (column.Type is not VectorDataViewType { ItemType: NumberDataViewType item } vector || item.RawType != typeof(float))
             throw new ArgumentOutOfRangeException(name, $"Pixel column '{name}' has type {column.Type}; expected a vector of Single (Vector<Single, C, H, W>, as LoadFromFashionMnist or ExtractPixels(outputAsFloatArray: true) give).");
         if (!vector.IsKnownSize)

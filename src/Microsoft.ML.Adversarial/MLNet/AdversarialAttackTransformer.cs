@@ -25,6 +25,23 @@ public class AdversarialAttackTransformer : ITransformer
         Info = AttackRegistry.Describe(options.Method);
     }
 
+    /// <summary>
+    /// The fitted steps before <see cref="Source"/> when the attack was made from a fitted chain (they make the pixel
+    /// column from the raw rows, and run before the attack); null when it was made from the classifier itself.
+    /// </summary>
+    public ITransformer? Prefix { get; private set; }
+
+    /// <summary>Prefix, then this attack without it; null without a prefix.</summary>
+    private TransformerChain<ITransformer>? _withPrefix;
+
+    internal AdversarialAttackTransformer WithPrefix(ITransformer? prefix)
+    {
+        if (prefix is null) return this;
+        Prefix = prefix;
+        _withPrefix = new TransformerChain<ITransformer>(prefix, AdversarialAttackEstimator.Make(Source, _options, Seed));
+        return this;
+    }
+
     /// <summary>The classifier the examples are made against.</summary>
     public ImageClassifierTransformer Source { get; }
     /// <summary>The method: registry name, paper name and label use.</summary>
@@ -36,15 +53,15 @@ public class AdversarialAttackTransformer : ITransformer
     /// <summary>Seed of the method's random draws; each read of the output restarts from it.</summary>
     public long Seed { get; }
     /// <summary>The pixel column attacked.</summary>
-    public string InputColumnName => _options.InputColumnName ?? _options.OutputColumnName;
-    /// <summary>The column the adversarial pixels are written to.</summary>
-    public string OutputColumnName => _options.OutputColumnName;
+    public string InputColumnName => _options.InputColumnName ?? OutputColumnName;
+    /// <summary>The column the adversarial pixels are written to (the classifier's own pixel column unless set).</summary>
+    public string OutputColumnName => _options.OutputColumnName ?? Source.PixelColumnName;
     /// <summary>Rows attacked at once.</summary>
     public int BatchSize => _options.BatchSize;
     /// <summary>Called with the row count after each attacked batch (progress of <c>Adversarial().Evaluate</c>); not saved.</summary>
     internal Action<int>? BatchAttacked { get; set; }
     /// <summary>True: <c>CreatePredictionEngine</c> works (one row at a time; <c>Transform</c> batches).</summary>
-    public bool IsRowToRowMapper => true;
+    public bool IsRowToRowMapper => Prefix?.IsRowToRowMapper ?? true;
 
     /// <summary>A new attack object with this transformer's settings.</summary>
     public Attack CreateAttack()
@@ -84,17 +101,19 @@ public class AdversarialAttackTransformer : ITransformer
     }
 
     /// <inheritdoc/>
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => BatchedDataView.BuildSchema(inputSchema, MapperFor(inputSchema).Outputs);
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+        => _withPrefix?.GetOutputSchema(inputSchema) ?? BatchedDataView.BuildSchema(inputSchema, MapperFor(inputSchema).Outputs);
 
     /// <inheritdoc/>
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        return new BatchedDataView(input, MapperFor(input.Schema));
+        return _withPrefix?.Transform(input) ?? new BatchedDataView(input, MapperFor(input.Schema));
     }
 
     /// <inheritdoc/>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new BatchRowMapper(inputSchema, MapperFor(inputSchema));
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+        => (_withPrefix as ITransformer)?.GetRowToRowMapper(inputSchema) ?? new BatchRowMapper(inputSchema, MapperFor(inputSchema));
 
     /// <summary>Checks <paramref name="schema"/> and makes the mapper that attacks its rows.</summary>
     private Mapper MapperFor(DataViewSchema schema)
@@ -126,6 +145,7 @@ public class AdversarialAttackTransformer : ITransformer
         ctx.SetVersionInfo(GetVersionInfo());
         ModelPersistence.SaveJson(ctx, new State(StateVersion, ModelIO.LibraryVersion, Seed, _options));
         ctx.SaveModel(Source, "Source");
+        if (Prefix is not null) ctx.SaveModel(Prefix, "Prefix");
     }
 
     /// <summary>Called by <c>mlContext.Model.Load</c>; gives back the same subclass (FGSM, step l.l.) that was saved.</summary>
@@ -134,7 +154,8 @@ public class AdversarialAttackTransformer : ITransformer
         ctx.CheckAtModel(GetVersionInfo());
         var state = ModelPersistence.LoadJson<State>(ctx, s => s.StateVersion, StateVersion, s => s.LibraryVersion);
         ctx.LoadModel<ImageClassifierTransformer, SignatureLoadModel>(env, out var source, "Source");
-        return AdversarialAttackEstimator.Make(source, state.Options, state.Seed);
+        ctx.LoadModelOrNull<ITransformer, SignatureLoadModel>(env, out var prefix, "Prefix");
+        return AdversarialAttackEstimator.Make(source, state.Options, state.Seed).WithPrefix(prefix);
     }
 
     private sealed class Mapper : BatchMapper
@@ -208,14 +229,18 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
     /// <summary>Options of an attack transform: which method, how strong, which columns.</summary>
     public sealed class Options
     {
-        /// <summary>Registry name of the method ("fgsm", "step-ll", "iter-ll", ...).</summary>
-        public string Method { get; set; } = "step-ll";
+        /// <summary>The method: an <see cref="AttackMethod"/> (<c>Method = AttackMethod.StepLL</c>) or its registry name ("step-ll").</summary>
+        public string Method { get; set; } = AttackMethod.StepLL;
         /// <summary>Epsilon in pixel units of [0, 255] (used when <see cref="EpsilonColumnName"/> is null).</summary>
         public double Epsilon { get; set; } = 16;
         /// <summary>A Single column with each row's epsilon (pixel units); null uses <see cref="Epsilon"/>.</summary>
         public string? EpsilonColumnName { get; set; }
-        /// <summary>Adversarial pixel column written; the input column's name replaces it (so a scorer downstream sees the attack).</summary>
-        public string OutputColumnName { get; set; } = "Pixels";
+        /// <summary>
+        /// Adversarial pixel column written; the input column's name replaces it (so a scorer downstream sees the attack).
+        /// Null (the default): the source classifier's pixel column (<see cref="ImageClassifierTransformer.PixelColumnName"/>,
+        /// "Pixels" unless it was trained on another), so the classifier scores the attacked pixels.
+        /// </summary>
+        public string? OutputColumnName { get; set; }
         /// <summary>Clean pixel column read; null means <see cref="OutputColumnName"/>.</summary>
         public string? InputColumnName { get; set; }
         /// <summary>Key label column, read by methods that need the true label (FGSM, iter. basic, step rnd., PGD).</summary>
@@ -228,17 +253,30 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
         public long? Seed { get; set; }
         /// <summary>Rows attacked at once.</summary>
         public int BatchSize { get; set; } = 256;
+
+        /// <summary>A copy with the column names that default to the classifier's filled in.</summary>
+        internal Options ResolvedFor(ImageClassifierTransformer source)
+        {
+            var copy = (Options)MemberwiseClone();
+            copy.OutputColumnName ??= source.PixelColumnName;
+            return copy;
+        }
     }
 
     private readonly IHostEnvironment _env;
     private readonly ImageClassifierTransformer _source;
+    private readonly ITransformer? _prefix;
     private readonly AdversarialAttackEstimator.Options _options;
 
-    internal AdversarialAttackEstimator(IHostEnvironment env, ImageClassifierTransformer source, AdversarialAttackEstimator.Options options)
+    internal AdversarialAttackEstimator(IHostEnvironment env, ITransformer source, AdversarialAttackEstimator.Options options)
     {
         _env = env;
-        _source = source ?? throw new ArgumentNullException(nameof(source), "An attack needs the classifier it attacks (the transformer a trainer's Fit returned).");
-        _options = options ?? throw new ArgumentNullException(nameof(options));
+        if (source is null) throw new ArgumentNullException(nameof(source), "An attack needs the classifier it attacks (the transformer a trainer's Fit returned, or a fitted chain holding it).");
+        // A fitted chain: attack the pixel column that reaches its classifier, after the steps that make it.
+        var found = ClassifierInChain.Find(source, nameof(source));
+        _source = found.Classifier;
+        _prefix = found.Prefix;
+        _options = (options ?? throw new ArgumentNullException(nameof(options))).ResolvedFor(_source);
         AttackRegistry.Describe(options.Method); // unknown names fail here, listing the known ones
         PixelEpsilon.Check(options.Epsilon, nameof(options.Epsilon));
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options.BatchSize), options.BatchSize, "BatchSize must be at least 1.");
@@ -248,7 +286,7 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
     public AdversarialAttackTransformer Fit(IDataView input)
     {
         long seed = _options.Seed ?? _env.Register("AdversarialAttack").Rand.Next();
-        var transformer = Make(_source, _options, seed);
+        var transformer = Make(_source, _options, seed).WithPrefix(_prefix);
         transformer.GetOutputSchema(input.Schema);
         return transformer;
     }
@@ -264,12 +302,16 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
     /// <inheritdoc/>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
-        string input = _options.InputColumnName ?? _options.OutputColumnName;
+        // With a fitted prefix the pixel column is made by it; Fit checks the real schema it gives.
+        if (_prefix is not null)
+            return SchemaChecks.With(inputSchema, SchemaChecks.ShapeColumn(_options.OutputColumnName!, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false));
+        string output = _options.OutputColumnName!;
+        string input = _options.InputColumnName ?? output;
         var col = inputSchema.FirstOrDefault(c => c.Name == input);
         if (col.Name is null)
             throw new ArgumentOutOfRangeException(input, $"Pixel column '{input}' not found. The input has: {string.Join(", ", inputSchema.Select(c => c.Name))}.");
         if (col.Kind != SchemaShape.Column.VectorKind.Vector || col.ItemType != NumberDataViewType.Single)
             throw new ArgumentOutOfRangeException(input, $"Pixel column '{input}' is {col.Kind} of {col.ItemType}; expected a vector of Single of known size.");
-        return SchemaChecks.With(inputSchema, SchemaChecks.ShapeColumn(_options.OutputColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false));
+        return SchemaChecks.With(inputSchema, SchemaChecks.ShapeColumn(output, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false));
     }
 }

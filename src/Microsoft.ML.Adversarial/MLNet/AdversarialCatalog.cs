@@ -14,6 +14,7 @@ public static class AdversarialMLContextExtensions
     public static AdversarialCatalog Adversarial(this MLContext mlContext)
     {
         ArgumentNullException.ThrowIfNull(mlContext);
+        TorchBackend.EnsureLoaded();
         return new AdversarialCatalog(mlContext);
     }
 }
@@ -29,30 +30,55 @@ public sealed class AdversarialCatalog
     /// Standard ML.NET metrics (top-1 as <c>MicroAccuracy</c>, top-k) of <paramref name="model"/> on <paramref name="data"/>
     /// attacked by <paramref name="method"/> at <paramref name="epsilon"/> (pixel units); method "clean" scores the data as it is.
     /// </summary>
+    /// <param name="model">The classifier, or a fitted chain holding one (its steps before the classifier run first).</param>
+    /// <param name="data">The rows the model takes (for a chain: its input rows).</param>
+    /// <param name="method">A registered method name (<see cref="AttackMethod"/>'s names), or "clean".</param>
+    /// <param name="epsilon">Epsilon in pixel units of [0, 255].</param>
+    /// <param name="labelColumnName">The key label column.</param>
+    /// <param name="topKPredictionCount">k of the top-k accuracy.</param>
+    /// <param name="progress">Receives one report per attacked batch (they also go to <c>mlContext.Log</c>).</param>
+    public MulticlassClassificationMetrics Evaluate(ITransformer model, IDataView data, string method = "fgsm", double epsilon = 16,
+        string labelColumnName = "Label", int topKPredictionCount = 5, IProgress<EvaluationProgress>? progress = null)
+        => Evaluate(model, data, string.Equals(method, "clean", StringComparison.OrdinalIgnoreCase) ? null : AttackMethod.Parse(method), epsilon, labelColumnName,
+            topKPredictionCount, progress);
+
+    /// <summary>
+    /// Standard ML.NET metrics (top-1 as <c>MicroAccuracy</c>, top-k) of <paramref name="model"/> on <paramref name="data"/>
+    /// attacked by <paramref name="method"/> at <paramref name="epsilon"/> (pixel units); a null method scores the data as it is.
+    /// </summary>
     /// <remarks>
     /// Progress (batches attacked, rows done of the total) goes to <c>mlContext.Log</c> and to <paramref name="progress"/>,
     /// one report per attacked batch.
     /// </remarks>
-    public MulticlassClassificationMetrics Evaluate(ImageClassifierTransformer model, IDataView data, string method = "fgsm", double epsilon = 16,
+    /// <param name="model">The classifier, or a fitted chain holding one (its steps before the classifier run first).</param>
+    /// <param name="data">The rows the model takes (for a chain: its input rows).</param>
+    /// <param name="method">The method (<c>AttackMethod.Fgsm</c>, ...); null: clean.</param>
+    /// <param name="epsilon">Epsilon in pixel units of [0, 255].</param>
+    /// <param name="labelColumnName">The key label column.</param>
+    /// <param name="topKPredictionCount">k of the top-k accuracy.</param>
+    /// <param name="progress">Receives one report per attacked batch (they also go to <c>mlContext.Log</c>).</param>
+    public MulticlassClassificationMetrics Evaluate(ITransformer model, IDataView data, AttackMethod? method, double epsilon = 16,
         string labelColumnName = "Label", int topKPredictionCount = 5, IProgress<EvaluationProgress>? progress = null)
     {
-        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
+        var found = ClassifierInChain.Find(model, nameof(model));
+        var classifier = found.Classifier;
         using var log = new EvaluationLog(_ml, "Evaluate", progress);
         long? rows = data.GetRowCount();
-        string stage = $"evaluating {model.Spec} under {method} at eps {epsilon}";
+        string stage = $"evaluating {classifier.Spec} under {method?.ToString() ?? "clean"} at eps {epsilon}";
         log.Info($"{stage} on {(rows is { } n ? $"{n} rows" : "the data")}.");
-        var input = data;
-        if (!string.Equals(method, "clean", StringComparison.OrdinalIgnoreCase))
+        IDataView input;
+        if (method is null) input = found.PixelsOf(data);
+        else
         {
             var attack = _ml.Transforms.AdversarialAttack(model, new AdversarialAttackEstimator.Options
             {
-                Method = method, Epsilon = epsilon, OutputColumnName = model.PixelColumnName, LabelColumnName = labelColumnName, Seed = 1,
+                Method = method, Epsilon = epsilon, OutputColumnName = classifier.PixelColumnName, LabelColumnName = labelColumnName, Seed = 1,
             }).Fit(data);
             attack.BatchAttacked = AttackProgress(log, stage, rows, attack.BatchSize);
             input = attack.Transform(data);
         }
-        var metrics = _ml.MulticlassClassification.Evaluate(model.Transform(input), labelColumnName, model.ScoreColumnName, model.PredictedLabelColumnName,
+        var metrics = _ml.MulticlassClassification.Evaluate(classifier.Transform(input), labelColumnName, classifier.ScoreColumnName, classifier.PredictedLabelColumnName,
             topKPredictionCount: topKPredictionCount);
         log.Info($"{stage}: top-1 accuracy {metrics.MicroAccuracy:P2}.");
         return metrics;
@@ -83,22 +109,56 @@ public sealed class AdversarialCatalog
     /// Accuracy of <paramref name="model"/> on clean data and under every method and epsilon of <paramref name="options"/>
     /// (default: step l.l., FGSM, iter. basic, iter. l.l. at eps 2, 4, 8, 16), with 95% intervals, the adversarial/clean
     /// ratio, label-leak checks and gradient-masking warnings.
+    /// A model with this library's classifier inside (the classifier, or a fitted chain holding it) is evaluated white-box,
+    /// with every method. Any other fitted model that maps the pixel column to class scores (an ONNX network through
+    /// <c>ApplyOnnxModel</c>, an ML.NET trainer), or any model given <paramref name="blackBox"/> options, is a black box,
+    /// scored only through its own <c>Transform</c>: only methods that need no gradients run on it (default there:
+    /// <c>square</c>; <c>autoattack</c> runs its Square part), and the report counts the images it scored
+    /// (<see cref="RobustnessReport.BlackBoxQueries"/>).
     /// </summary>
-    public RobustnessReport EvaluateRobustness(ImageClassifierTransformer model, IDataView data, RobustnessOptions? options = null,
-        string labelColumnName = "Label", string? modelName = null)
+    /// <param name="model">The classifier, a fitted chain holding one, or any fitted model that scores the pixel column.</param>
+    /// <param name="data">The rows the model takes (for a chain: its input rows; for a black box: the pixel and label columns).</param>
+    /// <param name="options">Methods, epsilons and the rest; null: the defaults (for a black box: Square at eps 2, 4, 8, 16).</param>
+    /// <param name="labelColumnName">The key label column.</param>
+    /// <param name="modelName">The name in the report; null: the model's architecture.</param>
+    /// <param name="blackBox">Score the model as a black box with these column names and score-slot classes.</param>
+    public RobustnessReport EvaluateRobustness(ITransformer model, IDataView data, RobustnessOptions? options = null,
+        string labelColumnName = "Label", string? modelName = null, BlackBoxClassifier.Options? blackBox = null)
     {
         ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        if (blackBox is not null || !ClassifierInChain.Contains(model))
+            return EvaluateBlackBox(model, data, options, blackBox ?? new BlackBoxClassifier.Options { LabelColumnName = labelColumnName }, modelName ?? "black-box model");
+        // A fitted chain: its steps before the classifier make the pixels the classifier reads.
+        var found = ClassifierInChain.Find(model, nameof(model));
+        var classifier = found.Classifier;
         options ??= new RobustnessOptions();
-        options.InputRange = model.InputRange;
-        var images = Read(model, data, labelColumnName);
-        // Progress goes to mlContext.Log as well as to options.Progress (restored afterwards: the options are the caller's).
+        options.InputRange = classifier.InputRange;
+        var images = Read(classifier, found.PixelsOf(data), labelColumnName);
+        return WithLog(options, "EvaluateRobustness", $"Evaluating {modelName ?? classifier.Spec.ToString()} on {images.RowCount} images",
+            () => new RobustnessEvaluator(options).Evaluate(classifier.Model, images, modelName ?? classifier.Spec.ToString(), classifier.Device));
+    }
+
+    private RobustnessReport EvaluateBlackBox(ITransformer model, IDataView data, RobustnessOptions? options, BlackBoxClassifier.Options blackBox, string name)
+    {
+        options ??= new RobustnessOptions { Methods = new[] { "square" } };
+        var images = ImageSetReader.Read(data, blackBox.PixelColumnName, blackBox.LabelColumnName);
+        CheckRange(images, options.InputRange, blackBox.PixelColumnName);
+        var target = new BlackBoxClassifier(_ml, model, images.ClassNames, images.ImageShape, blackBox, name);
+        return WithLog(options, "EvaluateRobustness", $"Evaluating black box {name} on {images.RowCount} images",
+            () => new RobustnessEvaluator(options).Evaluate(target.AsModule(), images, target.Name, TorchSharp.torch.CPU));
+    }
+
+    /// <summary>Runs an evaluation with its progress going to <c>mlContext.Log</c> too (the caller's Progress restored afterwards: the options are the caller's).</summary>
+    private T WithLog<T>(EvaluationOptions options, string operation, string what, Func<T> run)
+    {
         var callerProgress = options.Progress;
-        using var log = new EvaluationLog(_ml, "EvaluateRobustness", callerProgress);
-        log.Info($"Evaluating {modelName ?? model.Spec.ToString()} on {images.RowCount} images: {string.Join(", ", options.Methods)} at eps {string.Join(", ", options.Epsilons)}.");
+        using var log = new EvaluationLog(_ml, operation, callerProgress);
+        log.Info($"{what}: {string.Join(", ", options.Methods)} at eps {string.Join(", ", options.Epsilons)}.");
         options.Progress = log;
         try
         {
-            return new RobustnessEvaluator(options).Evaluate(model.Model, images, modelName ?? model.Spec.ToString(), model.Device);
+            return run();
         }
         finally
         {
@@ -120,44 +180,8 @@ public sealed class AdversarialCatalog
         options.InputRange = first.InputRange;
         var images = Read(first, data, labelColumnName);
         var nets = models.ToDictionary(kv => kv.Key, kv => kv.Value.Model);
-        var callerProgress = options.Progress;
-        using var log = new EvaluationLog(_ml, "EvaluateTransfer", callerProgress);
-        log.Info($"Transfer between {string.Join(", ", models.Keys)} on {images.RowCount} images: {string.Join(", ", options.Methods)} at eps {string.Join(", ", options.Epsilons)}.");
-        options.Progress = log;
-        try
-        {
-            return new TransferEvaluator(options).Evaluate(nets, nets, images, first.Device);
-        }
-        finally
-        {
-            options.Progress = callerProgress;
-        }
-    }
-
-    /// <summary>
-    /// Robustness of a model you can only score: any fitted ML.NET model that maps the pixel column to class scores (an
-    /// ONNX network through <c>ApplyOnnxModel</c>, an ML.NET trainer, a pipeline). Only methods that need no gradients
-    /// run on it (default: <c>square</c>; <c>autoattack</c> runs its Square part); the report counts the images it
-    /// scored (<see cref="RobustnessReport.BlackBoxQueries"/>). An <see cref="ImageClassifierTransformer"/> is evaluated
-    /// white-box, with every method.
-    /// </summary>
-    /// <param name="model">The fitted model; it receives the pixel column as <paramref name="data"/> holds it.</param>
-    /// <param name="data">Labelled images: a key-typed label column and the pixel column.</param>
-    /// <param name="options">Methods, epsilons (pixel units of <see cref="EvaluationOptions.InputRange"/>, the range of the data's pixel values), batching; null: Square at eps 2, 4, 8, 16.</param>
-    /// <param name="blackBox">Column names and the classes of the score slots; null: <c>Pixels</c>, <c>Label</c>, <c>Score</c>.</param>
-    /// <param name="modelName">Name in the report.</param>
-    public RobustnessReport EvaluateRobustness(ITransformer model, IDataView data, RobustnessOptions? options, BlackBoxClassifier.Options? blackBox = null,
-        string? modelName = null)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(data);
-        blackBox ??= new BlackBoxClassifier.Options();
-        if (model is ImageClassifierTransformer classifier) return EvaluateRobustness(classifier, data, options, blackBox.LabelColumnName, modelName);
-        options ??= new RobustnessOptions { Methods = new[] { "square" } };
-        var images = ImageSetReader.Read(data, blackBox.PixelColumnName, blackBox.LabelColumnName);
-        CheckRange(images, options.InputRange, blackBox.PixelColumnName);
-        var target = new BlackBoxClassifier(_ml, model, images.ClassNames, images.ImageShape, blackBox, modelName ?? "black-box model");
-        return new RobustnessEvaluator(options).Evaluate(target.AsModule(), images, target.Name, TorchSharp.torch.CPU);
+        return WithLog(options, "EvaluateTransfer", $"Transfer between {string.Join(", ", models.Keys)} on {images.RowCount} images",
+            () => new TransferEvaluator(options).Evaluate(nets, nets, images, first.Device));
     }
 
     /// <summary>
@@ -188,7 +212,8 @@ public sealed class AdversarialCatalog
         var targetModules = targets.ToDictionary(kv => kv.Key, kv => kv.Value is ImageClassifierTransformer c
             ? c.Model
             : new BlackBoxClassifier(_ml, kv.Value, first.ClassNames, first.ImageShape, blackBox, kv.Key).AsModule());
-        return new TransferEvaluator(options).Evaluate(sources.ToDictionary(kv => kv.Key, kv => kv.Value.Model), targetModules, images, first.Device);
+        return WithLog(options, "EvaluateTransfer", $"Transfer from {string.Join(", ", sources.Keys)} to {string.Join(", ", targets.Keys)} on {images.RowCount} images",
+            () => new TransferEvaluator(options).Evaluate(sources.ToDictionary(kv => kv.Key, kv => kv.Value.Model), targetModules, images, first.Device));
     }
 
     private static void CheckRange(ImageSet images, InputRange range, string pixelColumnName)

@@ -18,7 +18,11 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
     {
         /// <summary>Name of the key-typed label column.</summary>
         public string LabelColumnName { get; set; } = "Label";
-        /// <summary>Pixel column: <c>Vector&lt;Single, C, H, W&gt;</c>.</summary>
+        /// <summary>
+        /// Pixel column: <c>Vector&lt;Single, C, H, W&gt;</c>. "Pixels" (what the library's loaders write), not ML.NET's
+        /// "Features": it is a shaped image the attacks also write back, not a flat feature vector (docs/design.md,
+        /// "Column names"). Name it when the pipeline's ExtractPixels writes another column.
+        /// </summary>
         public string FeatureColumnName { get; set; } = "Pixels";
         /// <summary>Name of the score column the returned transformer adds.</summary>
         public string ScoreColumnName { get; set; } = "Score";

@@ -1,3 +1,5 @@
+using Microsoft.ML.Adversarial;
+using Microsoft.ML.Adversarial.MLNet;
 using Microsoft.ML.Adversarial.Data;
 
 namespace Microsoft.ML;
@@ -26,6 +28,7 @@ public static class AdversarialDataCatalogExtensions
         string labelColumnName = "Label", string pixelColumnName = "Pixels")
     {
         ArgumentNullException.ThrowIfNull(catalog);
+        TorchBackend.EnsureLoaded();
         return new ImageSetDataView(FashionMnist.Load(options), labelColumnName, pixelColumnName);
     }
 
@@ -33,28 +36,45 @@ public static class AdversarialDataCatalogExtensions
     public static IDataView LoadFromImageSet(this DataOperationsCatalog catalog, ImageSet images, string labelColumnName = "Label", string pixelColumnName = "Pixels")
     {
         ArgumentNullException.ThrowIfNull(catalog);
+        TorchBackend.EnsureLoaded();
         return new ImageSetDataView(images, labelColumnName, pixelColumnName);
     }
 
     /// <summary>
-    /// Loads an image folder (one sub-folder per class) through ImageAnalytics into a key-typed <c>Label</c>
-    /// and <c>Pixels</c> of type <c>Vector&lt;Single, 3, H, W&gt;</c> (or 1 channel with grayscale) in [0, 1].
+    /// Loads an image folder (one sub-folder per class) through ImageAnalytics into a key-typed <c>Label</c>, an
+    /// <c>ImagePath</c> and <c>Pixels</c> of type <c>Vector&lt;Single, 3, H, W&gt;</c> (or 1 channel with grayscale) in [0, 1],
+    /// in the caller's MLContext (its log and settings). Class names and order come from the folder's
+    /// <c>class-names.json</c> when <see cref="SaveAsImageFolder"/> wrote one.
     /// </summary>
-    public static IDataView LoadFromImageFolder(this DataOperationsCatalog catalog, string folder, int height = 299, int width = 299, bool grayscale = false)
+    /// <param name="catalog"><c>mlContext.Data</c>.</param>
+    /// <param name="folder">The folder with one sub-folder per class.</param>
+    /// <param name="height">Height images are resized to; default <see cref="ImageFolderOptions.DefaultSize"/> (32, as the CLI).</param>
+    /// <param name="width">Width images are resized to; default <see cref="ImageFolderOptions.DefaultSize"/>.</param>
+    /// <param name="grayscale">One grey channel instead of R, G, B.</param>
+    public static IDataView LoadFromImageFolder(this DataOperationsCatalog catalog, string folder, int height = ImageFolderOptions.DefaultSize,
+        int width = ImageFolderOptions.DefaultSize, bool grayscale = false)
         => LoadFromImageFolder(catalog, new ImageFolderOptions { Folder = folder, Height = height, Width = width, Grayscale = grayscale });
 
-    /// <summary>Loads an image folder with full control over size, colour and column names.</summary>
+    /// <summary>Loads an image folder with full control over size, colour and column names, in the caller's MLContext.</summary>
     public static IDataView LoadFromImageFolder(this DataOperationsCatalog catalog, ImageFolderOptions options)
     {
         ArgumentNullException.ThrowIfNull(catalog);
-        // The catalog does not expose its MLContext; image loading needs no seed or logging of the caller's.
-        return ImageFolder.Load(new MLContext(), options);
+        return ImageFolder.LoadIn(MLNetEnvironment.From(catalog), options);
     }
 
     /// <summary>
     /// Writes a pixel column (<c>Vector&lt;Single, C, H, W&gt;</c> in [0, 1]) as PNG files in a class-per-folder layout
-    /// that <see cref="LoadFromImageFolder(DataOperationsCatalog, string, int, int, bool)"/> reads back.
+    /// that <see cref="LoadFromImageFolder(DataOperationsCatalog, string, int, int, bool)"/> reads back with the same class
+    /// names and order (<c>class-names.json</c>). Files keep their source names (the <c>ImagePath</c> column when the data
+    /// has it, or <paramref name="fileNameColumnName"/>), so clean and adversarial copies pair by name; otherwise each is
+    /// named after its row index.
     /// </summary>
+    /// <param name="catalog"><c>mlContext.Data</c>.</param>
+    /// <param name="data">The rows to write.</param>
+    /// <param name="folder">The output folder.</param>
+    /// <param name="pixelColumnName">The pixel column written.</param>
+    /// <param name="labelColumnName">The key label column naming each file's class folder.</param>
+    /// <param name="fileNameColumnName">A text column naming each file; null: <c>ImagePath</c> when present, else the row index.</param>
     /// <returns>The number of files written.</returns>
     public static int SaveAsImageFolder(this DataOperationsCatalog catalog, IDataView data, string folder,
         string pixelColumnName = "Pixels", string labelColumnName = "Label", string? fileNameColumnName = null)

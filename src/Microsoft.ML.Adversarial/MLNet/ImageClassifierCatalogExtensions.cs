@@ -38,6 +38,7 @@ public static class ImageClassifierCatalogExtensions
         string predictedLabelColumnName = "PredictedLabel", string labelColumnName = "Label", int batchSize = 256)
     {
         ArgumentNullException.ThrowIfNull(catalog);
+        TorchBackend.EnsureLoaded();
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(classNames);
         var range = inputRange ?? InputRange.UnitInterval;
@@ -70,6 +71,7 @@ public static class ImageClassifierCatalogExtensions
         string pixelColumnName = "Pixels", string? device = null)
     {
         ArgumentNullException.ThrowIfNull(catalog);
+        TorchBackend.EnsureLoaded();
         ArgumentNullException.ThrowIfNull(architecture);
         var spec = new ModelSpec(ModelSpec.ParseArchitecture(architecture));
         var description = Describe(classNames, imageShape, inputRange ?? InputRange.UnitInterval, spec);
@@ -92,6 +94,7 @@ public static class ImageClassifierCatalogExtensions
         string labelColumnName = "Label", string? device = null)
     {
         ArgumentNullException.ThrowIfNull(catalog);
+        TorchBackend.EnsureLoaded();
         ArgumentNullException.ThrowIfNull(path);
         if (File.Exists(path) && ModelPersistence.IsMLNetModelZip(path))
             throw new InvalidDataException($"'{path}' is an ML.NET model zip (written by mlContext.Model.Save), not an advml model file; load it with mlContext.Model.Load.");

@@ -37,10 +37,12 @@ public sealed class FileWriteFailureTests
         Assert.AreEqual(labels.Length, ImageFolder.Save(data, output));
 
         var all = Directory.GetFiles(dir, "*", SearchOption.AllDirectories);
-        Assert.IsTrue(all.All(f => Path.GetDirectoryName(Path.GetDirectoryName(f)) == output), "every image is in a class folder of the output: " + string.Join(", ", all));
+        Assert.IsTrue(all.All(f => Path.GetDirectoryName(Path.GetDirectoryName(f)) == output || f == Path.Combine(output, ClassMatch.ClassNamesFile)),
+            "every image is in a class folder of the output, and the class-name file at its top: " + string.Join(", ", all));
         Assert.AreEqual(HostileClassNames.Length, Directory.GetDirectories(output).Length, "distinct classes give distinct folders");
-        // Read back, every class folder is a class (none is hidden).
-        Assert.AreEqual(HostileClassNames.Length, ImageFolder.Scan(output).Classes.Count);
+        // Read back, every class folder is a class (none is hidden), under its own name and in its order (the empty name
+        // keeps its folder's, "_": ML.NET reads empty text as a missing key).
+        CollectionAssert.AreEqual(HostileClassNames.Select(n => n.Length == 0 ? "_" : n).ToArray(), ImageFolder.Scan(output).Classes.ToArray());
     }
 
     [TestMethod]

@@ -28,7 +28,7 @@ public sealed class ImageFolderTests
         // Match rows by class name and pixels: every exported image comes back with its class and its pixels.
         var sourceNames = TestData.KeyNames(source);
         var loadedNames = TestData.KeyNames(loaded);
-        var expected = TestData.ReadVectors(source, "Pixels").Zip(TestData.ReadKeys(source), (p, k) => (Class: ClassMatch.FolderName(sourceNames[k - 1]), Pixels: p)).ToList();
+        var expected = TestData.ReadVectors(source, "Pixels").Zip(TestData.ReadKeys(source), (p, k) => (Class: sourceNames[k - 1], Pixels: p)).ToList();
         var actual = TestData.ReadVectors(loaded, "Pixels").Zip(TestData.ReadKeys(loaded), (p, k) => (Class: loadedNames[k - 1], Pixels: p)).ToList();
         Assert.AreEqual(expected.Count, actual.Count);
         foreach (var (cls, pixels) in actual)

@@ -130,10 +130,9 @@ public sealed class BlackBoxModelTests
             o.MethodOptions["square"] = new SquareOptions { Queries = 100 };
             return o;
         }
-        // The same network behind ML.NET's Transform (a chain is not the classifier itself, so it is scored as a black box).
-        var blackBox = new TransformerChain<ITransformer>(classifier);
-        var first = ml.Adversarial().EvaluateRobustness(blackBox, data, Options());
-        var again = ml.Adversarial().EvaluateRobustness(blackBox, data, Options());
+        // The same network scored only through ML.NET's Transform (blackBox options make any model a black box).
+        var first = ml.Adversarial().EvaluateRobustness(classifier, data, Options(), blackBox: new BlackBoxClassifier.Options());
+        var again = ml.Adversarial().EvaluateRobustness(classifier, data, Options(), blackBox: new BlackBoxClassifier.Options());
         var whiteBox = ml.Adversarial().EvaluateRobustness(classifier, data, Options());
 
         double robust = first.Get("square", 8).Top1;
@@ -153,19 +152,20 @@ public sealed class BlackBoxModelTests
     {
         var ml = new MLContext(seed: 1);
         var data = ml.Data.LoadFromFashionMnist(FashionMnistSplit.Test, count: 16, folder: TestData.Folder);
-        var blackBox = new TransformerChain<ITransformer>(ml.Transforms.ImageClassifier(TrainedModels.SmallCnn, FashionMnist.ClassNames, (1, 28, 28)));
+        // An ML.NET trainer on the pixels: no classifier of ours inside, so a black box.
+        var blackBox = ml.MulticlassClassification.Trainers.SdcaMaximumEntropy("Label", "Pixels", maximumNumberOfIterations: 2).Fit(data);
         var e = Assert.ThrowsExactly<ArgumentException>(() => ml.Adversarial().EvaluateRobustness(blackBox, data,
-            new RobustnessOptions { Methods = new[] { "square", "fgsm" }, Epsilons = new[] { 8.0 } }, modelName: "onnx"));
+            new RobustnessOptions { Methods = new[] { "square", "fgsm" }, Epsilons = new[] { 8.0 } }, modelName: "sdca"));
         StringAssert.Contains(e.Message, "'fgsm' needs gradients");
         StringAssert.Contains(e.Message, "square");
         StringAssert.Contains(e.Message, "autoattack");
 
         // A score column that does not exist, or classes the model does not score, are named before scoring.
-        var noScore = Assert.ThrowsExactly<ArgumentException>(() => ml.Adversarial().EvaluateRobustness(blackBox, data, null,
-            new BlackBoxClassifier.Options { ScoreColumnName = "logits" }));
+        var noScore = Assert.ThrowsExactly<ArgumentException>(() => ml.Adversarial().EvaluateRobustness(blackBox, data,
+            blackBox: new BlackBoxClassifier.Options { ScoreColumnName = "logits" }));
         StringAssert.Contains(noScore.Message, "no column 'logits'");
-        var wrongClasses = Assert.ThrowsExactly<ArgumentException>(() => ml.Adversarial().EvaluateRobustness(blackBox, data, null,
-            new BlackBoxClassifier.Options { ScoreColumnName = "Score", ScoreClassNames = Enumerable.Range(0, 10).Select(i => "class " + i).ToList() }));
+        var wrongClasses = Assert.ThrowsExactly<ArgumentException>(() => ml.Adversarial().EvaluateRobustness(blackBox, data,
+            blackBox: new BlackBoxClassifier.Options { ScoreColumnName = "Score", ScoreClassNames = Enumerable.Range(0, 10).Select(i => "class " + i).ToList() }));
         StringAssert.Contains(wrongClasses.Message, "T-shirt/top");
     }
 
@@ -178,7 +178,7 @@ public sealed class BlackBoxModelTests
         var onnx = OnnxModel(ml, data);
         var options = new RobustnessOptions { Methods = new[] { "autoattack" }, Epsilons = new[] { 16.0 }, BatchSize = 32 };
         options.MethodOptions["autoattack"] = new AutoAttackOptions { SquareQueries = 50 };
-        var report = ml.Adversarial().EvaluateRobustness(onnx, data, options, new BlackBoxClassifier.Options { ScoreColumnName = "logits" }, "onnx");
+        var report = ml.Adversarial().EvaluateRobustness(onnx, data, options, modelName: "onnx", blackBox: new BlackBoxClassifier.Options { ScoreColumnName = "logits" });
         var attacked = report.Get("autoattack", 16).Top1;
         Assert.IsTrue(attacked < report.Clean.Top1, $"AutoAttack (Square part) at eps 16: {attacked:P1}, clean {report.Clean.Top1:P1}");
         Assert.IsTrue(report.BlackBoxQueries <= 32 * (50 + 2), $"{report.BlackBoxQueries} queries for 32 images at 50 each");

@@ -62,7 +62,7 @@ public sealed class PipelineTests
         var adversarial = TestData.ReadVectors(attacked, "Pixels");
         Assert.AreEqual(original.Count, adversarial.Count);
         Assert.IsTrue(original.Zip(adversarial).All(p => p.First.Zip(p.Second, (a, b) => Math.Abs(a - b)).Max() <= 16f / 255f + 1e-5f));
-        var stepLL = TestData.ReadVectors(ml.Transforms.StepLeastLikely(model, 8).Fit(test).Transform(test), "Pixels");
+        var stepLL = TestData.ReadVectors(ml.Transforms.StepLL(model, 8).Fit(test).Transform(test), "Pixels");
         var expectedStepLL = Attacks.StepLL(8).Generate(model.Model, images).flatten(1);
         for (int i = 0; i < 300; i += 37) CollectionAssert.AreEqual(expectedStepLL[i].data<float>().ToArray(), stepLL[i], $"step l.l. row {i}");
         var reread = TestData.ReadVectors(attacked, "Pixels");
