@@ -7,7 +7,8 @@
 #      installed), libgcc-s1, gcc-14-base and base-files 13.x from trixie; /etc/os-release then reads
 #      "Debian GNU/Linux 13 (trixie)" although the rest of the system stays Debian 12 (bookworm).
 #   2. Fashion-MNIST, from Debian's dataset-fashion-mnist package.
-#   3. With --with-pytorch: Debian's python3-torch, the reference for the PyTorch cross-checks.
+#   3. MPICH (mpirun and libmpich.so.12): distributed training (advml train --distributed) and its 2-rank tests.
+#   4. With --with-pytorch: Debian's python3-torch, the reference for the PyTorch cross-checks.
 # Idempotent: every step checks first. Run as root (or through sudo) on Debian; elsewhere it says
 # what to install by hand.
 set -euo pipefail
@@ -16,7 +17,7 @@ WITH_PYTORCH=0
 for arg in "$@"; do
   case "$arg" in
     --with-pytorch) WITH_PYTORCH=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (known: --with-pytorch)" >&2; exit 2 ;;
   esac
 done
@@ -145,6 +146,37 @@ MSG
   exit 1
 }
 
+has_mpich() {
+  command -v mpirun >/dev/null 2>&1 || return 1
+  for f in /usr/lib/x86_64-linux-gnu/libmpich.so.12 /usr/lib/aarch64-linux-gnu/libmpich.so.12 /usr/lib64/mpich/lib/libmpi.so.12 \
+           /usr/lib/libmpich.so.12 /usr/local/lib/libmpi.so.12; do
+    if [ -e "$f" ]; then return 0; fi
+  done
+  return 1
+}
+
+ensure_mpich() {
+  if has_mpich; then
+    say "MPICH present (mpirun and libmpich.so.12)."
+    return 0
+  fi
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
+    say "Installing MPICH (Debian packages mpich, libmpich-dev) for distributed training."
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mpich libmpich-dev >/dev/null
+    if has_mpich; then
+      say "MPICH installed."
+      return 0
+    fi
+  fi
+  cat >&2 <<MSG
+setup.sh: MPICH not found (mpirun and libmpich.so.12); distributed training and its tests need it.
+  On Debian/Ubuntu: apt-get install mpich libmpich-dev (as root). Fedora: dnf install mpich, then module load mpi/mpich.
+  Intel MPI, Cray MPICH and MVAPICH share MPICH's ABI: set ADVML_MPI_LIBRARY to their libmpi.so.12.
+MSG
+  exit 1
+}
+
 ensure_pytorch() {
   if /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1; then
     say "python3-torch and python3-torchvision present."
@@ -167,5 +199,6 @@ fi
 
 ensure_libstdcxx
 ensure_fashion_mnist
+ensure_mpich
 if [ "$WITH_PYTORCH" -eq 1 ]; then ensure_pytorch; fi
 say "done."

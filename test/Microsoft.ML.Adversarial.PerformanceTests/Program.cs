@@ -3,6 +3,7 @@
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- compare [--rounds 2] [--networks smallcnn,inception] [--output FILE.md]
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- soak [--batches 2000]
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- gc-stress [--seconds 600]   (issue 13: native lifetimes under forced GCs)
+//   mpirun -np 2 dotnet test/Microsoft.ML.Adversarial.PerformanceTests/bin/Release/net10.0/Microsoft.ML.Adversarial.PerformanceTests.dll allreduce [--rounds 20]   (issue 18, docs/scale.md)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- bench [BenchmarkDotNet arguments, e.g. --filter *MLNetPath*]
 using BenchmarkDotNet.Running;
 using Microsoft.ML.Adversarial.PerformanceTests;
@@ -23,10 +24,12 @@ switch (mode)
         return Soak.Run(int.Parse(Arg("--batches", "2000")), int.Parse(Arg("--every", "100")), int.Parse(Arg("--threads", "2")), Arg("--output", ""));
     case "gc-stress":
         return GcStress.Run(int.Parse(Arg("--seconds", "600")), int.Parse(Arg("--threads", "2")));
+    case "allreduce":
+        return AllreduceBench.Run(int.Parse(Arg("--rounds", "20")), long.Parse(Arg("--floats", "23800000")));
     case "bench":
         BenchmarkSwitcher.FromAssembly(typeof(AttackBenchmarks).Assembly).Run(rest);
         return 0;
     default:
-        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, soak, gc-stress or bench.");
+        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, soak, gc-stress, allreduce or bench.");
         return 2;
 }

@@ -59,12 +59,17 @@ internal static class TrainCommand
     private static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { DefaultValueFactory = _ => 500 };
     private static readonly Option<bool> Resume = new("--resume") { Description = "Continue from the checkpoint folder's last checkpoint" };
     private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Start over in a --checkpoint folder that holds a checkpoint (deletes it)" };
+    private static readonly Option<bool> Distributed = new("--distributed")
+    {
+        Description = "Synchronous data-parallel training over MPI, one replica per rank: mpirun -np N advml train ... --distributed; --batch-size and --k are the global m and k (docs/scale.md)",
+    };
+    private static readonly Option<bool> AverageBatchNorm = new("--average-bn") { Description = "With --distributed: average BatchNorm statistics over the replicas at checkpoints and at the end" };
 
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("train", "Train a classifier, clean (--k 0) or adversarially (the paper's Algorithm 1)");
         foreach (var o in new Option[] { Output, Count, TrainCount, OldBatch, Arch, Rho, Activation, Dropout, Deeper, AuxLogits, K, M, Lambda, Method, MethodMix, Epsilon, Delay,
-                     Optimizer, LearningRate, Preset, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, CommonOptions.Seed, CommonOptions.Device })
+                     Optimizer, LearningRate, Preset, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, Distributed, AverageBatchNorm, CommonOptions.Seed, CommonOptions.Device })
             c.Options.Add(o);
         CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
@@ -97,6 +102,8 @@ internal static class TrainCommand
         o.LabelSmoothing = Value(LabelSmoothing, o.LabelSmoothing);
         o.Seed = p.GetValue(CommonOptions.Seed);
         o.ProgressEvery = 20;
+        if (p.GetValue(Distributed)) o.Distributed = new DistributedTrainingOptions { AverageBatchNormStatistics = p.GetValue(AverageBatchNorm) };
+        else if (p.GetValue(AverageBatchNorm)) throw new CliException("--average-bn applies to --distributed training only; add --distributed or leave it out.");
         try
         {
             if (!preset || p.GetResult(Epsilon) is { Implicit: false }) o.Epsilon = EpsilonDistribution.Parse(p.GetValue(Epsilon)!);
@@ -148,7 +155,8 @@ internal static class TrainCommand
         var options = TrainingOptions(p);
         var spec = Spec(p);
         var device = CommonOptions.ParseDevice(p);
-        OutputFiles.EnsureWritable(output, isFolder: false);
+        bool writer = options.Distributed is null || JoinQuietly() == 0; // under MPI rank 0 alone prints and writes files
+        if (writer) OutputFiles.EnsureWritable(output, isFolder: false);
         var checkpoints = new CheckpointOptions { Directory = p.GetValue(Checkpoint), Every = p.GetValue(CheckpointEvery), Resume = p.GetValue(Resume) };
         bool overwrite = p.GetValue(Overwrite);
         if (checkpoints.Resume && checkpoints.Directory is null) throw new CliException("--resume needs --checkpoint FOLDER (the folder of the interrupted run).");
@@ -157,7 +165,7 @@ internal static class TrainCommand
         // Without --resume the run would start at step 0 and replace a later checkpoint with earlier ones.
         if (earlier is not null && !checkpoints.Resume && !overwrite)
             throw new CliException($"--checkpoint folder '{checkpoints.Directory}' holds a checkpoint at step {earlier}; add --resume to continue it, or --overwrite to start over (deletes it).");
-        if (checkpoints.Directory is { } dir) OutputFiles.EnsureWritable(dir, isFolder: true, option: "--checkpoint");
+        if (checkpoints.Directory is { } dir && writer) OutputFiles.EnsureWritable(dir, isFolder: true, option: "--checkpoint");
 
         var data = CliData.LoadSplit(p, train: true, OneOf(p, Count, TrainCount));
         var (c, h, w) = data.ImageShape;
@@ -167,8 +175,8 @@ internal static class TrainCommand
         // Room for the model file and for checkpoints (weights and up to two optimiser moments each), probed for real
         // now: a full disk is found before training, not after it.
         long weights = planned.EstimateParameterCount() * sizeof(float);
-        OutputFiles.EnsureWritable(output, isFolder: false, weights + AtomicFile.DefaultProbeBytes);
-        if (checkpoints.Directory is { } ck)
+        if (writer) OutputFiles.EnsureWritable(output, isFolder: false, weights + AtomicFile.DefaultProbeBytes);
+        if (checkpoints.Directory is { } ck && writer)
         {
             OutputFiles.EnsureWritable(ck, isFolder: true, 3 * weights + AtomicFile.DefaultProbeBytes, "--checkpoint");
             if (earlier is not null && overwrite) Training.Checkpoint.Delete(ck);
@@ -177,11 +185,25 @@ internal static class TrainCommand
             (options.MaxSteps is { } max ? $"at most {Counted.Of(options.Epochs, "epoch")} and {Counted.Of(max, "step")}, " : $"{Counted.Of(options.Epochs, "epoch")}, ") +
             (options.AdversarialPerBatch == 0 ? "clean" : Markup.Escape($"k = {options.AdversarialPerBatch} of {options.BatchSize} by {options.Method}, lambda {options.AdversarialLossWeight}, eps {options.Epsilon}")));
         var (model, description, result) = ConsoleOutput.TrainWithProgress(spec, data, options, checkpoints, device, ct);
-        Save(model, description, output, checkpoints.Directory);
+        if (writer) Save(model, description, output, checkpoints.Directory);
         var last = result.History.LastOrDefault();
         AnsiConsole.MarkupLine($"Done: {result.Steps} steps in {result.Elapsed.TotalSeconds:F0} s" + (result.ResumedFromStep > 0 ? $" (resumed at {result.ResumedFromStep})" : "") +
             (last is null ? "" : $", last loss {last.Loss:F4}, clean batch accuracy {last.CleanAccuracy:P1}") + $". Saved [bold]{Markup.Escape(output)}[/].");
         return 0;
+    }
+
+    /// <summary>Joins the MPI job; a rank other than 0 prints nothing from here on but errors (stderr). Returns the rank.</summary>
+    private static int JoinQuietly()
+    {
+        int rank;
+        try { rank = DistributedTrainingOptions.Join().Rank; }
+        catch (DllNotFoundException e) { throw new CliException("--distributed: " + e.Message); }
+        if (rank != 0)
+        {
+            Console.SetOut(TextWriter.Null);
+            AnsiConsole.Console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(TextWriter.Null) });
+        }
+        return rank;
     }
 
     /// <summary>

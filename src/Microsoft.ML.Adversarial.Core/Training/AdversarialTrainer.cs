@@ -33,7 +33,7 @@ public sealed record TrainedModel(Module<Tensor, Tensor> Model, ModelDescription
 /// pass together, so BatchNorm sees mixed batches as the paper recommends. Every random draw is a function of
 /// (seed, step), so a run resumed from a checkpoint continues exactly as if never stopped.
 /// </summary>
-public sealed class AdversarialTrainer
+public sealed partial class AdversarialTrainer
 {
     private readonly AdversarialTrainingOptions _options;
     private readonly CheckpointOptions _checkpoints;
@@ -93,6 +93,7 @@ public sealed class AdversarialTrainer
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
+        if (_options.Distributed is not null && _replicas is null) return TrainDistributed(model, data, progress, cancellationToken);
         if (data.RowCount == 0) throw new ArgumentException("The training data has no rows. Check the data path and any filters in front of the trainer.", nameof(data));
         CheckClasses(data);
         var o = _options;
@@ -100,21 +101,23 @@ public sealed class AdversarialTrainer
         // before any step: pixels of 0..255 on a [0, 1] model would train, and be attacked, meaninglessly.
         if (data.RangeProblem(o.InputRange) is { } rangeProblem)
             throw new ArgumentException($"Training data: {rangeProblem}. Scale the pixels to {o.InputRange} or set AdversarialTrainingOptions.InputRange to the range they are in.", nameof(data));
-        if (_checkpoints.Directory is { } checkpointDir) ProbeWritable(checkpointDir);
+        if (_checkpoints.Directory is { } checkpointDir && WritesFiles) ProbeWritable(checkpointDir);
         // One run per checkpoint folder: two would overwrite each other's checkpoints.
-        using var folderLock = _checkpoints.Directory is { } lockDir ? CheckpointLock.Acquire(lockDir) : null;
+        using var folderLock = _checkpoints.Directory is { } lockDir && WritesFiles ? CheckpointLock.Acquire(lockDir) : null;
         var settings = _checkpoints.Directory is null ? null : Settings(data);
         var device = model.parameters().FirstOrDefault()?.device ?? CPU;
-        long perEpoch = StepsPerEpoch(data.RowCount);
+        var (rows, batch) = LocalShape(data.RowCount); // this rank's share (all of it in one process)
+        long perEpoch = (rows + batch - 1) / batch;
         long total = Math.Min(perEpoch * o.Epochs, o.MaxSteps ?? long.MaxValue);
 
         var optimizer = CreateOptimizer(model);
         long step = 0;
-        if (_checkpoints is { Resume: true, Directory: { } dir } && Checkpoint.Exists(dir))
+        if (_checkpoints is { Resume: true, Directory: { } dir } && WritesFiles && Checkpoint.Exists(dir))
         {
             step = Checkpoint.Load(dir, model, optimizer, Fingerprint(model), settings);
             _log?.Invoke($"Resumed from step {step} of {total} ({dir}).");
         }
+        step = StartReplicas(model, optimizer, step);
         long resumedFrom = step;
         var history = new List<TrainingProgress>();
         var watch = Stopwatch.StartNew();
@@ -131,11 +134,11 @@ public sealed class AdversarialTrainer
             long epoch = step / perEpoch;
             if (epoch != orderEpoch)
             {
-                order = EpochOrder(data.RowCount, epoch);
+                order = LocalEpochOrder(data.RowCount, epoch);
                 orderEpoch = epoch;
             }
-            int start = (int)((step % perEpoch) * o.BatchSize);
-            int m = Math.Min(o.BatchSize, data.RowCount - start);
+            int start = (int)((step % perEpoch) * batch);
+            int m = Math.Min(batch, rows - start);
             SetLearningRate(optimizer, epoch);
 
             using (var scope = NewDisposeScope())
@@ -153,6 +156,12 @@ public sealed class AdversarialTrainer
             if (step % o.ProgressEvery == 0 || step == total)
             {
                 long since = step % o.ProgressEvery == 0 ? o.ProgressEvery : step % o.ProgressEvery;
+                if (_replicas is not null)
+                {
+                    var sums = new double[] { sumLoss, cleanRight, cleanSeen, advRight, advSeen, windowExamples };
+                    SumProgress(sums); // figures of every rank
+                    (sumLoss, cleanRight, cleanSeen, advRight, advSeen, windowExamples) = (sums[0], sums[1], sums[2], sums[3], sums[4], (long)sums[5]);
+                }
                 var p = new TrainingProgress(step, (int)epoch + 1, total, sumLoss / since, cleanSeen > 0 ? cleanRight / cleanSeen : double.NaN,
                     advSeen > 0 ? advRight / advSeen : double.NaN, windowExamples / Math.Max(1e-9, window.Elapsed.TotalSeconds), CurrentLearningRate(optimizer));
                 history.Add(p);
@@ -163,8 +172,12 @@ public sealed class AdversarialTrainer
                 window.Restart();
             }
             if (_checkpoints.Directory is { } ckpt && (step % _checkpoints.Every == 0 || step == total))
-                Checkpoint.Save(ckpt, model, optimizer, step, Fingerprint(model), settings);
+            {
+                SyncReplicas(model, step);
+                if (WritesFiles) Checkpoint.Save(ckpt, model, optimizer, step, Fingerprint(model), settings);
+            }
         }
+        if (_checkpoints.Directory is null) SyncReplicas(model, step);
         model.eval();
         return new TrainingResult(step, resumedFrom, watch.Elapsed, lastLoss, history);
     }
@@ -178,7 +191,7 @@ public sealed class AdversarialTrainer
         int m = (int)x.shape[0];
         // A last, smaller minibatch keeps the proportion k / m.
         int k = step < o.DelaySteps ? 0 : (int)Math.Round((double)o.AdversarialPerBatch * m / o.BatchSize);
-        long stepSeed = StepSeed(step);
+        long stepSeed = StepSeed(step) + ReplicaSeedOffset;
         torch.manual_seed(stepSeed); // dropout and other in-model randomness: a function of (seed, step)
 
         Tensor input = x;
@@ -216,6 +229,7 @@ public sealed class AdversarialTrainer
                 $"Training diverged at step {step + 1}: the loss is {lossValue}. Lower the learning rate (now {CurrentLearningRate(optimizer)}), " +
                 "check the inputs for NaN, or use an optimiser with smaller steps.");
         loss.backward();
+        _replicas?.AverageGradients(model.parameters());
         if (o.GradientClipNorm > 0) ClipGradientNorm(model.parameters(), o.GradientClipNorm);
         optimizer.step();
 
@@ -351,6 +365,7 @@ public sealed class AdversarialTrainer
         };
         // Only when on, so checkpoints written before clipping existed still resume.
         if (o.GradientClipNorm > 0) settings["GradientClipNorm"] = N(o.GradientClipNorm);
+        AddDistributedSettings(settings);
         return settings;
     }
 

@@ -93,6 +93,12 @@ public class AdversarialTrainingOptions
     public int ProgressEvery { get; set; } = 50;
 
     /// <summary>
+    /// Synchronous data-parallel training over MPI, one replica per rank (launch with <c>mpirun -np N</c>); null (the
+    /// default): one process. <see cref="BatchSize"/> and <see cref="AdversarialPerBatch"/> are then the global m and k.
+    /// </summary>
+    public DistributedTrainingOptions? Distributed { get; set; }
+
+    /// <summary>
     /// The paper's Inception v3 recipe as TensorFlow ran it (docs/training.md lists each setting with its source):
     /// TensorFlow's RMSProp (decay 0.9, momentum 0.9, epsilon 1.0 inside the square root, mean square starting at 1),
     /// learning rate 0.045 multiplied by 0.94 every 2 epochs, label smoothing 0.1, gradient clipping at global norm 2.0,

@@ -1,0 +1,110 @@
+using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.Training.Distributed;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.Adversarial.Training;
+
+// Synchronous data-parallel training (AdversarialTrainingOptions.Distributed): what the trainer does beyond one process.
+public sealed partial class AdversarialTrainer
+{
+    private Replicas? _replicas;
+
+    /// <summary>Rank 0 (and a one-process run) reads and writes checkpoints; other ranks only compute.</summary>
+    private bool WritesFiles => _replicas is null || _replicas.Rank == 0;
+
+    /// <summary>Each rank's own stream of random draws (epsilons, random starts, dropout); none added in one process.</summary>
+    private long ReplicaSeedOffset => _replicas is { Size: > 1 } r ? (long)r.Rank << 40 : 0;
+
+    /// <summary>
+    /// Joins the MPI job and trains this rank's replica. With several ranks an error on any rank is printed with the
+    /// rank and stops the whole job (MPI_Abort): the other ranks would otherwise wait forever in the next allreduce.
+    /// The last checkpoint stays intact (rank 0 writes it atomically).
+    /// </summary>
+    private TrainingResult TrainDistributed(Module<Tensor, Tensor> model, ImageSet data, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        var replicas = Replicas.Join();
+        replicas.CheckSplit(_options.BatchSize, _options.AdversarialPerBatch);
+        _replicas = replicas;
+        try
+        {
+            return Train(model, data, progress, cancellationToken);
+        }
+        catch (Exception e) when (replicas.Size > 1)
+        {
+            string saved = _checkpoints.Directory is { } dir && Checkpoint.SavedStep(dir) is { } s ? $" The last checkpoint (step {s}) in '{dir}' is intact." : "";
+            Console.Error.WriteLine($"Rank {replicas.Rank} of {replicas.Size} failed: {e.Message}{saved} Stopping every rank.");
+            Console.Error.Flush();
+            replicas.Abort(1);
+            throw; // not reached
+        }
+        finally
+        {
+            _replicas = null;
+        }
+    }
+
+    /// <summary>This rank's rows of <paramref name="epoch"/>'s order (all of them in one process).</summary>
+    private int[] LocalEpochOrder(int rows, long epoch)
+        => _replicas is { } r ? Shard.Take(EpochOrder(rows, epoch), r.Rank, r.Size) : EpochOrder(rows, epoch);
+
+    /// <summary>Rows per epoch and minibatch size of this rank.</summary>
+    private (int Rows, int Batch) LocalShape(int rows)
+        => _replicas is { } r ? (Shard.RowsPerRank(rows, r.Size), _options.BatchSize / r.Size) : (rows, _options.BatchSize);
+
+    /// <summary>
+    /// Makes every replica start equal: rank 0's step (0, or the one it resumed from), its optimiser state (on resume)
+    /// and its weights and buffers go to every rank.
+    /// </summary>
+    private long StartReplicas(Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, long step)
+    {
+        if (_replicas is not { } r) return step;
+        step = r.BroadcastValue(step);
+        if (step > 0)
+        {
+            // The optimiser's state (moments, step counts) as rank 0 loaded it, through a file: TorchSharp reads it from one.
+            string file = Path.Combine(Path.GetTempPath(), $"advml-optimizer-{Environment.ProcessId}-{Guid.NewGuid():N}.dat");
+            try
+            {
+                if (r.Rank == 0) optimizer.save_state_dict(file);
+                byte[] bytes = r.BroadcastBytes(r.Rank == 0 ? File.ReadAllBytes(file) : null);
+                if (r.Rank != 0)
+                {
+                    File.WriteAllBytes(file, bytes);
+                    optimizer.load_state_dict(file);
+                }
+            }
+            finally
+            {
+                File.Delete(file);
+            }
+        }
+        r.BroadcastState(model);
+        return step;
+    }
+
+    /// <summary>At a checkpoint and at the end: BatchNorm statistics averaged (when asked), then the same-weights check.</summary>
+    private void SyncReplicas(Module<Tensor, Tensor> model, long step)
+    {
+        if (_replicas is not { } r) return;
+        bool average = _options.Distributed?.AverageBatchNormStatistics == true;
+        if (average) r.AverageBuffers(model);
+        r.VerifySameWeights(model, step, withBuffers: average);
+    }
+
+    /// <summary>Progress figures over every rank: sums of the window's counts, the loss as the mean of the ranks' losses.</summary>
+    private void SumProgress(Span<double> window)
+    {
+        if (_replicas is not { } r) return;
+        r.Sum(window);
+        window[0] /= r.Size;
+    }
+
+    /// <summary>The settings a distributed checkpoint adds (absent in one process, so earlier checkpoints still resume).</summary>
+    private void AddDistributedSettings(Dictionary<string, string> settings)
+    {
+        if (_replicas is not { } r) return;
+        settings["Distributed.Ranks"] = r.Size.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        settings["Distributed.AverageBatchNormStatistics"] = (_options.Distributed?.AverageBatchNormStatistics == true).ToString();
+    }
+}

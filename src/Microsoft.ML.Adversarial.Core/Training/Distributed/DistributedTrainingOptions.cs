@@ -1,0 +1,30 @@
+namespace Microsoft.ML.Adversarial.Training;
+
+/// <summary>
+/// Synchronous data-parallel training over MPI (the paper's 50 replicas): set
+/// <see cref="AdversarialTrainingOptions.Distributed"/> and launch the program with <c>mpirun -np N</c>. Every rank
+/// runs Algorithm 1 on its m / N examples of each global minibatch (k / N of them adversarial, made from its own
+/// replica); the gradients are averaged with one allreduce per step; the initial weights come from rank 0; rank 0
+/// alone writes checkpoints. <see cref="AdversarialTrainingOptions.BatchSize"/> and
+/// <see cref="AdversarialTrainingOptions.AdversarialPerBatch"/> are the global m and k (both multiples of N).
+/// Needs an MPI of the MPICH ABI (MPICH, Intel MPI, Cray MPICH, MVAPICH); see docs/scale.md.
+/// </summary>
+public sealed class DistributedTrainingOptions
+{
+    /// <summary>
+    /// Average BatchNorm's running statistics over the replicas at every checkpoint and at the end of training. Off by
+    /// default: each replica keeps its own statistics (the paper's choice) and the saved model has rank 0's.
+    /// </summary>
+    public bool AverageBatchNormStatistics { get; set; }
+
+    /// <summary>
+    /// Joins the MPI job (initialising MPI once per process; it is finalised at exit) and returns this process's rank
+    /// and the number of ranks: a program uses it to let rank 0 alone print and write files. Throws
+    /// <see cref="DllNotFoundException"/>, naming the package to install, when no MPI library is found.
+    /// </summary>
+    public static (int Rank, int Size) Join()
+    {
+        var world = Distributed.Mpi.World;
+        return (world.Rank, world.Size);
+    }
+}

@@ -1,0 +1,157 @@
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Adversarial.Training.Distributed;
+
+/// <summary>
+/// The replicas of a synchronous data-parallel run, one per MPI rank: what the trainer asks of them (initial weights
+/// from rank 0, one gradient allreduce per step, optional BatchNorm averaging, the same-weights check). Tensors may live
+/// on any device; they go through one flat CPU buffer, kept between steps.
+/// </summary>
+internal sealed class Replicas
+{
+    private readonly Mpi _mpi;
+    private Tensor? _flat; // the flattened gradients, reused every step
+
+    private Replicas(Mpi mpi) => _mpi = mpi;
+
+    public int Rank => _mpi.Rank;
+    public int Size => _mpi.Size;
+
+    /// <summary>Joins MPI_COMM_WORLD (initialising MPI if needed).</summary>
+    public static Replicas Join() => new(Mpi.World);
+
+    /// <summary>
+    /// Checks that a global minibatch of <paramref name="batchSize"/> with <paramref name="adversarial"/> adversarial
+    /// examples splits evenly over the ranks (each rank: m / N examples, k / N of them adversarial).
+    /// </summary>
+    public void CheckSplit(int batchSize, int adversarial)
+    {
+        if (batchSize % Size != 0 || adversarial % Size != 0)
+            throw new ArgumentException(
+                $"Distributed training over {Size} ranks splits each minibatch evenly: BatchSize (m = {batchSize}) and AdversarialPerBatch (k = {adversarial}) " +
+                $"must both be multiples of {Size}. Choose m and k divisible by the number of ranks (m is the global minibatch: for the paper's 50 replicas " +
+                "of 32 images, m = 1600 and k = 800), or launch another number of ranks.");
+    }
+
+    /// <summary>Copies rank 0's weights and buffers (every state_dict tensor) to every rank.</summary>
+    public void BroadcastState(nn.Module model)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        foreach (var (_, tensor) in model.state_dict())
+        {
+            var cpu = tensor.detach().cpu().contiguous().clone();
+            _mpi.Broadcast(Bytes(cpu));
+            tensor.copy_(cpu);
+        }
+    }
+
+    /// <summary>Replaces every parameter's gradient by its mean over the ranks: one allreduce over a flat buffer.</summary>
+    public void AverageGradients(IEnumerable<TorchSharp.Modules.Parameter> parameters)
+    {
+        var grads = parameters.Select(p => p.grad).OfType<Tensor>().ToList();
+        if (grads.Count == 0) return;
+        long total = grads.Sum(g => g.numel());
+        if (_flat is null || _flat.numel() != total)
+        {
+            _flat?.Dispose();
+            _flat = zeros(total, ScalarType.Float32).DetachFromDisposeScope();
+        }
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        long offset = 0;
+        foreach (var g in grads)
+        {
+            _flat.narrow(0, offset, g.numel()).copy_(g.reshape(-1));
+            offset += g.numel();
+        }
+        _mpi.AllreduceInPlace(MemoryMarshal.Cast<byte, float>(Bytes(_flat)), Mpi.Float);
+        using (var n = ((double)Size).ToScalar()) _flat.div_(n);
+        offset = 0;
+        foreach (var g in grads)
+        {
+            g.copy_(_flat.narrow(0, offset, g.numel()).view_as(g));
+            offset += g.numel();
+        }
+    }
+
+    /// <summary>Replaces every floating-point buffer (BatchNorm's running mean and variance) by its mean over the ranks.</summary>
+    public void AverageBuffers(nn.Module model)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        foreach (var (_, buffer) in model.named_buffers())
+        {
+            if (!buffer.is_floating_point()) continue; // counters (num_batches_tracked) are equal on every rank
+            var cpu = buffer.detach().to(ScalarType.Float64).cpu().contiguous().clone();
+            _mpi.AllreduceInPlace(MemoryMarshal.Cast<byte, double>(Bytes(cpu)), Mpi.Double);
+            using var n = ((double)Size).ToScalar();
+            buffer.copy_(cpu.div_(n));
+        }
+    }
+
+    /// <summary>
+    /// Fails when the replicas' weights differ: a 64-bit digest of every parameter (and, when <paramref name="withBuffers"/>,
+    /// every buffer) compared over the ranks with one allreduce of (h, ~h) under MAX (giving max h and ~min h).
+    /// </summary>
+    public void VerifySameWeights(nn.Module model, long step, bool withBuffers)
+    {
+        long h = Digest(model, withBuffers);
+        Span<long> both = stackalloc long[] { h, ~h };
+        _mpi.AllreduceInPlace(both, Mpi.Int64, Mpi.OpMax);
+        long max = both[0], min = ~both[1];
+        if (min != max)
+            throw new InvalidOperationException(
+                $"The replicas' weights differ at step {step} (rank {Rank} has digest {h:x16}; digests range from {min:x16} to {max:x16}). " +
+                "Every rank must run the same code, options, data and library versions (TorchSharp, libtorch, MPI) on the same kind of device; " +
+                "restart from the last checkpoint, where they were equal.");
+    }
+
+    /// <summary>Sums <paramref name="values"/> over the ranks, in place.</summary>
+    public void Sum(Span<double> values) => _mpi.AllreduceInPlace(values, Mpi.Double);
+
+    /// <summary>Rank 0's <paramref name="bytes"/> on every rank (other ranks pass null).</summary>
+    public byte[] BroadcastBytes(byte[]? bytes)
+    {
+        Span<long> length = stackalloc long[] { Rank == 0 ? bytes!.LongLength : 0 };
+        _mpi.Broadcast(MemoryMarshal.AsBytes(length));
+        var result = Rank == 0 ? bytes! : new byte[length[0]];
+        _mpi.Broadcast(result);
+        return result;
+    }
+
+    /// <summary>Rank 0's value on every rank.</summary>
+    public long BroadcastValue(long value)
+    {
+        Span<long> v = stackalloc long[] { value };
+        _mpi.Broadcast(MemoryMarshal.AsBytes(v));
+        return v[0];
+    }
+
+    /// <summary>Stops every rank (after the caller has printed why).</summary>
+    public void Abort(int code) => _mpi.Abort(code);
+
+    internal static long Digest(nn.Module model, bool withBuffers)
+    {
+        using var scope = NewDisposeScope();
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var tensors = model.named_parameters().Select(p => (p.name, (Tensor)p.parameter));
+        if (withBuffers) tensors = tensors.Concat(model.named_buffers());
+        foreach (var (name, tensor) in tensors)
+        {
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
+            hash.AppendData(Bytes(tensor.detach().cpu().contiguous()));
+        }
+        return BitConverter.ToInt64(hash.GetHashAndReset(), 0);
+    }
+
+    /// <summary>The bytes of a contiguous CPU tensor, in place (no copy).</summary>
+    private static Span<byte> Bytes(Tensor t)
+    {
+        if (t.device_type != DeviceType.CPU || !t.is_contiguous()) throw new InvalidOperationException("internal: a contiguous CPU tensor is needed");
+        return t.bytes;
+    }
+}

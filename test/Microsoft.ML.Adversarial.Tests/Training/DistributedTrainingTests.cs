@@ -1,0 +1,213 @@
+using System.Diagnostics;
+using Microsoft.ML.Adversarial.Models;
+using Microsoft.ML.Adversarial.Tests.Cli;
+using Microsoft.ML.Adversarial.Training;
+using Microsoft.ML.Adversarial.Training.Distributed;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Adversarial.Tests.Training;
+
+/// <summary>
+/// Synchronous data-parallel training over MPI (issue 18), run as users run it: <c>mpirun -np 2 advml train ...
+/// --distributed</c> on this machine's loopback, one thread per rank. Needs MPICH (build/setup.sh installs it); the
+/// MPI tests are inconclusive, saying so, only where no mpirun is on the PATH.
+/// </summary>
+[TestClass]
+public sealed class DistributedTrainingTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    // SmallCnn has no BatchNorm: 2 ranks x m/2 must then equal 1 rank x m up to float summation order.
+    private static readonly string[] Common =
+    {
+        "train", "--count", "640", "--arch", "smallcnn", "--rho", "0.5", "--batch-size", "32", "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9",
+    };
+
+    /// <summary>MPICH's launcher (preferred: the binding speaks the MPICH ABI), or whatever mpirun is on the PATH.</summary>
+    private static string? FindMpirun()
+    {
+        foreach (var name in new[] { "mpiexec.mpich", "mpirun.mpich", "mpiexec.hydra", "mpirun" })
+            foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+                if (File.Exists(Path.Combine(dir, name))) return Path.Combine(dir, name);
+        return null;
+    }
+
+    private static string RequireMpirun()
+        => FindMpirun() ?? throw new AssertInconclusiveException(
+            "mpirun is not on the PATH: MPI is not installed (build/setup.sh installs MPICH: apt-get install mpich). The 2-rank tests were not run.");
+
+    /// <summary>Runs <c>mpirun [-np n advml args]...</c> (each part one MPMD program), one thread per rank; gives up after 120 s.</summary>
+    private (int Code, string Out, string Err) MpiRun(string dir, params (int Ranks, IDictionary<string, string>? Env, string[] Args)[] programs)
+    {
+        string mpirun = RequireMpirun();
+        var psi = new ProcessStartInfo(mpirun) { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
+        bool openMpi = RunQuietly(mpirun, "--version").Contains("Open MPI", StringComparison.Ordinal);
+        if (openMpi)
+        {
+            // Open MPI refuses root without this flag, and more ranks than cores without --oversubscribe.
+            if (Environment.UserName == "root") psi.ArgumentList.Add("--allow-run-as-root");
+            psi.ArgumentList.Add("--oversubscribe");
+        }
+        for (int i = 0; i < programs.Length; i++)
+        {
+            if (i > 0) psi.ArgumentList.Add(":");
+            psi.ArgumentList.Add("-np");
+            psi.ArgumentList.Add(programs[i].Ranks.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            foreach (var (k, v) in programs[i].Env ?? new Dictionary<string, string>())
+            {
+                psi.ArgumentList.Add(openMpi ? "-x" : "-env");
+                if (openMpi) psi.ArgumentList.Add($"{k}={v}");
+                else { psi.ArgumentList.Add(k); psi.ArgumentList.Add(v); }
+            }
+            psi.ArgumentList.Add("dotnet");
+            psi.ArgumentList.Add(CliTests.ToolPath());
+            foreach (var a in programs[i].Args) psi.ArgumentList.Add(a);
+        }
+        psi.Environment["FASHION_MNIST_DIR"] = TestData.Folder;
+        psi.Environment["OMP_NUM_THREADS"] = "1";
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var output = p.StandardOutput.ReadToEndAsync();
+        if (!p.WaitForExit(120_000))
+        {
+            p.Kill(entireProcessTree: true);
+            Assert.Fail($"mpirun did not finish in 120 s (a rank waiting forever?):\n{output.Result}\n{err.Result}");
+        }
+        TestContext.WriteLine($"mpirun -> {p.ExitCode}\n{output.Result}\n{err.Result}");
+        return (p.ExitCode, output.Result, err.Result);
+    }
+
+    private static string RunQuietly(string file, string args)
+    {
+        using var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        string text = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        return text;
+    }
+
+    private static (int Code, string Out, string Err) OneProcess(string dir, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(CliTests.ToolPath());
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["FASHION_MNIST_DIR"] = TestData.Folder;
+        psi.Environment["OMP_NUM_THREADS"] = "1";
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        string output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, output, err.Result);
+    }
+
+    private static double MaxWeightDifference(string a, string b)
+    {
+        var (ma, _) = ModelIO.Load(a);
+        var (mb, _) = ModelIO.Load(b);
+        using (ma)
+        using (mb)
+        {
+            var pb = mb.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            double max = 0;
+            foreach (var (name, p) in ma.named_parameters())
+                max = Math.Max(max, (p - pb[name]).abs().max().item<float>());
+            return max;
+        }
+    }
+
+    [TestMethod]
+    public void TwoRanksOfHalfTheBatchEqualOneRankOfTheWholeBatch()
+    {
+        string dir = TestData.TempFolder();
+        // Algorithm 1 with k = 16 of m = 32 (step l.l., fixed epsilon: no random draw depends on the rank), 20 steps.
+        string[] run = Common.Concat(new[] { "--k", "16", "--method", "step-ll", "--epsilon", "fixed:8", "--max-steps", "20" }).ToArray();
+        var two = MpiRun(dir, (2, null, run.Concat(new[] { "-o", "two.advml", "--distributed" }).ToArray()));
+        Assert.AreEqual(0, two.Code, two.Err);
+        Assert.AreEqual(1, two.Out.Split('\n').Count(l => l.StartsWith("Done:", StringComparison.Ordinal)), "rank 1 must print nothing:\n" + two.Out);
+        Assert.AreEqual("", two.Err.Trim(), "no rank prints errors on success");
+        var one = OneProcess(dir, run.Concat(new[] { "-o", "one.advml" }).ToArray());
+        Assert.AreEqual(0, one.Code, one.Err);
+
+        double difference = MaxWeightDifference(Path.Combine(dir, "one.advml"), Path.Combine(dir, "two.advml"));
+        TestContext.WriteLine($"max |w_1rank - w_2ranks| after 20 steps: {difference:E2}");
+        Assert.IsTrue(difference <= 1e-5, $"weights differ by {difference} (> 1e-5)");
+    }
+
+    [TestMethod]
+    public void DistributedResumeContinuesExactlyAndNeedsTheSameNumberOfRanks()
+    {
+        string dir = TestData.TempFolder();
+        string[] run = Common.Concat(new[] { "--k", "16", "--checkpoint-every", "5", "--distributed" }).ToArray();
+        var whole = MpiRun(dir, (2, null, run.Concat(new[] { "-o", "whole.advml", "--checkpoint", "ck-whole", "--max-steps", "12" }).ToArray()));
+        Assert.AreEqual(0, whole.Code, whole.Err);
+        var first = MpiRun(dir, (2, null, run.Concat(new[] { "-o", "part.advml", "--checkpoint", "ck", "--max-steps", "5" }).ToArray()));
+        Assert.AreEqual(0, first.Code, first.Err);
+
+        // Another number of ranks is refused (the data order and the minibatch split depend on it), one line, no hang.
+        var other = OneProcess(dir, run.Concat(new[] { "-o", "part.advml", "--checkpoint", "ck", "--max-steps", "12", "--resume" }).ToArray());
+        Assert.AreNotEqual(0, other.Code);
+        StringAssert.Contains(other.Err, "Distributed.Ranks: 2 vs 1");
+
+        var resumed = MpiRun(dir, (2, null, run.Concat(new[] { "-o", "part.advml", "--checkpoint", "ck", "--max-steps", "12", "--resume" }).ToArray()));
+        Assert.AreEqual(0, resumed.Code, resumed.Err);
+        StringAssert.Contains(resumed.Out, "resumed at 5");
+        Assert.AreEqual(0.0, MaxWeightDifference(Path.Combine(dir, "whole.advml"), Path.Combine(dir, "part.advml")),
+            "a resumed distributed run must be bit-identical to an uninterrupted one");
+    }
+
+    [TestMethod]
+    public void ARankThatFailsStopsEveryRankWithItsError()
+    {
+        string dir = TestData.TempFolder();
+        string[] run = Common.Concat(new[] { "--k", "0", "--max-steps", "5", "-o", "m.advml", "--distributed" }).ToArray();
+        // Rank 1 cannot find the data; rank 0 is already waiting for it. The job must end, with rank 1's error.
+        var r = MpiRun(dir, (1, null, run), (1, new Dictionary<string, string> { ["FASHION_MNIST_DIR"] = "/nonexistent-advml-data" }, run));
+        Assert.AreNotEqual(0, r.Code);
+        StringAssert.Contains(r.Err, "/nonexistent-advml-data");
+        Assert.IsFalse(File.Exists(Path.Combine(dir, "m.advml")), "no model from a failed job");
+    }
+
+    [TestMethod]
+    public void WithoutAnMpiLibraryTheErrorNamesThePackage()
+    {
+        string dir = TestData.TempFolder();
+        var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { CliTests.ToolPath() }.Concat(Common).Concat(new[] { "--k", "0", "--max-steps", "1", "-o", "m.advml", "--distributed" }))
+            psi.ArgumentList.Add(a);
+        psi.Environment["FASHION_MNIST_DIR"] = TestData.Folder;
+        psi.Environment["ADVML_MPI_LIBRARY"] = "/nonexistent/libmpi.so.12";
+        using var p = Process.Start(psi)!;
+        string err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.AreEqual(2, p.ExitCode, err);
+        StringAssert.Contains(err, "apt-get install mpich");
+        StringAssert.Contains(err, "--distributed");
+    }
+
+    [TestMethod]
+    public void ShardsOfTheRanksMakeTheGlobalMinibatchAndItsAdversarialPart()
+    {
+        const int rows = 103, m = 8, k = 4, n = 4;
+        var order = Enumerable.Range(0, rows).Reverse().ToArray(); // any permutation
+        var shards = Enumerable.Range(0, n).Select(r => Shard.Take(order, r, n)).ToArray();
+        Assert.IsTrue(shards.All(s => s.Length == rows / n), "every rank takes the same number of rows (and steps)");
+        for (int step = 0; step < rows / n / (m / n); step++)
+        {
+            var global = order.Skip(step * m).Take(m).ToHashSet();
+            var local = shards.SelectMany(s => s.Skip(step * (m / n)).Take(m / n)).ToHashSet();
+            Assert.IsTrue(global.SetEquals(local), $"step {step}: the ranks' minibatches together are the global minibatch");
+            var adversarial = shards.SelectMany(s => s.Skip(step * (m / n)).Take(k / n)).ToHashSet();
+            Assert.IsTrue(order.Skip(step * m).Take(k).ToHashSet().SetEquals(adversarial), $"step {step}: the ranks' first k/N are the global first k");
+        }
+        CollectionAssert.AreEqual(order, Shard.Take(order, 0, 1), "one rank takes the whole order");
+    }
+
+    [TestMethod]
+    public void ReplicaDigestSeesEveryParameter()
+    {
+        using var model = new SmallCnn();
+        long before = Replicas.Digest(model, withBuffers: false);
+        Assert.AreEqual(before, Replicas.Digest(model, withBuffers: false), "the digest is a function of the weights");
+        using (no_grad()) model.parameters().Last().add_(1e-6f);
+        Assert.AreNotEqual(before, Replicas.Digest(model, withBuffers: false), "a change of one weight changes the digest");
+    }
+}
