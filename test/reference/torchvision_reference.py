@@ -10,6 +10,9 @@ images (momentum None), so that eval-mode activations stay in a realistic range.
 
 info.json is written last, so a reader may wait for it while later architectures are still being exported.
 
+ARCH is a torchvision function name, or inception_v3_transform_input: inception_v3 with transform_input=True (what
+torchvision sets for its pretrained weights).
+
 Usage: /usr/bin/python3 torchvision_reference.py FOLDER FASHION_MNIST_FOLDER CLASSES ARCH:SIDE:BATCH [ARCH:SIDE:BATCH ...]
 (Debian: apt-get install python3-torch python3-torchvision)
 """
@@ -17,6 +20,7 @@ import gzip
 import json
 import os
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -45,12 +49,14 @@ def real_images(count, offset, side):
 def build(arch):
     if arch == "googlenet":
         return torchvision.models.googlenet(weights=None, num_classes=classes, aux_logits=True, init_weights=True)
-    if arch == "inception_v3":
-        return torchvision.models.inception_v3(weights=None, num_classes=classes, aux_logits=False, init_weights=True)
+    if arch in ("inception_v3", "inception_v3_transform_input"):
+        return torchvision.models.inception_v3(weights=None, num_classes=classes, aux_logits=False, init_weights=True,
+                                               transform_input=arch == "inception_v3_transform_input")
     return getattr(torchvision.models, arch)(weights=None, num_classes=classes)
 
 
 for arch, side, batch in jobs:
+    started = time.time()
     torch.manual_seed(0)
     out = os.path.join(folder, arch)
     os.makedirs(out, exist_ok=True)
@@ -88,4 +94,4 @@ for arch, side, batch in jobs:
                    "zero_gradients": zero_grad}, f)
     os.replace(os.path.join(out, "info.json.tmp"), os.path.join(out, "info.json"))
     print(f"{arch} {side}x{side}: torchvision {torchvision.__version__}, {sum(v.numel() for v in model.state_dict().values())} values, "
-          f"logits {list(logits.shape)} max |logit| {logits.abs().max():.3f}, {zero_grad} zero gradients", flush=True)
+          f"logits {list(logits.shape)} max |logit| {logits.abs().max():.3f}, {zero_grad} zero gradients, exported in {time.time() - started:.1f} s", flush=True)

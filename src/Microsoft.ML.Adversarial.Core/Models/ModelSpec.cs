@@ -59,6 +59,14 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
     /// <summary>Inception v3: the auxiliary classifier, whose loss is added with weight 0.4 during training.</summary>
     public bool AuxLogits { get; init; }
 
+    /// <summary>
+    /// Inception v3: torchvision's <c>transform_input</c>. The network first maps ImageNet-normalised input to the
+    /// [-1, 1] scaling of Google's original weights (channel c: x * std[c] / 0.5 + (mean[c] - 0.5) / 0.5). torchvision
+    /// sets it whenever pretrained weights are loaded (<c>inception_v3(weights=...)</c>); set it for such a state dict,
+    /// whose input is then ImageNet-normalised (<c>InputRange.ImageNet</c>). It holds no weights, so the state dict is the same either way.
+    /// </summary>
+    public bool TransformInput { get; init; }
+
     /// <summary>SmallResNet: basic blocks per stage (1 gives 8 layers, 3 gives ResNet-20).</summary>
     public int BlocksPerStage { get; init; } = 1;
 
@@ -76,7 +84,9 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
             ModelArchitecture.SmallResNet => new SmallResNet(classes, Rho, Activation, shape.Channels, BlocksPerStage),
             ModelArchitecture.InceptionV3 when shape.Height < 75 =>
                 throw new ArgumentException($"InceptionV3 needs images of at least 75x75; got {shape.Height}x{shape.Width}. Resize them (ResizeImages) first."),
-            ModelArchitecture.InceptionV3 => new InceptionV3(classes, Rho, Deeper, AuxLogits, Dropout, Activation, shape.Channels),
+            ModelArchitecture.InceptionV3 when TransformInput && shape.Channels != 3 =>
+                throw new ArgumentException($"TransformInput maps the 3 ImageNet-normalised channels; got {shape.Channels}-channel images. Turn TransformInput off or give RGB images."),
+            ModelArchitecture.InceptionV3 => new InceptionV3(classes, Rho, Deeper, AuxLogits, Dropout, Activation, shape.Channels, TransformInput),
             ModelArchitecture.Custom => throw new NotSupportedException(CustomCannotBeRebuilt),
             _ when TorchVisionModels.IsTorchVision(Architecture) && shape.Channels != 3 =>
                 throw new ArgumentException($"{Architecture} takes 3-channel images; got {shape.Channels}. Convert grey images to RGB (ConvertToGrayscale off, ExtractPixels with colors RGB)."),
@@ -106,6 +116,8 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
         TorchVisionModels.CheckSpec(this);
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, $"Dropout must lie in [0, 1); got {Dropout}.");
         if (BlocksPerStage < 1) throw new ArgumentOutOfRangeException(nameof(BlocksPerStage), BlocksPerStage, "BlocksPerStage must be at least 1.");
+        if (TransformInput && Architecture != ModelArchitecture.InceptionV3)
+            throw new ArgumentException($"TransformInput is torchvision's transform_input of Inception v3; {Architecture} has none. Turn it off.", nameof(TransformInput));
     }
 
     /// <summary>
@@ -142,6 +154,7 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
         if (Dropout > 0) extras.Add($"dropout {Dropout}");
         if (Deeper) extras.Add("deeper");
         if (AuxLogits) extras.Add("aux logits");
+        if (TransformInput) extras.Add("transform input");
         if (Architecture == ModelArchitecture.SmallResNet && BlocksPerStage != 1) extras.Add($"{BlocksPerStage} blocks/stage");
         return $"{Architecture} ({string.Join(", ", extras)})";
     }
