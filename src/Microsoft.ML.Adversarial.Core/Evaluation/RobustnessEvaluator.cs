@@ -67,7 +67,8 @@ public sealed class RobustnessEvaluator
         public long Top1, TopK, Count, Unmoved;
     }
 
-    public RobustnessReport Evaluate(Module<Tensor, Tensor> model, ImageSet data, string modelName = "model", Device? device = null)
+    /// <summary>Evaluates <paramref name="model"/> on <paramref name="data"/>, in memory or read batch by batch ahead of the model (<see cref="EvaluationOptions.Prefetch"/>).</summary>
+    public RobustnessReport Evaluate(Module<Tensor, Tensor> model, IImageSource data, string modelName = "model", Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -88,13 +89,14 @@ public sealed class RobustnessEvaluator
         long queriesBefore = blackBox?.Queries ?? 0;
         var attacks = infos.ToDictionary(i => i.Name, i => blackBox is null ? AttackRegistry.Create(i.Name, o.OptionsFor(i.Name)) : AttackRegistry.CreateForBlackBox(i.Name, o.OptionsFor(i.Name), modelName));
         using (ModelMode.Set(model, training: false))
+        using (var batches = EvaluationBatches.Reader(data, o))
         {
             for (int start = 0; start < data.RowCount; start += o.BatchSize)
             {
                 o.CancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 int count = Math.Min(o.BatchSize, data.RowCount - start);
-                var (x, y) = data.ToTensors(start, count, device);
+                var (x, y) = batches.Take(start / o.BatchSize, device);
                 Tensor predicted;
                 using (no_grad())
                 {

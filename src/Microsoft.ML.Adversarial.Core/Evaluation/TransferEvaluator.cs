@@ -34,7 +34,7 @@ public sealed class TransferEvaluator
     }
 
     public TransferReport Evaluate(IReadOnlyDictionary<string, Module<Tensor, Tensor>> sources, IReadOnlyDictionary<string, Module<Tensor, Tensor>> targets,
-        ImageSet data, Device? device = null)
+        IImageSource data, Device? device = null)
     {
         if (sources.Count == 0 || targets.Count == 0) throw new ArgumentException("Give at least one source and one target model.");
         if (data.RowCount == 0) throw new ArgumentException("The evaluation data set is empty.", nameof(data));
@@ -51,12 +51,13 @@ public sealed class TransferEvaluator
             foreach (var (sourceName, source) in sources)
             {
                 var attacks = o.Methods.ToDictionary(m => m, m => ScoreFunctionModel.Inside(source) is not null ? AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), sourceName) : AttackRegistry.Create(m, o.OptionsFor(m)));
+                using var batches = EvaluationBatches.Reader(data, o);
                 for (int start = 0; start < data.RowCount; start += o.BatchSize)
                 {
                     o.CancellationToken.ThrowIfCancellationRequested();
                     using var scope = NewDisposeScope();
                     int count = Math.Min(o.BatchSize, data.RowCount - start);
-                    var (x, y) = data.ToTensors(start, count, device);
+                    var (x, y) = batches.Take(start / o.BatchSize, device);
                     Tensor sourceRightClean;
                     using (no_grad()) sourceRightClean = source.call(x).argmax(1).eq(y);
                     foreach (var (method, attack) in attacks)

@@ -93,6 +93,13 @@ public class AdversarialTrainingOptions
     public int ProgressEvery { get; set; } = 50;
 
     /// <summary>
+    /// How a source that is not in memory (<see cref="Data.IImageSource"/>: IDX files, image folders) is read ahead of the
+    /// model: background workers and the most batches held ahead. It never changes the batches, only when they are read;
+    /// an <see cref="Data.ImageSet"/> is read on the training thread. Default: 2 workers, depth 4.
+    /// </summary>
+    public Data.PrefetchOptions Prefetch { get; set; } = new();
+
+    /// <summary>
     /// The paper's Inception v3 recipe as TensorFlow ran it (docs/training.md lists each setting with its source):
     /// TensorFlow's RMSProp (decay 0.9, momentum 0.9, epsilon 1.0 inside the square root, mean square starting at 1),
     /// learning rate 0.045 multiplied by 0.94 every 2 epochs, label smoothing 0.1, gradient clipping at global norm 2.0,
@@ -166,6 +173,7 @@ public class AdversarialTrainingOptions
             if (!(RmsPropEpsilon >= 0) || !double.IsFinite(RmsPropEpsilon)) throw new ArgumentOutOfRangeException(nameof(RmsPropEpsilon), RmsPropEpsilon, "RMSProp's epsilon must be finite and >= 0.");
         }
         if (ProgressEvery < 1) throw new ArgumentOutOfRangeException(nameof(ProgressEvery), ProgressEvery, "Must be >= 1.");
+        (Prefetch ?? throw new ArgumentNullException(nameof(Prefetch), "AdversarialTrainingOptions.Prefetch must be set (new PrefetchOptions() for the defaults).")).Validate();
     }
 }
 
