@@ -13,8 +13,11 @@ namespace Microsoft.ML.Adversarial.Tests.Data;
 [TestClass]
 public sealed class StreamingTests
 {
-    private static IImageSource OpenTrain(int count, string cache)
-        => FashionMnist.Open(new FashionMnistOptions { Folder = TestData.Folder, Split = FashionMnistSplit.Train, Count = count, Subset = SubsetMode.Stratified }, cache);
+    /// <summary>One cache for the decompressed images file (47 MB) for every test here, so it is written once.</summary>
+    private static readonly string SharedCache = Path.Combine(Path.GetTempPath(), "advml-tests", "idx-cache");
+
+    private static IImageSource OpenTrain(int count, string? cache = null)
+        => FashionMnist.Open(new FashionMnistOptions { Folder = TestData.Folder, Split = FashionMnistSplit.Train, Count = count, Subset = SubsetMode.Stratified }, cache ?? SharedCache);
 
     private static AdversarialTrainingOptions Options(int steps, PrefetchOptions? prefetch = null) => new()
     {
@@ -50,13 +53,14 @@ public sealed class StreamingTests
         var before = Directory.GetFiles(cache).Select(File.GetLastWriteTimeUtc).ToArray();
         OpenTrain(10, cache);
         CollectionAssert.AreEqual(before, Directory.GetFiles(cache).Select(File.GetLastWriteTimeUtc).ToArray(), "the cached copy is reused, not written again");
+        Directory.Delete(cache, recursive: true); // 47 MB; open handles keep reading until closed (Linux)
     }
 
     [TestMethod]
     public void StreamingTrainingEqualsInMemoryTraining()
     {
         var memory = TestData.Train(64);
-        var stream = OpenTrain(64, TestData.TempFolder());
+        var stream = OpenTrain(64);
         // 6 steps of 4 per epoch: the second epoch's permutation too.
         manual_seed(2);
         var inMemory = new SmallCnn(rho: 0.25, dropout: 0.3);
@@ -71,7 +75,7 @@ public sealed class StreamingTests
     [TestMethod]
     public void ResumedStreamingRunEqualsUninterruptedOne()
     {
-        var stream = OpenTrain(64, TestData.TempFolder());
+        var stream = OpenTrain(64);
         string dir = TestData.TempFolder();
         manual_seed(2);
         var uninterrupted = new SmallCnn(rho: 0.25, dropout: 0.3);
@@ -84,7 +88,7 @@ public sealed class StreamingTests
         var resumed = new SmallCnn(rho: 0.25, dropout: 0.3);
         // Another worker count: prefetching decides when batches are read, never which.
         var result = new AdversarialTrainer(Options(6, new PrefetchOptions { Workers = 1, Depth = 5 }), new CheckpointOptions { Directory = dir, Every = 2, Resume = true })
-            .Train(resumed, OpenTrain(64, TestData.TempFolder()));
+            .Train(resumed, OpenTrain(64));
         Assert.AreEqual(3, result.ResumedFromStep);
         AssertSameWeights(uninterrupted, resumed, "resumed streaming run vs uninterrupted");
     }
@@ -92,7 +96,7 @@ public sealed class StreamingTests
     [TestMethod]
     public void PrefetcherStaysWithinItsDepthAndKeepsTensorsAndBuffersFlat()
     {
-        var source = FashionMnist.Open(new FashionMnistOptions { Folder = TestData.Folder }, TestData.TempFolder());
+        var source = FashionMnist.Open(new FashionMnistOptions { Folder = TestData.Folder }, SharedCache);
         const int batch = 64, depth = 3, count = 200;
         int[] RowsOf(long i) => EpochOrder.For(7, i * batch / source.RowCount, source.RowCount).AsSpan((int)(i * batch % source.RowCount), batch).ToArray();
         var cachedOrder = EpochOrder.For(7, 0, source.RowCount);
