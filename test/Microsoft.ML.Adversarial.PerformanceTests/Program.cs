@@ -4,6 +4,8 @@
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- soak [--batches 2000]
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- gc-stress [--seconds 600]   (issue 13: native lifetimes under forced GCs)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- bench [BenchmarkDotNet arguments, e.g. --filter *MLNetPath*]
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- make-folder --count 10000 --output DIR   (issue 17: N Fashion-MNIST variants as PNGs)
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- stream-train --folder DIR --mode stream|memory [--steps 40] [--workers 2]
 using BenchmarkDotNet.Running;
 using Microsoft.ML.Adversarial.PerformanceTests;
 
@@ -23,10 +25,15 @@ switch (mode)
         return Soak.Run(int.Parse(Arg("--batches", "2000")), int.Parse(Arg("--every", "100")), int.Parse(Arg("--threads", "2")), Arg("--output", ""));
     case "gc-stress":
         return GcStress.Run(int.Parse(Arg("--seconds", "600")), int.Parse(Arg("--threads", "2")));
+    case "make-folder":
+        return Streaming.MakeFolder(int.Parse(Arg("--count", "10000")), Arg("--output", "/dev/shm/advml-folder"));
+    case "stream-train":
+        return Streaming.Train(Arg("--folder", "/dev/shm/advml-folder"), Arg("--mode", "stream") == "stream", int.Parse(Arg("--steps", "40")), int.Parse(Arg("--workers", "2")),
+            int.Parse(Arg("--threads", "1")));
     case "bench":
         BenchmarkSwitcher.FromAssembly(typeof(AttackBenchmarks).Assembly).Run(rest);
         return 0;
     default:
-        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, soak, gc-stress or bench.");
+        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, soak, gc-stress, make-folder, stream-train or bench.");
         return 2;
 }
