@@ -94,6 +94,23 @@ public sealed class StreamingTests
     }
 
     [TestMethod]
+    public void EvaluatorsGiveTheSameReportsOnAStreamedSource()
+    {
+        var memory = TestData.Train(48);
+        var stream = OpenTrain(48);
+        manual_seed(4);
+        using var a = new SmallCnn(rho: 0.25);
+        using var b = new SmallCnn(rho: 0.25);
+        var options = new Microsoft.ML.Adversarial.Evaluation.RobustnessOptions { Methods = new[] { "fgsm", "step-ll" }, Epsilons = new[] { 4.0, 16.0 }, BatchSize = 20 };
+        options.Prefetch = new PrefetchOptions { Workers = 2, Depth = 1 };
+        var evaluator = new Microsoft.ML.Adversarial.Evaluation.RobustnessEvaluator(options);
+        CollectionAssert.AreEqual(evaluator.Evaluate(a, memory).Rows.ToArray(), evaluator.Evaluate(a, stream).Rows.ToArray());
+        var transfer = new Microsoft.ML.Adversarial.Evaluation.TransferEvaluator(new Microsoft.ML.Adversarial.Evaluation.TransferOptions { Methods = new[] { "fgsm" }, BatchSize = 20, Prefetch = new PrefetchOptions { Workers = 3 } });
+        var models = new Dictionary<string, nn.Module<Tensor, Tensor>> { ["a"] = a, ["b"] = b };
+        CollectionAssert.AreEqual(transfer.Evaluate(models, models, memory).Rows.ToArray(), transfer.Evaluate(models, models, stream).Rows.ToArray());
+    }
+
+    [TestMethod]
     public void PrefetcherStaysWithinItsDepthAndKeepsTensorsAndBuffersFlat()
     {
         var source = FashionMnist.Open(new FashionMnistOptions { Folder = TestData.Folder }, SharedCache);
