@@ -34,6 +34,27 @@ public sealed class ImageFolderStreamingTests
     }
 
     [TestMethod]
+    public void EstimatorFitThroughADiskFileEqualsFitInMemoryAndDeletesTheFile()
+    {
+        var ml = new MLContext(seed: 1);
+        var fm = ml.Data.LoadFromFashionMnist(FashionMnistSplit.Train, count: 64, subset: SubsetMode.Stratified, folder: TestData.Folder);
+        var view = ml.Transforms.CopyColumns("Copy", "Pixels").Fit(fm).Transform(fm); // any IDataView, not the in-memory one
+        string cache = TestData.TempFolder();
+        Microsoft.ML.Adversarial.MLNet.AdversarialTrainingEstimator.Options Options(string? folder) => new()
+        {
+            Model = new Microsoft.ML.Adversarial.Models.ModelSpec(Rho: 0.25), BatchSize = 16, AdversarialPerBatch = 8, Method = "step-rnd", Epochs = 2, MaxSteps = 6, Seed = 3,
+            DiskCacheFolder = folder, Prefetch = new PrefetchOptions { Workers = 2, Depth = 2 },
+        };
+        var inMemory = ml.MulticlassClassification.Trainers.AdversarialTraining(Options(null)).Fit(view);
+        var onDisk = ml.MulticlassClassification.Trainers.AdversarialTraining(Options(cache)).Fit(view);
+        foreach (var ((name, a), (_, b)) in inMemory.Model.named_parameters().Zip(onDisk.Model.named_parameters()))
+            Assert.IsTrue(a.equal(b).all().item<bool>(), $"parameter {name} differs between Fit in memory and through a file");
+        Assert.AreEqual(0, Directory.GetFiles(cache).Length, "the row file is deleted after Fit");
+        using var file = ImageSetReader.ReadToFile(view, folder: cache);
+        Assert.AreEqual(ImageSetReader.Read(view).Fingerprint(), file.Fingerprint(), "same rows, same fingerprint: a checkpoint resumes across both");
+    }
+
+    [TestMethod]
     public void ACorruptImageMidStreamNamesTheFileKeepsTheStepsAndResumesOnceReplaced()
     {
         string folder = CliImageFolderTests.MakeFolder(trainPerClass: 8, testPerClass: 1), dir = TestData.TempFolder(), checkpoint = Path.Combine(dir, "ck");
