@@ -66,6 +66,50 @@ internal static class Streaming
         return 0;
     }
 
+    /// <summary>Writes <paramref name="count"/> RGB JPEGs of <paramref name="size"/>^2 (Fashion-MNIST upscaled, tinted) under <c>output/train/&lt;class&gt;/</c>.</summary>
+    public static int MakeJpegs(int count, int size, string output)
+    {
+        var fm = FashionMnist.Load(new FashionMnistOptions { Folder = FashionMnist.ResolveDefaultFolder(), Count = count, Subset = SubsetMode.Stratified });
+        var image = new float[784];
+        for (int i = 0; i < fm.RowCount; i++)
+        {
+            fm.CopyPixels(i, image);
+            using var bitmap = new SkiaSharp.SKBitmap(new SkiaSharp.SKImageInfo(size, size, SkiaSharp.SKColorType.Rgba8888, SkiaSharp.SKAlphaType.Opaque));
+            for (int y = 0; y < size; y++)
+                for (int x = 0; x < size; x++)
+                {
+                    byte g = (byte)Math.Round(image[y * 28 / size * 28 + x * 28 / size] * 255);
+                    bitmap.SetPixel(x, y, new SkiaSharp.SKColor(g, (byte)(g * 0.85), (byte)(g * 0.7)));
+                }
+            string dir = Path.Combine(output, "train", ClassMatch.FolderName(fm.ClassNames[(int)fm.GetLabel(i)]));
+            Directory.CreateDirectory(dir);
+            using var encoded = SkiaSharp.SKImage.FromBitmap(bitmap).Encode(SkiaSharp.SKEncodedImageFormat.Jpeg, 90);
+            File.WriteAllBytes(Path.Combine(dir, $"{i:D6}.jpg"), encoded.ToArray());
+        }
+        Console.WriteLine($"{fm.RowCount} JPEGs of {size}x{size} in {Path.Combine(output, "train")}");
+        return 0;
+    }
+
+    /// <summary>Decode throughput: every image of the folder read once in batches of 32 through <see cref="BatchPrefetcher"/>, no model.</summary>
+    public static int Decode(string folder, int size, int workers)
+    {
+        var source = ImageFolderSource.Open(new ImageFolderOptions { Folder = Path.Combine(folder, "train"), Height = size, Width = size });
+        const int batch = 32;
+        long batches = source.RowCount / batch;
+        var order = EpochOrder.For(1, 0, source.RowCount);
+        using var reader = new BatchPrefetcher(source, 0, batches, i => order.AsSpan((int)(i * batch), batch).ToArray(), new PrefetchOptions { Workers = workers, Depth = 4 });
+        var watch = Stopwatch.StartNew();
+        for (long i = 0; i < batches; i++)
+        {
+            using var scope = torch.NewDisposeScope();
+            reader.Take(i);
+        }
+        double seconds = watch.Elapsed.TotalSeconds;
+        Console.WriteLine($"decode {size}x{size} JPEG: {batches * batch} images in {seconds:F1} s = {batches * batch / seconds:F1} images/s with {workers} worker(s) " +
+            $"({batches * batch / seconds / Math.Max(1, workers):F1} per worker)");
+        return 0;
+    }
+
     private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value) => report(value);
