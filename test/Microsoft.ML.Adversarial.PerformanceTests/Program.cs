@@ -5,6 +5,9 @@
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- gc-stress [--seconds 600]   (issue 13: native lifetimes under forced GCs)
 //   mpirun -np 2 dotnet test/Microsoft.ML.Adversarial.PerformanceTests/bin/Release/net10.0/Microsoft.ML.Adversarial.PerformanceTests.dll allreduce [--rounds 20]   (issue 18, docs/scale.md)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- bench [BenchmarkDotNet arguments, e.g. --filter *MLNetPath*]
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- make-folder --count 10000 --output DIR   (issue 17: N Fashion-MNIST variants as PNGs)
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- make-jpegs --count 512 --size 299 --output DIR; ... -- decode --folder DIR --workers 2
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- stream-train --folder DIR --mode stream|memory [--steps 40] [--workers 2]
 using BenchmarkDotNet.Running;
 using Microsoft.ML.Adversarial.PerformanceTests;
 
@@ -26,10 +29,19 @@ switch (mode)
         return GcStress.Run(int.Parse(Arg("--seconds", "600")), int.Parse(Arg("--threads", "2")));
     case "allreduce":
         return AllreduceBench.Run(int.Parse(Arg("--rounds", "20")), long.Parse(Arg("--floats", "23800000")));
+    case "make-folder":
+        return Streaming.MakeFolder(int.Parse(Arg("--count", "10000")), Arg("--output", "/dev/shm/advml-folder"));
+    case "stream-train":
+        return Streaming.Train(Arg("--folder", "/dev/shm/advml-folder"), Arg("--mode", "stream") == "stream", int.Parse(Arg("--steps", "40")), int.Parse(Arg("--workers", "2")),
+            int.Parse(Arg("--threads", "1")));
+    case "make-jpegs":
+        return Streaming.MakeJpegs(int.Parse(Arg("--count", "512")), int.Parse(Arg("--size", "299")), Arg("--output", "/dev/shm/advml-jpegs"));
+    case "decode":
+        return Streaming.Decode(Arg("--folder", "/dev/shm/advml-jpegs"), int.Parse(Arg("--size", "299")), int.Parse(Arg("--workers", "1")));
     case "bench":
         BenchmarkSwitcher.FromAssembly(typeof(AttackBenchmarks).Assembly).Run(rest);
         return 0;
     default:
-        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, soak, gc-stress, allreduce or bench.");
+        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, soak, gc-stress, allreduce, make-folder, stream-train, make-jpegs, decode or bench.");
         return 2;
 }

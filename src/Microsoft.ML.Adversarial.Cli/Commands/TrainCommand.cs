@@ -167,7 +167,7 @@ internal static class TrainCommand
             throw new CliException($"--checkpoint folder '{checkpoints.Directory}' holds a checkpoint at step {earlier}; add --resume to continue it, or --overwrite to start over (deletes it).");
         if (checkpoints.Directory is { } dir && writer) OutputFiles.EnsureWritable(dir, isFolder: true, option: "--checkpoint");
 
-        var data = CliData.LoadSplit(p, train: true, OneOf(p, Count, TrainCount));
+        var data = CliData.OpenTrainSplit(p, OneOf(p, Count, TrainCount));
         var (c, h, w) = data.ImageShape;
         var planned = new ModelDescription(spec, data.ClassNames.Count, c, h, w, data.ClassNames.ToArray()) { InputRange = options.InputRange };
         try { planned.Validate(); } // before allocating: a too-large network is an error, not a native crash

@@ -39,6 +39,26 @@ internal static class CliData
     }
 
     /// <summary>
+    /// The training split as <c>train</c> reads it: an image folder's train/ folder decoded batch by batch while training
+    /// (<see cref="ImageFolderSource"/>: nothing is decoded before the first step, memory does not grow with the folder);
+    /// Fashion-MNIST in memory (<see cref="LoadSplit"/>). Same stratified subset either way.
+    /// </summary>
+    public static IImageSource OpenTrainSplit(ParseResult p, int? count)
+    {
+        if (p.GetValue(CommonOptions.Data) is not { } folder) return LoadSplit(p, train: true, count);
+        string split = Path.Combine(folder, "train");
+        if (!Directory.Exists(split))
+            throw new CliException($"'{split}' does not exist. --data expects a folder with train/ and test/ subfolders, each holding one folder per class.");
+        int size = p.GetValue(CommonOptions.ImageSize);
+        try
+        {
+            return ImageFolderSource.Open(new ImageFolderOptions { Folder = split, Height = size, Width = size, Grayscale = p.GetValue(CommonOptions.Grayscale) },
+                new MLContext(seed: p.GetValue(CommonOptions.Seed))).Stratified(count);
+        }
+        catch (InvalidDataException e) { throw new CliException(e.Message); }
+    }
+
+    /// <summary>
     /// Loads a split for a model: the images must have the model's shape, and their classes are renumbered to the
     /// model's by name (<see cref="ClassMatch"/>), so a folder's order never decides what a label means.
     /// </summary>

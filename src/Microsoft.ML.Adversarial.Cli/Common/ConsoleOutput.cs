@@ -46,7 +46,7 @@ internal static class ConsoleOutput
     /// <summary>
     /// Builds and trains a new network with a progress bar: the training step both <c>train</c> and <c>reproduce</c> use.
     /// </summary>
-    public static TrainedModel TrainWithProgress(ModelSpec spec, ImageSet data, AdversarialTrainingOptions options, CheckpointOptions? checkpoints,
+    public static TrainedModel TrainWithProgress(ModelSpec spec, IImageSource data, AdversarialTrainingOptions options, CheckpointOptions? checkpoints,
         torch.Device device, CancellationToken ct, string title = "training")
     {
         var trainer = new AdversarialTrainer(options, checkpoints);

@@ -96,6 +96,29 @@ public static class FashionMnist
         return ImageSet.FromBytes(pixels, keys, ClassNames, (1, ImageSide, ImageSide));
     }
 
+    /// <summary>
+    /// The same rows as <see cref="Load(FashionMnistOptions)"/>, read from the files on demand (<see cref="IdxImageSource"/>)
+    /// instead of into memory: equal pixels and labels, row for row. A gzipped images file is decompressed once into
+    /// <paramref name="cacheFolder"/> (<see cref="IdxImageSource.DefaultCacheFolder"/> when null).
+    /// </summary>
+    public static IImageSource Open(FashionMnistOptions options, string? cacheFolder = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Count is < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.Count, $"{nameof(FashionMnistOptions.Count)} must be positive or null (all rows); got {options.Count}.");
+        if (!Directory.Exists(options.Folder))
+            throw new DirectoryNotFoundException($"Fashion-MNIST folder '{options.Folder}' does not exist. Install the data (Debian: apt-get install dataset-fashion-mnist) " +
+                $"or pass the folder holding the four IDX files (FashionMnistOptions.Folder, or the {FolderVariable} environment variable).");
+        string prefix = options.Split == FashionMnistSplit.Train ? "train" : "t10k";
+        var source = IdxImageSource.Open(FindFile(options.Folder, $"{prefix}-images-idx3-ubyte"), FindFile(options.Folder, $"{prefix}-labels-idx1-ubyte"), ClassNames, cacheFolder);
+        if (source.ImageShape != (1, ImageSide, ImageSide))
+            throw new InvalidDataException($"IDX file '{source.ImagesPath}' holds {source.ImageShape.Height}x{source.ImageShape.Width} images; Fashion-MNIST images are {ImageSide}x{ImageSide}.");
+        var labels = new byte[source.RowCount];
+        for (int i = 0; i < labels.Length; i++) labels[i] = (byte)source.GetLabel(i);
+        int[] rows = SelectRows(labels, options.Count, options.Subset, ClassNames.Count);
+        return rows.Length == source.RowCount ? source : source.Select(rows);
+    }
+
     /// <summary>Indices of the rows a subset keeps, in file order.</summary>
     internal static int[] SelectRows(byte[] labels, int? count, SubsetMode mode, int classCount)
     {

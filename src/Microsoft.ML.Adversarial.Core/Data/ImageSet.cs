@@ -8,7 +8,7 @@ namespace Microsoft.ML.Adversarial.Data;
 /// pixels of shape (C, H, W) stored once, contiguously, as bytes (read as value / 255) or as floats (read as they are).
 /// The ML.NET adapter shows one as an <c>IDataView</c> (<c>ImageSetDataView</c>) and reads any <c>IDataView</c> into one.
 /// </summary>
-public sealed class ImageSet
+public sealed class ImageSet : IImageSource
 {
     private readonly byte[]? _bytePixels;
     private readonly float[]? _floatPixels;
@@ -169,6 +169,28 @@ public sealed class ImageSet
         }
         var src = _bytePixels.AsSpan(row * _imageSize, _imageSize);
         for (int i = 0; i < src.Length; i++) destination[i] = src[i] / 255f;
+    }
+
+    /// <inheritdoc/>
+    public void ReadPixels(ReadOnlySpan<int> rows, Span<float> destination)
+    {
+        for (int i = 0; i < rows.Length; i++) CopyPixels(rows[i], destination.Slice(i * _imageSize, _imageSize));
+    }
+
+    /// <summary>SHA-256 of every label and pixel, in row order (the row order decides the epoch order too).</summary>
+    public string Fingerprint()
+    {
+        var pixels = new float[_imageSize];
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        Span<byte> label = stackalloc byte[4];
+        for (int i = 0; i < RowCount; i++)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(label, _labels[i]);
+            hash.AppendData(label);
+            CopyPixels(i, pixels);
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(pixels.AsSpan()));
+        }
+        return Convert.ToHexString(hash.GetHashAndReset())[..32];
     }
 
     /// <summary>

@@ -42,6 +42,12 @@ public abstract class EvaluationOptions
     /// <summary>Stops the evaluation between batches when cancelled.</summary>
     public CancellationToken CancellationToken { get; set; }
 
+    /// <summary>
+    /// How a source that is not in memory (<see cref="Data.IImageSource"/>) is read ahead of the model (background
+    /// workers, most batches held ahead); an <see cref="Data.ImageSet"/> is read on the calling thread. Default: 2 workers, depth 4.
+    /// </summary>
+    public Data.PrefetchOptions Prefetch { get; set; } = new();
+
     internal void Validate()
     {
         if (Methods is null || Methods.Count == 0) throw new ArgumentException("Methods is empty; name at least one method (e.g. \"fgsm\").", nameof(Methods));
@@ -63,5 +69,7 @@ public abstract class EvaluationOptions
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be at least 1.");
         if (TopK < 1) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "TopK must be at least 1.");
         ArgumentNullException.ThrowIfNull(InputRange, nameof(InputRange));
+        ArgumentNullException.ThrowIfNull(Prefetch, nameof(Prefetch));
+        Prefetch.Validate();
     }
 }

@@ -70,12 +70,12 @@ public sealed class RobustnessEvaluator
         public long Top1, TopK, Count, Unmoved;
     }
 
-    /// <summary>Evaluates one model on a labelled image set.</summary>
+    /// <summary>Evaluates one model on labelled images, in memory or read batch by batch ahead of the model (<see cref="EvaluationOptions.Prefetch"/>).</summary>
     /// <param name="model">The classifier (images to logits); put back in its own mode afterwards.</param>
-    /// <param name="data">The labelled images.</param>
+    /// <param name="data">The labelled images (an <see cref="ImageSet"/> or any <see cref="IImageSource"/>).</param>
     /// <param name="modelName">Name in the report.</param>
     /// <param name="device">Where to run; null uses the device of the model's parameters (the CPU when it has none).</param>
-    public RobustnessReport Evaluate(Module<Tensor, Tensor> model, ImageSet data, string modelName = "model", Device? device = null)
+    public RobustnessReport Evaluate(Module<Tensor, Tensor> model, IImageSource data, string modelName = "model", Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -96,13 +96,14 @@ public sealed class RobustnessEvaluator
         long queriesBefore = blackBox?.Queries ?? 0;
         var attacks = infos.ToDictionary(i => i.Name, i => blackBox is null ? AttackRegistry.Create(i.Name, o.OptionsFor(i.Name)) : AttackRegistry.CreateForBlackBox(i.Name, o.OptionsFor(i.Name), modelName));
         using (ModelMode.Set(model, training: false))
+        using (var batches = EvaluationBatches.Reader(data, o))
         {
             for (int start = 0; start < data.RowCount; start += o.BatchSize)
             {
                 o.CancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 int count = Math.Min(o.BatchSize, data.RowCount - start);
-                var (x, y) = data.ToTensors(start, count, device);
+                var (x, y) = batches.Take(start / o.BatchSize, device);
                 Tensor predicted;
                 using (no_grad())
                 {

@@ -42,7 +42,7 @@ public sealed class TransferEvaluator
     /// <param name="data">The labelled images.</param>
     /// <param name="device">Where to run; null is the CPU.</param>
     public TransferReport Evaluate(IReadOnlyDictionary<string, Module<Tensor, Tensor>> sources, IReadOnlyDictionary<string, Module<Tensor, Tensor>> targets,
-        ImageSet data, Device? device = null)
+        IImageSource data, Device? device = null)
     {
         if (sources.Count == 0 || targets.Count == 0) throw new ArgumentException("Give at least one source and one target model.");
         if (data.RowCount == 0) throw new ArgumentException("The evaluation data set is empty.", nameof(data));
@@ -59,12 +59,13 @@ public sealed class TransferEvaluator
             foreach (var (sourceName, source) in sources)
             {
                 var attacks = o.Methods.ToDictionary(m => m, m => ScoreFunctionModel.Inside(source) is not null ? AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), sourceName) : AttackRegistry.Create(m, o.OptionsFor(m)));
+                using var batches = EvaluationBatches.Reader(data, o);
                 for (int start = 0; start < data.RowCount; start += o.BatchSize)
                 {
                     o.CancellationToken.ThrowIfCancellationRequested();
                     using var scope = NewDisposeScope();
                     int count = Math.Min(o.BatchSize, data.RowCount - start);
-                    var (x, y) = data.ToTensors(start, count, device);
+                    var (x, y) = batches.Take(start / o.BatchSize, device);
                     Tensor sourceRightClean;
                     using (no_grad()) sourceRightClean = source.call(x).argmax(1).eq(y);
                     foreach (var (method, attack) in attacks)

@@ -64,7 +64,7 @@ public sealed partial class AdversarialTrainer
     /// estimator and the CLI create and train a model.
     /// </summary>
     /// <returns>The trained network (evaluation mode), the description a model file stores, and the run's summary.</returns>
-    public TrainedModel TrainNew(ModelSpec spec, ImageSet data, Device? device = null, IProgress<TrainingProgress>? progress = null,
+    public TrainedModel TrainNew(ModelSpec spec, IImageSource data, Device? device = null, IProgress<TrainingProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(spec);
@@ -87,8 +87,12 @@ public sealed partial class AdversarialTrainer
         }
     }
 
-    /// <summary>Trains <paramref name="model"/> in place on <paramref name="data"/>.</summary>
-    public TrainingResult Train(Module<Tensor, Tensor> model, ImageSet data, IProgress<TrainingProgress>? progress = null,
+    /// <summary>
+    /// Trains <paramref name="model"/> in place on <paramref name="data"/>: an <see cref="ImageSet"/> in memory, or any
+    /// <see cref="IImageSource"/> read batch by batch ahead of the model (<see cref="AdversarialTrainingOptions.Prefetch"/>),
+    /// with the same batches, and so the same result, either way.
+    /// </summary>
+    public TrainingResult Train(Module<Tensor, Tensor> model, IImageSource data, IProgress<TrainingProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -99,7 +103,8 @@ public sealed partial class AdversarialTrainer
         var o = _options;
         // Attacks inside training skip their own input check (ValidateInputs = false), so the range is checked here,
         // before any step: pixels of 0..255 on a [0, 1] model would train, and be attacked, meaninglessly.
-        if (data.RangeProblem(o.InputRange) is { } rangeProblem)
+        // A source read on demand is checked batch by batch instead (a pass over all of it would decode it all first).
+        if (data is ImageSet inMemory && inMemory.RangeProblem(o.InputRange) is { } rangeProblem)
             throw new ArgumentException($"Training data: {rangeProblem}. Scale the pixels to {o.InputRange} or set AdversarialTrainingOptions.InputRange to the range they are in.", nameof(data));
         if (_checkpoints.Directory is { } checkpointDir && WritesFiles) ProbeWritable(checkpointDir);
         // One run per checkpoint folder: two would overwrite each other's checkpoints.
@@ -124,26 +129,34 @@ public sealed partial class AdversarialTrainer
         double sumLoss = 0, cleanRight = 0, cleanSeen = 0, advRight = 0, advSeen = 0, lastLoss = double.NaN;
         long windowExamples = 0;
         var window = Stopwatch.StartNew();
-        int[]? order = null;
-        long orderEpoch = -1;
+        // Batch i holds rows of the epoch's permutation (EpochOrder); the reader reads them ahead on its workers.
+        var orders = new Dictionary<long, int[]>();
+        int[] RowsOf(long s)
+        {
+            long e = s / perEpoch;
+            int[]? order;
+            lock (orders)
+                if (!orders.TryGetValue(e, out order))
+                {
+                    foreach (long old in orders.Keys.Where(k => k < e - 1).ToList()) orders.Remove(old);
+                    orders[e] = order = LocalEpochOrder(data.RowCount, e); // this rank's share (all of it in one process)
+                }
+            int first = (int)((s % perEpoch) * batch);
+            return order.AsSpan(first, Math.Min(batch, rows - first)).ToArray();
+        }
+        using var batches = new BatchPrefetcher(data, step, total, RowsOf, data is ImageSet ? PrefetchOptions.Synchronous : o.Prefetch);
 
         model.train();
         while (step < total)
         {
             cancellationToken.ThrowIfCancellationRequested();
             long epoch = step / perEpoch;
-            if (epoch != orderEpoch)
-            {
-                order = LocalEpochOrder(data.RowCount, epoch);
-                orderEpoch = epoch;
-            }
-            int start = (int)((step % perEpoch) * batch);
-            int m = Math.Min(batch, rows - start);
             SetLearningRate(optimizer, epoch);
 
             using (var scope = NewDisposeScope())
             {
-                var (x, y) = data.ToTensors(order.AsSpan(start, m), device);
+                var (x, y) = TakeBatch(batches, data, step, device, model, optimizer, settings, resumedFrom);
+                int m = (int)x.shape[0];
                 var stats = Step(model, optimizer, x, y, step);
                 lastLoss = stats.Loss;
                 sumLoss += stats.Loss;
@@ -180,6 +193,30 @@ public sealed partial class AdversarialTrainer
         if (_checkpoints.Directory is null) SyncReplicas(model, step);
         model.eval();
         return new TrainingResult(step, resumedFrom, watch.Elapsed, lastLoss, history);
+    }
+
+    /// <summary>
+    /// Batch <paramref name="step"/> from the reader. When it cannot be read (a corrupt file in a folder read on demand),
+    /// the steps done so far are saved as a checkpoint first, so fixing the file and resuming loses nothing.
+    /// </summary>
+    private (Tensor X, Tensor Y) TakeBatch(BatchPrefetcher batches, IImageSource data, long step, Device device, Module<Tensor, Tensor> model,
+        TorchSharp.Modules.OptimizerHelper optimizer, Dictionary<string, string>? settings, long resumedFrom)
+    {
+        Tensor x, y;
+        try
+        {
+            (x, y) = batches.Take(step, device);
+        }
+        catch (Exception e) when (e is not OperationCanceledException && _checkpoints.Directory is { } dir && step > resumedFrom && step % _checkpoints.Every != 0)
+        {
+            // The last periodic checkpoint may be far behind: save this step's state (the failed batch changed nothing).
+            Checkpoint.Save(dir, model, optimizer, step, Fingerprint(model), settings);
+            _log?.Invoke($"Reading the batch of step {step + 1} failed; saved a checkpoint at step {step} in '{dir}'. Fix the data and resume.");
+            throw;
+        }
+        if (data is not ImageSet && _options.InputRange.Problem(x) is { } problem)
+            throw new ArgumentException($"Training data, batch of step {step + 1}: {problem}. Scale the pixels to {_options.InputRange} or set AdversarialTrainingOptions.InputRange to the range they are in.", nameof(data));
+        return (x, y);
     }
 
     internal readonly record struct StepStats(double Loss, int CleanRight, int CleanCount, int AdvRight, int AdvCount);
@@ -275,7 +312,7 @@ public sealed partial class AdversarialTrainer
     }
 
     /// <summary>A classifier needs examples of at least two classes; one class means a wrong filter or folder.</summary>
-    private static void CheckClasses(ImageSet data)
+    private static void CheckClasses(IImageSource data)
     {
         uint first = data.GetLabel(0);
         for (int i = 1; i < data.RowCount; i++)
@@ -300,14 +337,7 @@ public sealed partial class AdversarialTrainer
 
     internal long StepSeed(long step) => (long)_seed * 1_000_003L + step;
 
-    internal int[] EpochOrder(int rows, long epoch)
-    {
-        var order = Enumerable.Range(0, rows).ToArray();
-        // A fixed arithmetic mix, not HashCode.Combine: HashCode is randomised per process, and a resumed run in a new
-        // process must see the same order.
-        new Random(unchecked(_seed * 1_000_003 + (int)epoch * 7919)).Shuffle(order);
-        return order;
-    }
+    internal int[] EpochOrder(int rows, long epoch) => Data.EpochOrder.For(_seed, epoch, rows);
 
     internal TorchSharp.Modules.OptimizerHelper CreateOptimizer(Module<Tensor, Tensor> model)
     {
@@ -337,7 +367,7 @@ public sealed partial class AdversarialTrainer
     /// Everything besides the architecture that decides what the steps do: options, seed and data. A resume must match
     /// all of them (Epochs and MaxSteps may change: training longer is what resuming is for).
     /// </summary>
-    internal Dictionary<string, string> Settings(ImageSet data)
+    internal Dictionary<string, string> Settings(IImageSource data)
     {
         var o = _options;
         static string N(double v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
@@ -361,29 +391,12 @@ public sealed partial class AdversarialTrainer
             ["InputRange"] = $"{o.InputRange.Description} [{string.Join(",", o.InputRange.Min.Select(v => N(v)))}..{string.Join(",", o.InputRange.Max.Select(v => N(v)))}]",
             ["Data.Rows"] = data.RowCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Data.Classes"] = string.Join(",", data.ClassNames),
-            ["Data.Fingerprint"] = DataFingerprint(data),
+            ["Data.Fingerprint"] = data.Fingerprint(),
         };
         // Only when on, so checkpoints written before clipping existed still resume.
         if (o.GradientClipNorm > 0) settings["GradientClipNorm"] = N(o.GradientClipNorm);
         AddDistributedSettings(settings);
         return settings;
-    }
-
-    /// <summary>SHA-256 of every label and pixel, in row order (the row order decides the epoch order too).</summary>
-    private static string DataFingerprint(ImageSet data)
-    {
-        var (c, h, w) = data.ImageShape;
-        var pixels = new float[c * h * w];
-        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-        Span<byte> label = stackalloc byte[4];
-        for (int i = 0; i < data.RowCount; i++)
-        {
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(label, data.GetLabel(i));
-            hash.AppendData(label);
-            data.CopyPixels(i, pixels);
-            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(pixels.AsSpan()));
-        }
-        return Convert.ToHexString(hash.GetHashAndReset())[..32];
     }
 
     internal string Fingerprint(Module<Tensor, Tensor> model)

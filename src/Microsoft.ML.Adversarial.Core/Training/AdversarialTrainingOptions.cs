@@ -97,6 +97,12 @@ public class AdversarialTrainingOptions
     /// default): one process. <see cref="BatchSize"/> and <see cref="AdversarialPerBatch"/> are then the global m and k.
     /// </summary>
     public DistributedTrainingOptions? Distributed { get; set; }
+    /// <summary>
+    /// How a source that is not in memory (<see cref="Data.IImageSource"/>: IDX files, image folders) is read ahead of the
+    /// model: background workers and the most batches held ahead. It never changes the batches, only when they are read;
+    /// an <see cref="Data.ImageSet"/> is read on the training thread. Default: 2 workers, depth 4.
+    /// </summary>
+    public Data.PrefetchOptions Prefetch { get; set; } = new();
 
     /// <summary>
     /// The paper's Inception v3 recipe as TensorFlow ran it (docs/training.md lists each setting with its source):
@@ -172,6 +178,7 @@ public class AdversarialTrainingOptions
             if (!(RmsPropEpsilon >= 0) || !double.IsFinite(RmsPropEpsilon)) throw new ArgumentOutOfRangeException(nameof(RmsPropEpsilon), RmsPropEpsilon, "RMSProp's epsilon must be finite and >= 0.");
         }
         if (ProgressEvery < 1) throw new ArgumentOutOfRangeException(nameof(ProgressEvery), ProgressEvery, "Must be >= 1.");
+        (Prefetch ?? throw new ArgumentNullException(nameof(Prefetch), "AdversarialTrainingOptions.Prefetch must be set (new PrefetchOptions() for the defaults).")).Validate();
     }
 }
 

@@ -123,13 +123,7 @@ public static class ImageFolder
     internal static IDataView LoadIn(IHostEnvironment env, ImageFolderOptions options)
     {
         ArgumentNullException.ThrowIfNull(env);
-        ArgumentNullException.ThrowIfNull(options);
-        var data = new DataOperationsCatalog(env);
-        var transforms = new TransformsCatalog(env);
-        if (options.Height < 1 || options.Width < 1)
-            throw new ArgumentOutOfRangeException(nameof(options), $"Image size must be positive; got {options.Height}x{options.Width}.");
-        if (!(options.Background is >= 0f and <= 1f))
-            throw new ArgumentOutOfRangeException(nameof(options), $"ImageFolderOptions.Background is {options.Background}; use a grey level in [0, 1] (1 = white, 0 = black).");
+        CheckOptions(options);
         var (classes, images) = Scan(options.Folder);
         // Check every file's header first: an empty, foreign or gigantic file fails here, naming the file, instead of
         // deep inside the image decoder (or by exhausting memory).
@@ -139,7 +133,32 @@ public static class ImageFolder
         if (ImageDecodeCheck.FirstUndecodable(files, out string? why) is { } bad)
             throw new InvalidDataException($"Image file '{bad}' is corrupt: its header is fine but its pixel data does not decode ({why}); " +
                 "it would be read as blank pixels. Copy the file again, or remove it.");
-        var entries = data.LoadFromEnumerable(images.Select(i => new ImageEntry { SourcePath = i.RelativePath, Label = i.Label }).ToList());
+        var entries = Entries(env, images);
+        return Decode(Pipeline(env, options, classes).Fit(entries), entries, options, files);
+    }
+
+    /// <summary>Throws, naming the setting, when the image size or background is out of range.</summary>
+    internal static void CheckOptions(ImageFolderOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Height < 1 || options.Width < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), $"Image size must be positive; got {options.Height}x{options.Width}.");
+        if (!(options.Background is >= 0f and <= 1f))
+            throw new ArgumentOutOfRangeException(nameof(options), $"ImageFolderOptions.Background is {options.Background}; use a grey level in [0, 1] (1 = white, 0 = black).");
+    }
+
+    /// <summary>The (path relative to the folder, class) rows the pipeline reads.</summary>
+    internal static IDataView Entries(IHostEnvironment env, IEnumerable<(string RelativePath, string Label)> images)
+        => new DataOperationsCatalog(env).LoadFromEnumerable(images.Select(i => new ImageEntry { SourcePath = i.RelativePath, Label = i.Label }).ToList());
+
+    /// <summary>
+    /// The decoding pipeline: ImageAnalytics LoadImages → ResizeImages → (grey) → ExtractPixels with alpha; the one place
+    /// image files become pixels (<see cref="Load"/> and the streaming <see cref="ImageFolderSource"/>).
+    /// </summary>
+    internal static IEstimator<ITransformer> Pipeline(IHostEnvironment env, ImageFolderOptions options, IReadOnlyList<string> classes)
+    {
+        var data = new DataOperationsCatalog(env);
+        var transforms = new TransformsCatalog(env);
         const string imageColumn = "__Image";
         var keyData = classes.Select(c => new ClassName { Label = c }).ToList();
         IEstimator<ITransformer> pipeline = transforms.Conversion.MapValueToKey(
@@ -158,8 +177,12 @@ public static class ImageFolder
             .Append(transforms.DropColumns(imageColumn, nameof(ImageEntry.SourcePath)));
         if (options.LabelColumnName != nameof(ImageEntry.Label))
             pipeline = pipeline.Append(transforms.DropColumns(nameof(ImageEntry.Label)));
-        return new ImageFolderDataView(pipeline.Fit(entries).Transform(entries), options.PixelColumnName, options.Background, options.Folder, files);
+        return pipeline;
     }
+
+    /// <summary>The fitted pipeline applied to <paramref name="entries"/>, with alpha composited and errors naming files.</summary>
+    internal static IDataView Decode(ITransformer fitted, IDataView entries, ImageFolderOptions options, IReadOnlyList<string> files)
+        => new ImageFolderDataView(fitted.Transform(entries), options.PixelColumnName, options.Background, options.Folder, files);
 
     /// <summary>
     /// Writes each row's pixels (<c>Vector&lt;Single, C, H, W&gt;</c> in [0, 1], C = 1 or 3) as a PNG under

@@ -25,12 +25,43 @@ public static class ImageSetReader
         return ReadRows(data, pixelColumnName, labelColumnName, shape);
     }
 
+    /// <summary>
+    /// Reads the rows as <see cref="Read"/> does (same checks, classes and order), but into a temporary file
+    /// (<see cref="RowFileSource"/>) instead of memory: one pass over the view, after which training reads the rows by
+    /// offset, so the data may be larger than memory. Dispose the result to delete the file.
+    /// </summary>
+    /// <param name="data">The data to read.</param>
+    /// <param name="pixelColumnName">The pixel column.</param>
+    /// <param name="labelColumnName">The label column (as for <see cref="Read"/>).</param>
+    /// <param name="expectedShape">When given, the images must have this (C, H, W) shape.</param>
+    /// <param name="folder">Where the file goes; null: the temporary folder.</param>
+    public static RowFileSource ReadToFile(IDataView data, string pixelColumnName = "Pixels", string labelColumnName = "Label", (int C, int H, int W)? expectedShape = null,
+        string? folder = null)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        var shape = SchemaChecks.PixelShape(data.Schema, pixelColumnName, expectedShape);
+        SchemaChecks.LabelClasses(data.Schema, labelColumnName);
+        using var writer = RowFileSource.Create(shape, folder);
+        var (labels, names) = ReadRows(data, pixelColumnName, labelColumnName, shape, writer.Append);
+        return writer.Complete(names.Names);
+    }
+
     private static ImageSet ReadRows(IDataView input, string pixelColumn, string labelColumn, (int C, int H, int W) shape)
+    {
+        var pixels = new List<float>();
+        var (labels, names) = ReadRows(input, pixelColumn, labelColumn, shape, (row, _) => pixels.AddRange(row));
+        return ImageSet.FromFloats(pixels.ToArray(), labels.ToArray(), names.Names, shape, names.AreIndices);
+    }
+
+    private delegate void RowSink(ReadOnlySpan<float> pixels, uint label);
+
+    /// <summary>Every row, checked (finite pixels, present labels), to <paramref name="sink"/>; then the labels and class names.</summary>
+    private static (List<uint> Labels, (string[] Names, bool AreIndices) Names) ReadRows(IDataView input, string pixelColumn, string labelColumn, (int C, int H, int W) shape, RowSink sink)
     {
         var pix = input.Schema[pixelColumn];
         var lab = input.Schema[labelColumn];
         int size = shape.C * shape.H * shape.W;
-        var pixels = new List<float>();
+        var row = new float[size];
         var labels = new List<uint>();
         using var cursor = input.GetRowCursor(new[] { pix, lab });
         var pixelGetter = cursor.GetGetter<VBuffer<float>>(pix);
@@ -61,18 +92,18 @@ public static class ImageSetReader
         while (cursor.MoveNext())
         {
             pixelGetter(ref buffer);
-            foreach (float v in buffer.DenseValues())
-            {
+            buffer.CopyTo(row);
+            foreach (float v in row)
                 if (!float.IsFinite(v)) throw new InvalidDataException($"Row {cursor.Position}: pixel column '{pixelColumn}' holds {v}; clean NaN or infinite pixels out first.");
-                pixels.Add(v);
-            }
-            labels.Add(readLabel());
+            uint label = readLabel();
+            sink(row, label);
+            labels.Add(label);
         }
         if (labels.Count == 0) throw new InvalidDataException("The training data has no rows.");
         var names = KeyNames(lab, labels, labelColumn);
         if (labels.Distinct().Count() < 2)
             throw new InvalidDataException($"Label column '{labelColumn}' holds a single class ({names.Names[labels[0]]}); a classifier needs examples of at least 2 classes.");
-        return ImageSet.FromFloats(pixels.ToArray(), labels.ToArray(), names.Names, shape, names.AreIndices);
+        return (labels, names);
     }
 
     /// <summary>The class names: a key's key values; else the indices, which then must be the classes 0..K-1 of the data.</summary>

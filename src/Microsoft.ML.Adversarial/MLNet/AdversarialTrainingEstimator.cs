@@ -40,6 +40,13 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
         public IProgress<TrainingProgress>? Progress { get; set; }
         /// <summary>Stops training between steps when cancelled.</summary>
         public CancellationToken CancellationToken { get; set; }
+        /// <summary>
+        /// When set, <c>Fit</c> reads the input once into a temporary file of pixels in this folder (deleted after
+        /// training) instead of into memory, and trains from it row by row (read ahead per
+        /// <see cref="AdversarialTrainingOptions.Prefetch"/>): for data larger than memory. Same rows, same checks,
+        /// same weights as in memory. Null (the default): in memory.
+        /// </summary>
+        public string? DiskCacheFolder { get; set; }
         /// <summary>Rows scored at once by the returned transformer.</summary>
         public int ScoringBatchSize { get; set; } = 256;
 
@@ -73,11 +80,14 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
         ArgumentNullException.ThrowIfNull(input);
         var o = _options;
         var host = _env.Register("AdversarialTraining");
-        var data = ImageSetReader.Read(input, o.FeatureColumnName, o.LabelColumnName);
+        using var onDisk = o.DiskCacheFolder is { } cache && input is not ImageSetDataView
+            ? ImageSetReader.ReadToFile(input, o.FeatureColumnName, o.LabelColumnName, folder: cache) : null;
+        IImageSource data = onDisk ?? (IImageSource)ImageSetReader.Read(input, o.FeatureColumnName, o.LabelColumnName);
         var device = MLNetEnvironment.ResolveDevice(o.Device, _env);
         int seed = o.Seed ?? host.Rand.Next();
         var (c, h, w) = data.ImageShape;
-        if (data.RangeProblem(o.InputRange) is { } rangeProblem)
+        // A file-backed source is checked batch by batch by the trainer.
+        if (data is ImageSet inMemory && inMemory.RangeProblem(o.InputRange) is { } rangeProblem)
             throw new ArgumentOutOfRangeException(o.FeatureColumnName, $"Pixel column '{o.FeatureColumnName}': {rangeProblem}. {SchemaChecks.RangeFix(o.InputRange, o.FeatureColumnName)}");
 
         using var ch = host.Start("Fit");

@@ -21,7 +21,7 @@ public sealed partial class AdversarialTrainer
     /// rank and stops the whole job (MPI_Abort): the other ranks would otherwise wait forever in the next allreduce.
     /// The last checkpoint stays intact (rank 0 writes it atomically).
     /// </summary>
-    private TrainingResult TrainDistributed(Module<Tensor, Tensor> model, ImageSet data, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    private TrainingResult TrainDistributed(Module<Tensor, Tensor> model, IImageSource data, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         var replicas = Replicas.Join();
         replicas.CheckSplit(_options.BatchSize, _options.AdversarialPerBatch);

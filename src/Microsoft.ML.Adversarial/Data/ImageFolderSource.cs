@@ -1,0 +1,123 @@
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML.Adversarial.Data;
+
+/// <summary>
+/// An image folder (one sub-folder per class, as <see cref="ImageFolder.Load"/> reads) as an <see cref="IImageSource"/>
+/// decoded on demand: opening it lists the files (no decoding), and each batch is decoded when it is read, through the
+/// same ImageAnalytics pipeline as <see cref="ImageFolder.Load"/> (same pixels, alpha composited on
+/// <see cref="ImageFolderOptions.Background"/>). Memory holds the file list, not the images, so the trainer's
+/// prefetching reader (<see cref="BatchPrefetcher"/>) streams folders of any size, shuffled by row index. Each file is
+/// checked (header, then a full decode) when its batch is read, and a file that fails is named in the error.
+/// </summary>
+public sealed class ImageFolderSource : IImageSource
+{
+    private readonly MLContext _mlContext;
+    private readonly ImageFolderOptions _options;
+    private readonly (string RelativePath, string Label)[] _images;
+    private readonly uint[] _labels;
+    private readonly ITransformer _decoder;
+    private readonly string _fingerprint;
+
+    private ImageFolderSource(MLContext mlContext, ImageFolderOptions options, IReadOnlyList<string> classes, IReadOnlyList<(string RelativePath, string Label)> images)
+    {
+        _mlContext = mlContext;
+        _options = options;
+        _images = images.ToArray();
+        ClassNames = classes;
+        var index = classes.Select((c, i) => (c, i)).ToDictionary(p => p.c, p => (uint)p.i, StringComparer.Ordinal);
+        _labels = _images.Select(i => index[i.Label]).ToArray();
+        // Fitting reads no image: MapValueToKey takes its keys from the class list, the image transforms need no data.
+        _decoder = ImageFolder.Pipeline(mlContext, options, classes).Fit(ImageFolder.Entries(mlContext, _images.Take(1)));
+        ImageShape = (options.Grayscale ? 1 : 3, options.Height, options.Width);
+        _fingerprint = Fingerprint(options, _images);
+    }
+
+    /// <summary>
+    /// Lists the folder's classes and image files (in the order <see cref="ImageFolder.Scan"/> gives) without decoding any.
+    /// </summary>
+    public static ImageFolderSource Open(ImageFolderOptions options, MLContext? mlContext = null)
+    {
+        ImageFolder.CheckOptions(options);
+        var (classes, images) = ImageFolder.Scan(options.Folder);
+        return new ImageFolderSource(mlContext ?? new MLContext(), options, classes, images);
+    }
+
+    /// <inheritdoc/>
+    public int RowCount => _images.Length;
+
+    /// <inheritdoc/>
+    public (int Channels, int Height, int Width) ImageShape { get; }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<string> ClassNames { get; }
+
+    /// <summary>The file of a row.</summary>
+    public string FileOf(int row) => Path.Combine(_options.Folder, _images[row].RelativePath);
+
+    /// <inheritdoc/>
+    public uint GetLabel(int row) => _labels[row];
+
+    /// <summary>
+    /// The file list, classes and the options that decide the pixels (size, grey, resizing, background): another folder
+    /// layout changes it; a damaged file replaced by a good copy does not, so a run stopped by the damage resumes.
+    /// </summary>
+    public string Fingerprint() => _fingerprint;
+
+    /// <inheritdoc/>
+    public void ReadPixels(ReadOnlySpan<int> rows, Span<float> destination)
+    {
+        var entries = new (string RelativePath, string Label)[rows.Length];
+        var files = new string[rows.Length];
+        // Where each path goes in the batch (a path may be asked for twice): rows are matched by path, not by the
+        // order ML.NET's cursor happens to give them.
+        var positions = new Dictionary<string, Queue<int>>(StringComparer.Ordinal);
+        for (int i = 0; i < rows.Length; i++)
+        {
+            if ((uint)rows[i] >= (uint)RowCount) throw new ArgumentOutOfRangeException(nameof(rows), rows[i], $"Row {rows[i]} is not in the {RowCount} images of '{_options.Folder}'.");
+            entries[i] = _images[rows[i]];
+            files[i] = FileOf(rows[i]);
+            if (!positions.TryGetValue(entries[i].RelativePath, out var queue)) positions[entries[i].RelativePath] = queue = new Queue<int>();
+            queue.Enqueue(i);
+        }
+        // The checks ImageFolder.Load makes on the whole folder, made on this batch's files.
+        foreach (string file in files) ImageHeader.Check(file, _options.MaxPixels);
+        if (ImageDecodeCheck.FirstUndecodable(files, out string? why) is { } bad)
+            throw new InvalidDataException($"Image file '{bad}' is corrupt: its header is fine but its pixel data does not decode ({why}); " +
+                "it would be read as blank pixels. Copy the file again, or remove it (then restart: removing a file changes the data set; a good copy resumes).");
+
+        var view = ImageFolder.Decode(_decoder, ImageFolder.Entries(_mlContext, entries), _options, files);
+        var pixelColumn = view.Schema[_options.PixelColumnName];
+        var pathColumn = view.Schema[_options.ImagePathColumnName];
+        int size = ImageShape.Channels * ImageShape.Height * ImageShape.Width;
+        using var cursor = view.GetRowCursor(new[] { pixelColumn, pathColumn });
+        var pixels = cursor.GetGetter<VBuffer<float>>(pixelColumn);
+        var path = cursor.GetGetter<ReadOnlyMemory<char>>(pathColumn);
+        var buffer = default(VBuffer<float>);
+        var name = default(ReadOnlyMemory<char>);
+        int read = 0;
+        while (cursor.MoveNext())
+        {
+            pixels(ref buffer);
+            path(ref name);
+            int at = positions[name.ToString()].Dequeue();
+            var target = destination.Slice(at * size, size);
+            buffer.CopyTo(target);
+            foreach (float v in target)
+                if (!float.IsFinite(v)) throw new InvalidDataException($"Image file '{files[at]}' decoded to a non-finite pixel ({v}); remove or replace it.");
+            read++;
+        }
+        if (read != rows.Length)
+            throw new InvalidDataException($"Reading {rows.Length} images of '{_options.Folder}' gave {read} rows; a file may have changed while it was read.");
+    }
+
+    private static string Fingerprint(ImageFolderOptions o, IEnumerable<(string RelativePath, string Label)> images)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        hash.AppendData(Encoding.UTF8.GetBytes($"folder;{o.Height}x{o.Width};grey={o.Grayscale};{o.Resizing};bg={o.Background:R};"));
+        foreach (var (p, l) in images) hash.AppendData(Encoding.UTF8.GetBytes($"{p}\n{l}\n"));
+        return Convert.ToHexString(hash.GetHashAndReset())[..32];
+    }
+}
