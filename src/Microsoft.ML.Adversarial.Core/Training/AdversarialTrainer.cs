@@ -117,12 +117,13 @@ public sealed partial class AdversarialTrainer
 
         var optimizer = CreateOptimizer(model);
         long step = 0;
+        (byte[] Bytes, string Path)? savedReplicaBuffers = null; // every rank's BatchNorm statistics (distributed, per replica)
         if (_checkpoints is { Resume: true, Directory: { } dir } && WritesFiles && Checkpoint.Exists(dir))
         {
-            step = Checkpoint.Load(dir, model, optimizer, Fingerprint(model), settings);
+            step = Checkpoint.Load(dir, model, optimizer, Fingerprint(model), settings, out savedReplicaBuffers);
             _log?.Invoke($"Resumed from step {step} of {total} ({dir}).");
         }
-        step = StartReplicas(model, optimizer, step);
+        step = StartReplicas(model, optimizer, step, savedReplicaBuffers);
         long resumedFrom = step;
         var history = new List<TrainingProgress>();
         var watch = Stopwatch.StartNew();
@@ -187,7 +188,8 @@ public sealed partial class AdversarialTrainer
             if (_checkpoints.Directory is { } ckpt && (step % _checkpoints.Every == 0 || step == total))
             {
                 SyncReplicas(model, step);
-                if (WritesFiles) Checkpoint.Save(ckpt, model, optimizer, step, Fingerprint(model), settings);
+                var replicaBuffers = GatherReplicaBuffers(model); // every rank takes part; rank 0 writes
+                if (WritesFiles) Checkpoint.Save(ckpt, model, optimizer, step, Fingerprint(model), settings, replicaBuffers);
             }
         }
         if (_checkpoints.Directory is null) SyncReplicas(model, step);

@@ -17,10 +17,17 @@ public static class Checkpoint
     private const string Previous = "checkpoint.previous";
     private const int FormatVersion = 1;
 
+    /// <summary>
+    /// The file of every replica's buffers in a distributed checkpoint with BatchNorm statistics kept per replica
+    /// (absent otherwise, and in checkpoints written before it existed).
+    /// </summary>
+    internal const string ReplicaBuffersFile = "replica-buffers.dat";
+
     // Settings (added within format 1; absent in older checkpoints, which are then checked by fingerprint only): every
     // option that changes what a step does, and the data's fingerprint, so that a resume with other settings is refused.
+    // ReplicaBuffersSha256 (also within format 1): the checksum of ReplicaBuffersFile, null when the checkpoint has none.
     private sealed record State(int Format, long Step, string Fingerprint, string ModelSha256, string OptimizerSha256,
-        IReadOnlyDictionary<string, string>? Settings = null);
+        IReadOnlyDictionary<string, string>? Settings = null, string? ReplicaBuffersSha256 = null);
 
     /// <summary>True when <paramref name="directory"/> holds a complete checkpoint.</summary>
     public static bool Exists(string directory)
@@ -47,7 +54,7 @@ public static class Checkpoint
     }
 
     internal static void Save(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, long step, string fingerprint,
-        IReadOnlyDictionary<string, string>? settings = null)
+        IReadOnlyDictionary<string, string>? settings = null, Action<Stream>? writeReplicaBuffers = null)
     {
         Directory.CreateDirectory(directory);
         string tmp = Path.Combine(directory, $".checkpoint.tmp-{Guid.NewGuid():N}");
@@ -55,7 +62,14 @@ public static class Checkpoint
         string modelPath = Path.Combine(tmp, "model.dat"), optimizerPath = Path.Combine(tmp, "optimizer.dat");
         model.save(modelPath);
         optimizer.save_state_dict(optimizerPath);
-        var state = new State(FormatVersion, step, fingerprint, Sha256(modelPath), Sha256(optimizerPath), settings);
+        string? replicaBuffersSha256 = null;
+        if (writeReplicaBuffers is not null)
+        {
+            string replicaPath = Path.Combine(tmp, ReplicaBuffersFile);
+            using (var file = File.Create(replicaPath)) writeReplicaBuffers(file);
+            replicaBuffersSha256 = Sha256(replicaPath);
+        }
+        var state = new State(FormatVersion, step, fingerprint, Sha256(modelPath), Sha256(optimizerPath), settings, replicaBuffersSha256);
         File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(state));
 
         string current = Path.Combine(directory, Current), previous = Path.Combine(directory, Previous);
@@ -68,6 +82,15 @@ public static class Checkpoint
     /// <summary>Loads the newest complete checkpoint into the model and optimiser; returns its step.</summary>
     internal static long Load(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, string fingerprint,
         IReadOnlyDictionary<string, string>? settings = null)
+        => Load(directory, model, optimizer, fingerprint, settings, out _);
+
+    /// <summary>
+    /// Loads the newest complete checkpoint into the model and optimiser; returns its step, and in
+    /// <paramref name="replicaBuffers"/> the contents of its <see cref="ReplicaBuffersFile"/> (checked like the other
+    /// files before anything is loaded; null when the checkpoint has none) with the file's path.
+    /// </summary>
+    internal static long Load(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, string fingerprint,
+        IReadOnlyDictionary<string, string>? settings, out (byte[] Bytes, string Path)? replicaBuffers)
     {
         string folder = Path.Combine(directory, Current);
         if (!File.Exists(Path.Combine(folder, "state.json"))) folder = Path.Combine(directory, Previous);
@@ -101,6 +124,16 @@ public static class Checkpoint
         foreach (var (path, expected) in new[] { (modelPath, state.ModelSha256), (optimizerPath, state.OptimizerSha256) })
             if (!File.Exists(path) || Sha256(path) != expected)
                 throw new InvalidDataException($"Checkpoint file '{path}' is missing or corrupt (checksum mismatch). Nothing was loaded; delete '{directory}' to start over.");
+        replicaBuffers = null;
+        if (state.ReplicaBuffersSha256 is { } replicaSha256)
+        {
+            // Read once, then checked: the bytes handed on are the bytes whose checksum matched.
+            string replicaPath = Path.Combine(folder, ReplicaBuffersFile);
+            byte[]? bytes = File.Exists(replicaPath) ? File.ReadAllBytes(replicaPath) : null;
+            if (bytes is null || Convert.ToHexString(SHA256.HashData(bytes)) != replicaSha256)
+                throw new InvalidDataException($"Checkpoint file '{replicaPath}' is missing or corrupt (checksum mismatch). Nothing was loaded; delete '{directory}' to start over.");
+            replicaBuffers = (bytes, replicaPath);
+        }
         model.load(modelPath);
         optimizer.load_state_dict(optimizerPath);
         return state.Step;

@@ -154,6 +154,88 @@ public sealed class DistributedTrainingTests
             "a resumed distributed run must be bit-identical to an uninterrupted one");
     }
 
+    private static double MaxBufferDifference(string a, string b)
+    {
+        var (ma, _) = ModelIO.Load(a);
+        var (mb, _) = ModelIO.Load(b);
+        using (ma)
+        using (mb)
+        {
+            var bb = mb.named_buffers().ToDictionary(p => p.name, p => p.buffer);
+            double max = 0;
+            foreach (var (name, buffer) in ma.named_buffers())
+                max = Math.Max(max, (buffer.to(ScalarType.Float64) - bb[name].to(ScalarType.Float64)).abs().max().item<double>());
+            return max;
+        }
+    }
+
+    [TestMethod]
+    public void DistributedResumeWithBatchNormPerReplicaContinuesExactlyOnEveryRank()
+    {
+        // SmallResNet has BatchNorm; each rank keeps its own running statistics (no --average-bn), and its adversarial
+        // examples (made in evaluation mode) use them: a rank resumed with another rank's statistics trains differently.
+        string dir = TestData.TempFolder();
+        string[] run =
+        {
+            "train", "--count", "320", "--arch", "smallresnet", "--rho", "0.25", "--batch-size", "16", "--k", "8", "--optimizer", "sgd", "--lr", "0.05",
+            "--momentum", "0.9", "--checkpoint-every", "5", "--distributed",
+        };
+        var whole = MpiRun(dir, (2, null, run.Concat(new[] { "-o", "whole.advml", "--checkpoint", "ck-whole", "--max-steps", "12" }).ToArray()));
+        Assert.AreEqual(0, whole.Code, whole.Err);
+        var first = MpiRun(dir, (2, null, run.Concat(new[] { "-o", "part.advml", "--checkpoint", "ck", "--max-steps", "5" }).ToArray()));
+        Assert.AreEqual(0, first.Code, first.Err);
+        var resumed = MpiRun(dir, (2, null, run.Concat(new[] { "-o", "part.advml", "--checkpoint", "ck", "--max-steps", "12", "--resume" }).ToArray()));
+        Assert.AreEqual(0, resumed.Code, resumed.Err);
+        StringAssert.Contains(resumed.Out, "resumed at 5");
+
+        string wholeModel = Path.Combine(dir, "whole.advml"), partModel = Path.Combine(dir, "part.advml");
+        Assert.AreEqual(0.0, MaxWeightDifference(wholeModel, partModel), "the weights (averaged gradients of both ranks) must be bit-identical");
+        Assert.AreEqual(0.0, MaxBufferDifference(wholeModel, partModel), "rank 0's BatchNorm statistics must be bit-identical");
+        // The final checkpoint (step 12) holds every rank's statistics: rank 1's must be bit-identical too.
+        string wholeReplicas = Path.Combine(dir, "ck-whole", "checkpoint", Checkpoint.ReplicaBuffersFile);
+        string partReplicas = Path.Combine(dir, "ck", "checkpoint", Checkpoint.ReplicaBuffersFile);
+        var ranks = ReplicaBuffers.Read(wholeReplicas);
+        Assert.AreEqual(2, ranks.Length);
+        CollectionAssert.AreNotEqual(ranks[0], ranks[1], "the replicas keep their own statistics (else this test shows nothing)");
+        var resumedRanks = ReplicaBuffers.Read(partReplicas);
+        for (int r = 0; r < 2; r++)
+            CollectionAssert.AreEqual(ranks[r], resumedRanks[r], $"rank {r}'s BatchNorm statistics must be bit-identical after resume");
+    }
+
+    [TestMethod]
+    public void ReplicaBufferFileIsChecksummedAndGivesEachRankItsOwnStatistics()
+    {
+        string dir = TestData.TempFolder();
+        using var model = new SmallResNet(classes: 10, rho: 0.25, inChannels: 1);
+        using var optimizer = optim.SGD(model.parameters(), 0.1);
+        // Two "ranks": the model's statistics as they are, and after one training-mode pass (other running statistics).
+        byte[] rank0 = ReplicaBuffers.Bytes(model);
+        model.train();
+        using (no_grad()) model.call(rand(4, 1, 28, 28)).Dispose();
+        byte[] rank1 = ReplicaBuffers.Bytes(model);
+        CollectionAssert.AreNotEqual(rank0, rank1);
+        Checkpoint.Save(dir, model, optimizer, 7, "fp", null, s => ReplicaBuffers.Write(s, model, new[] { rank0, rank1 }));
+
+        Checkpoint.Load(dir, model, optimizer, "fp", null, out var saved);
+        Assert.IsNotNull(saved);
+        var ranks = ReplicaBuffers.Read(saved.Value.Bytes, model, 2, saved.Value.Path);
+        CollectionAssert.AreEqual(rank0, ranks[0]);
+        CollectionAssert.AreEqual(rank1, ranks[1]);
+        ReplicaBuffers.Load(model, ranks[0]);
+        CollectionAssert.AreEqual(rank0, ReplicaBuffers.Bytes(model), "a rank's bytes set its buffers back exactly");
+        var other = Assert.ThrowsExactly<InvalidDataException>(() => ReplicaBuffers.Read(saved.Value.Bytes, model, 3, saved.Value.Path));
+        StringAssert.Contains(other.Message, "mpirun -np 2");
+
+        // One flipped byte in the file: refused before anything is loaded, like the model and optimiser files.
+        string file = Path.Combine(dir, "checkpoint", Checkpoint.ReplicaBuffersFile);
+        var bytes = File.ReadAllBytes(file);
+        bytes[^1] ^= 1;
+        File.WriteAllBytes(file, bytes);
+        var corrupt = Assert.ThrowsExactly<InvalidDataException>(() => Checkpoint.Load(dir, model, optimizer, "fp", null, out _));
+        StringAssert.Contains(corrupt.Message, Checkpoint.ReplicaBuffersFile);
+        StringAssert.Contains(corrupt.Message, "checksum");
+    }
+
     [TestMethod]
     public void ARankThatFailsStopsEveryRankWithItsError()
     {

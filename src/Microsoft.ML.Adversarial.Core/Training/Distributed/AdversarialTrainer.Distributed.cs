@@ -52,11 +52,29 @@ public sealed partial class AdversarialTrainer
     private (int Rows, int Batch) LocalShape(int rows)
         => _replicas is { } r ? (Shard.RowsPerRank(rows, r.Size), _options.BatchSize / r.Size) : (rows, _options.BatchSize);
 
+    /// <summary>True when the replicas' buffers (BatchNorm statistics) differ and a checkpoint must hold every rank's.</summary>
+    private bool KeepsReplicaBuffers(Module<Tensor, Tensor> model)
+        => _replicas is { Size: > 1 } && _options.Distributed?.AverageBatchNormStatistics != true && ReplicaBuffers.Any(model);
+
+    /// <summary>
+    /// At a checkpoint, with BatchNorm statistics per replica: every rank's buffers gathered to rank 0, as the writer of
+    /// the checkpoint's <see cref="Checkpoint.ReplicaBuffersFile"/> (null on other ranks and when the buffers are equal).
+    /// Every rank must call it.
+    /// </summary>
+    private Action<Stream>? GatherReplicaBuffers(Module<Tensor, Tensor> model)
+    {
+        if (!KeepsReplicaBuffers(model)) return null;
+        var ranks = _replicas!.GatherBuffers(model);
+        return ranks is null ? null : stream => ReplicaBuffers.Write(stream, model, ranks);
+    }
+
     /// <summary>
     /// Makes every replica start equal: rank 0's step (0, or the one it resumed from), its optimiser state (on resume)
-    /// and its weights and buffers go to every rank.
+    /// and its weights and buffers go to every rank. On resume with BatchNorm statistics per replica, each rank then gets
+    /// its own statistics back from <paramref name="savedReplicaBuffers"/> (rank 0's checkpoint file).
     /// </summary>
-    private long StartReplicas(Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, long step)
+    private long StartReplicas(Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, long step,
+        (byte[] Bytes, string Path)? savedReplicaBuffers = null)
     {
         if (_replicas is not { } r) return step;
         step = r.BroadcastValue(step);
@@ -80,6 +98,15 @@ public sealed partial class AdversarialTrainer
             }
         }
         r.BroadcastState(model);
+        if (step > 0 && KeepsReplicaBuffers(model))
+        {
+            // Rank 0 checks the file first (a bad one stops the job with its error), then says whether it has one.
+            byte[][]? ranks = r.Rank == 0 && savedReplicaBuffers is { } saved ? ReplicaBuffers.Read(saved.Bytes, model, r.Size, saved.Path) : null;
+            if (r.BroadcastValue(ranks is null ? 0 : 1) == 1) r.ScatterBuffers(model, ranks);
+            else if (r.Rank == 0)
+                _log?.Invoke("The checkpoint holds rank 0's BatchNorm statistics only (written before every rank's were saved, or after a failed read): " +
+                    "every rank resumes with them, so ranks other than 0 do not continue exactly as an uninterrupted run.");
+        }
         return step;
     }
 

@@ -32,6 +32,7 @@ internal sealed class Mpi
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int CommIntFn(int comm, out int value);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int AllreduceFn(nint sendBuffer, ref byte buffer, int count, int datatype, int op, int comm);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int BcastFn(ref byte buffer, int count, int datatype, int root, int comm);
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int RootedFn(ref byte sendBuffer, int sendCount, int sendType, ref byte receiveBuffer, int receiveCount, int receiveType, int root, int comm);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int CommFn(int comm);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int AbortFn(int comm, int code);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int VoidFn();
@@ -45,6 +46,7 @@ internal sealed class Mpi
     private readonly CommIntFn _rank, _size;
     private readonly AllreduceFn _allreduce;
     private readonly BcastFn _bcast;
+    private readonly RootedFn _gather, _scatter;
     private readonly CommFn _barrier;
     private readonly AbortFn _abort;
     private readonly VoidFn _finalize;
@@ -75,6 +77,8 @@ internal sealed class Mpi
         _size = Fn<CommIntFn>("MPI_Comm_size");
         _allreduce = Fn<AllreduceFn>("MPI_Allreduce");
         _bcast = Fn<BcastFn>("MPI_Bcast");
+        _gather = Fn<RootedFn>("MPI_Gather");
+        _scatter = Fn<RootedFn>("MPI_Scatter");
         _barrier = Fn<CommFn>("MPI_Barrier");
         _abort = Fn<AbortFn>("MPI_Abort");
         _finalize = Fn<VoidFn>("MPI_Finalize");
@@ -159,6 +163,32 @@ internal sealed class Mpi
             var part = buffer.Slice(offset, Math.Min(chunk, buffer.Length - offset));
             Check(_bcast(ref MemoryMarshal.GetReference(part), part.Length, Byte, root, CommWorld), "MPI_Bcast");
         }
+    }
+
+    /// <summary>
+    /// MPI_Gather of bytes: every rank's <paramref name="mine"/> (the same length on every rank) lands in
+    /// <paramref name="all"/> on rank <paramref name="root"/>, rank after rank (<c>Size x mine.Length</c> bytes, so every
+    /// count fits MPI's int); other ranks pass an empty span.
+    /// </summary>
+    public void Gather(ReadOnlySpan<byte> mine, Span<byte> all, int root = 0)
+    {
+        if (Rank == root && all.Length != (long)mine.Length * Size) throw new ArgumentException("internal: the gather buffer holds every rank's part", nameof(all));
+        Span<byte> none = stackalloc byte[1]; // a valid address for the buffers MPI ignores
+        Check(_gather(ref MemoryMarshal.GetReference(mine.IsEmpty ? none : mine), mine.Length, Byte,
+            ref MemoryMarshal.GetReference(all.IsEmpty ? none : all), mine.Length, Byte, root, CommWorld), "MPI_Gather");
+    }
+
+    /// <summary>
+    /// MPI_Scatter of bytes, the inverse of <see cref="Gather"/>: rank <paramref name="root"/>'s <paramref name="all"/>
+    /// (<c>Size x mine.Length</c> bytes, rank after rank) is cut into parts and rank r receives part r in
+    /// <paramref name="mine"/>; other ranks pass an empty <paramref name="all"/>.
+    /// </summary>
+    public void Scatter(ReadOnlySpan<byte> all, Span<byte> mine, int root = 0)
+    {
+        if (Rank == root && all.Length != (long)mine.Length * Size) throw new ArgumentException("internal: the scatter buffer holds every rank's part", nameof(all));
+        Span<byte> none = stackalloc byte[1];
+        Check(_scatter(ref MemoryMarshal.GetReference(all.IsEmpty ? none : all), mine.Length, Byte,
+            ref MemoryMarshal.GetReference(mine.IsEmpty ? none : mine), mine.Length, Byte, root, CommWorld), "MPI_Scatter");
     }
 
     /// <summary>Waits for every rank.</summary>

@@ -110,6 +110,44 @@ internal sealed class Replicas
                 "restart from the last checkpoint, where they were equal.");
     }
 
+    /// <summary>
+    /// Every rank's buffers (<see cref="ReplicaBuffers.Bytes"/>) on rank 0, element r from rank r (one MPI_Gather); null
+    /// on the other ranks. Every rank must call it.
+    /// </summary>
+    public byte[][]? GatherBuffers(nn.Module model)
+    {
+        byte[] mine = ReplicaBuffers.Bytes(model);
+        Span<long> length = stackalloc long[] { mine.Length, ~(long)mine.Length };
+        _mpi.AllreduceInPlace(length, Mpi.Int64, Mpi.OpMax);
+        if (length[0] != ~length[1])
+            throw new InvalidOperationException(
+                $"The replicas' buffers differ in size (rank {Rank} has {mine.Length} bytes, others up to {length[0]}): every rank must build the same network.");
+        if ((long)mine.Length * Size > Array.MaxLength)
+            throw new InvalidOperationException($"The replicas' buffers ({mine.Length} bytes x {Size} ranks) exceed the 2 GB a checkpoint file of them can hold.");
+        var all = Rank == 0 ? new byte[mine.Length * Size] : Array.Empty<byte>();
+        _mpi.Gather(mine, all);
+        if (Rank != 0) return null;
+        return Enumerable.Range(0, Size).Select(r => all.AsSpan(r * mine.Length, mine.Length).ToArray()).ToArray();
+    }
+
+    /// <summary>
+    /// Gives every rank its own buffers back (one MPI_Scatter): <paramref name="ranks"/>[r] (on rank 0; null elsewhere)
+    /// becomes rank r's buffers. Every rank must call it.
+    /// </summary>
+    public void ScatterBuffers(nn.Module model, IReadOnlyList<byte[]>? ranks)
+    {
+        var mine = new byte[ReplicaBuffers.Length(model)];
+        byte[] all = Array.Empty<byte>();
+        if (Rank == 0)
+        {
+            if (ranks is null || ranks.Count != Size || ranks.Any(r => r.Length != mine.Length))
+                throw new InvalidOperationException("internal: rank 0 scatters one part of the buffers' size per rank");
+            all = ranks.SelectMany(r => r).ToArray();
+        }
+        _mpi.Scatter(all, mine);
+        ReplicaBuffers.Load(model, mine);
+    }
+
     /// <summary>Sums <paramref name="values"/> over the ranks, in place.</summary>
     public void Sum(Span<double> values) => _mpi.AllreduceInPlace(values, Mpi.Double);
 
