@@ -62,6 +62,10 @@ internal static class Streaming
         process.Refresh();
         Console.WriteLine($"{(stream ? "stream" : "memory")}: {data.RowCount} images, opened/loaded in {loaded:F1} s, first step done at {firstStep:F1} s, " +
             $"{(steps - 1) / (total - firstStep):F1} steps/s after it, peak RSS {process.PeakWorkingSet64 / 1048576.0:F0} MiB, workers {workers}, torch threads {threads}");
+        // Where memory is: the managed heap (file list, labels, epoch order, GC slack) against the rest (libtorch, native decoders).
+        var gc = GC.GetGCMemoryInfo();
+        Console.WriteLine($"managed heap {gc.HeapSizeBytes / 1048576.0:F1} MiB (committed {gc.TotalCommittedBytes / 1048576.0:F1} MiB), " +
+            $"after a full collection {GC.GetTotalMemory(forceFullCollection: true) / 1048576.0:F1} MiB live");
         model.Model.Dispose();
         return 0;
     }

@@ -59,7 +59,7 @@ internal static class AttackCommand
         OutputFiles.EnsureWritable(output, isFolder: true);
         var device = CommonOptions.ParseDevice(p);
         var (model, description) = CliData.LoadModel(p.GetValue(ModelPath)!, device);
-        var data = CliData.LoadSplitFor(p, split == "train", p.GetValue(Count), description, p.GetValue(ModelPath)!);
+        var data = CliData.OpenSplitFor(p, split == "train", p.GetValue(Count), description, p.GetValue(ModelPath)!);
 
         var attack = AttackRegistry.Create(method, new AttackOptions { Epsilon = eps, Seed = p.GetValue(CommonOptions.Seed), InputRange = description.InputRangeOrDefault });
         int n = data.RowCount, size = description.Channels * description.Height * description.Width, batch = p.GetValue(CommonOptions.BatchSize);
@@ -68,6 +68,10 @@ internal static class AttackCommand
         OutputFiles.EnsureWritable(output, isFolder: true, format == "idx" ? (long)n * (size + 1) + 64 : n * Math.Max(4096L, size + 1024L));
         var pixels = new float[(long)n * size];
         var labels = new uint[n];
+        // Rows in order, batch by batch; an image folder is decoded ahead of the model on background workers.
+        long batches = (n + (long)batch - 1) / batch;
+        using var reader = new BatchPrefetcher(data, 0, batches, i => Enumerable.Range((int)(i * batch), (int)Math.Min(batch, n - i * batch)).ToArray(),
+            data is ImageSet ? PrefetchOptions.Synchronous : new PrefetchOptions());
         ConsoleOutput.WithProgress($"{method} eps {eps}", report =>
         {
             for (int start = 0; start < n; start += batch)
@@ -75,7 +79,7 @@ internal static class AttackCommand
                 ct.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 int count = Math.Min(batch, n - start);
-                var (x, y) = data.ToTensors(start, count, device);
+                var (x, y) = reader.Take(start / batch, device);
                 attack.Generate(model, x, y).cpu().contiguous().data<float>().CopyTo(pixels.AsSpan(start * size, count * size));
                 for (int i = 0; i < count; i++) labels[start + i] = data.GetLabel(start + i);
                 report(start + count, n, null);

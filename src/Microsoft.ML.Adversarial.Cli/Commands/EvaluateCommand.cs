@@ -56,7 +56,7 @@ internal static class EvaluateCommand
         var device = CommonOptions.ParseDevice(p);
         string path = p.GetValue(ModelPath)!;
         var (model, description) = CliData.LoadModel(path, device, p);
-        var data = CliData.LoadSplitFor(p, train: false, p.GetValue(Count), description, path);
+        var data = CliData.OpenSplitFor(p, train: false, p.GetValue(Count), description, path);
         var report = ConsoleOutput.WithProgress("evaluating", progress => new RobustnessEvaluator(new RobustnessOptions
         {
             Methods = methods, Epsilons = epsilons, InputRange = description.InputRangeOrDefault, BatchSize = p.GetValue(CommonOptions.BatchSize), Seed = p.GetValue(CommonOptions.Seed), CancellationToken = ct,

@@ -69,7 +69,7 @@ internal static class TransferCommand
         }
         if (models.Count < 2 || first is not { } reference) throw new CliException("--models needs at least two models.");
         var range = reference.Description.InputRangeOrDefault;
-        var data = CliData.LoadSplitFor(p, train: false, p.GetValue(EvaluateCommand.Count), reference.Description, reference.Name);
+        var data = CliData.OpenSplitFor(p, train: false, p.GetValue(EvaluateCommand.Count), reference.Description, reference.Name);
         // Black boxes (ONNX models) only score: they are targets, and the models with gradients are the sources.
         var sources = models.Where(m => ScoreFunctionModel.Inside(m.Value) is null).ToDictionary();
         if (sources.Count == 0) throw new CliException("--models has no model with gradients to make adversarial examples on; give at least one .advml model (ONNX models are targets only).");

@@ -46,16 +46,19 @@ internal static class CliData
     public static IImageSource OpenTrainSplit(ParseResult p, int? count)
     {
         if (p.GetValue(CommonOptions.Data) is not { } folder) return LoadSplit(p, train: true, count);
-        string split = Path.Combine(folder, "train");
+        try { return OpenFolderSplit(p, folder, train: true).Stratified(count); }
+        catch (InvalidDataException e) { throw new CliException(e.Message); }
+    }
+
+    /// <summary>An image folder's train/ or test/ folder, listed (nothing decoded), with the --image-size/--grayscale/--seed of the command.</summary>
+    private static ImageFolderSource OpenFolderSplit(ParseResult p, string folder, bool train)
+    {
+        string split = Path.Combine(folder, train ? "train" : "test");
         if (!Directory.Exists(split))
             throw new CliException($"'{split}' does not exist. --data expects a folder with train/ and test/ subfolders, each holding one folder per class.");
         int size = p.GetValue(CommonOptions.ImageSize);
-        try
-        {
-            return ImageFolderSource.Open(new ImageFolderOptions { Folder = split, Height = size, Width = size, Grayscale = p.GetValue(CommonOptions.Grayscale) },
-                new MLContext(seed: p.GetValue(CommonOptions.Seed))).Stratified(count);
-        }
-        catch (InvalidDataException e) { throw new CliException(e.Message); }
+        return ImageFolderSource.Open(new ImageFolderOptions { Folder = split, Height = size, Width = size, Grayscale = p.GetValue(CommonOptions.Grayscale) },
+            new MLContext(seed: p.GetValue(CommonOptions.Seed)));
     }
 
     /// <summary>
@@ -63,8 +66,24 @@ internal static class CliData
     /// model's by name (<see cref="ClassMatch"/>), so a folder's order never decides what a label means.
     /// </summary>
     public static ImageSet LoadSplitFor(ParseResult p, bool train, int? count, ModelDescription model, string modelName)
+        => (ImageSet)MatchModel(LoadSplit(p, train, count), model, modelName);
+
+    /// <summary>
+    /// A split for a model as <c>evaluate</c>, <c>transfer</c> and <c>attack</c> read it: an image folder's train/ or test/
+    /// folder decoded batch by batch (<see cref="ImageFolderSource"/>: only the file list is held, each file is checked when
+    /// its batch is read and a bad one is named), Fashion-MNIST in memory (<see cref="LoadSplit"/>). The same stratified
+    /// rows, shape check and classes matched by name as <see cref="LoadSplitFor"/>.
+    /// </summary>
+    public static IImageSource OpenSplitFor(ParseResult p, bool train, int? count, ModelDescription model, string modelName)
     {
-        var data = LoadSplit(p, train, count);
+        if (p.GetValue(CommonOptions.Data) is not { } folder) return LoadSplitFor(p, train, count, model, modelName);
+        // A folder that cannot be listed throws as the in-memory reader did (same message, same exit code).
+        return MatchModel(OpenFolderSplit(p, folder, train).Stratified(count), model, modelName);
+    }
+
+    /// <summary>The checks and class renumbering of <see cref="LoadSplitFor"/> and <see cref="OpenSplitFor"/>: shape, then classes by name.</summary>
+    private static IImageSource MatchModel(IImageSource data, ModelDescription model, string modelName)
+    {
         if (data.ImageShape != (model.Channels, model.Height, model.Width))
             throw new CliException($"The data has {data.ImageShape} images; model '{modelName}' takes ({model.Channels}, {model.Height}, {model.Width}). Use --image-size/--grayscale to match.");
         if (model.ClassNames is not { } classes)

@@ -80,6 +80,39 @@ public static class ImageSources
         return new RowSubset(source, rows.ToArray());
     }
 
+    /// <summary>
+    /// The source with its labels renumbered to <paramref name="classes"/>' order (a model's classes), matched by name
+    /// with <see cref="ClassMatch.Map"/>, as <see cref="ImageSet.AlignTo"/> does for a set in memory (which it calls for
+    /// one); no pixel is read. Throws, listing both sets, when a class of one is not in the other.
+    /// </summary>
+    public static IImageSource AlignTo(this IImageSource source, IReadOnlyList<string> classes, string setName = "the data", string classesName = "the model")
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(classes);
+        if (source is ImageSet set) return set.AlignTo(classes, setName, classesName);
+        var map = ClassMatch.Map(source.ClassNames, classes, setName, classesName);
+        if (source.ClassNames.SequenceEqual(classes, StringComparer.Ordinal)) return source;
+        return new Relabelled(source, map.Select(m => (uint)m).ToArray(), classes);
+    }
+
+    /// <summary>A source whose labels go through a class map (<see cref="AlignTo"/>); pixels and rows unchanged.</summary>
+    private sealed class Relabelled(IImageSource inner, uint[] map, IReadOnlyList<string> classes) : IImageSource
+    {
+        public int RowCount => inner.RowCount;
+        public (int Channels, int Height, int Width) ImageShape => inner.ImageShape;
+        public IReadOnlyList<string> ClassNames => classes;
+        public uint GetLabel(int row) => map[inner.GetLabel(row)];
+        public void ReadPixels(ReadOnlySpan<int> rows, Span<float> destination) => inner.ReadPixels(rows, destination);
+
+        public string Fingerprint()
+        {
+            using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(inner.Fingerprint() + ";relabelled;"));
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(map.AsSpan()));
+            return Convert.ToHexString(hash.GetHashAndReset())[..32];
+        }
+    }
+
     /// <summary>Rows of a source, mapped through a row list (subsets of file sources).</summary>
     private sealed class RowSubset(IImageSource inner, int[] rows) : IImageSource
     {

@@ -79,6 +79,18 @@ public static class ImageFolder
     /// </summary>
     public static (IReadOnlyList<string> Classes, IReadOnlyList<(string RelativePath, string Label)> Images) Scan(string folder)
     {
+        var (classes, files) = ScanFiles(folder);
+        var images = new (string RelativePath, string Label)[files.Count];
+        for (int i = 0; i < images.Length; i++) images[i] = (files.PathOf(i), classes[files.ClassOf(i)]);
+        return (classes, images);
+    }
+
+    /// <summary>
+    /// <see cref="Scan"/>'s classes and files (same rules, same order), the files held compactly (<see cref="ImageFileList"/>:
+    /// UTF-8 paths and class indices), as the streaming <see cref="ImageFolderSource"/> keeps them.
+    /// </summary>
+    internal static (IReadOnlyList<string> Classes, ImageFileList Files) ScanFiles(string folder)
+    {
         if (!Directory.Exists(folder))
             throw new DirectoryNotFoundException($"Image folder '{folder}' does not exist. Pass a folder with one sub-folder per class, each holding JPEG or PNG files.");
         var classes = Directory.GetDirectories(folder).Select(Path.GetFileName).OfType<string>()
@@ -99,19 +111,22 @@ public static class ImageFolder
                 throw new InvalidDataException($"Image folder '{folder}': {ClassMatch.ClassNamesFile} names a folder '{clash.Key}' while another folder is called that. " +
                     $"Rename the folder or fix {ClassMatch.ClassNamesFile}.");
         }
-        var images = new List<(string, string)>();
-        foreach (string cls in classes)
+        var images = new ImageFileList.Builder(classes.Count);
+        for (int c = 0; c < classes.Count; c++)
         {
+            string cls = classes[c];
             if (!Directory.Exists(Path.Combine(folder, cls))) continue;
-            var files = Directory.GetFiles(Path.Combine(folder, cls))
+            // File names only (one class at a time), sorted ordinally: the order of the full paths, which share the folder.
+            var files = Directory.EnumerateFiles(Path.Combine(folder, cls)).Select(Path.GetFileName).OfType<string>()
                 // Hidden files are skipped: among them are temporary files an interrupted Save may leave.
-                .Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) && !Path.GetFileName(f).StartsWith('.'))
-                .OrderBy(f => f, StringComparer.Ordinal);
-            foreach (string f in files) images.Add((Path.Combine(cls, Path.GetFileName(f)), nameOf[cls]));
+                .Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) && !f.StartsWith('.'))
+                .Order(StringComparer.Ordinal);
+            foreach (string f in files) images.Add(Path.Combine(cls, f), c);
         }
-        if (images.Count == 0)
+        var list = images.Build();
+        if (list.Count == 0)
             throw new InvalidDataException($"Image folder '{folder}' has class sub-folders ({string.Join(", ", classes.Take(5))}...) but no image files ({string.Join(", ", ImageExtensions)}) in them.");
-        return (classes.Select(c => nameOf[c]).ToList(), images);
+        return (classes.Select(c => nameOf[c]).ToList(), list);
     }
 
     /// <summary>Loads an image folder in <paramref name="mlContext"/> (its log, cancellation and settings).</summary>

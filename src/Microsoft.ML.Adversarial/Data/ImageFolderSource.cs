@@ -9,30 +9,28 @@ namespace Microsoft.ML.Adversarial.Data;
 /// decoded on demand: opening it lists the files (no decoding), and each batch is decoded when it is read, through the
 /// same ImageAnalytics pipeline as <see cref="ImageFolder.Load"/> (same pixels, alpha composited on
 /// <see cref="ImageFolderOptions.Background"/>). Memory holds the file list, not the images, so the trainer's
-/// prefetching reader (<see cref="BatchPrefetcher"/>) streams folders of any size, shuffled by row index. Each file is
+/// prefetching reader (<see cref="BatchPrefetcher"/>) streams folders of any size, shuffled by row index; the list is
+/// compact (paths as UTF-8 in one buffer, a small class index each: about 25 bytes a file for short names). Each file is
 /// checked (header, then a full decode) when its batch is read, and a file that fails is named in the error.
 /// </summary>
 public sealed class ImageFolderSource : IImageSource
 {
     private readonly MLContext _mlContext;
     private readonly ImageFolderOptions _options;
-    private readonly (string RelativePath, string Label)[] _images;
-    private readonly uint[] _labels;
+    private readonly ImageFileList _files;
     private readonly ITransformer _decoder;
     private readonly string _fingerprint;
 
-    private ImageFolderSource(MLContext mlContext, ImageFolderOptions options, IReadOnlyList<string> classes, IReadOnlyList<(string RelativePath, string Label)> images)
+    private ImageFolderSource(MLContext mlContext, ImageFolderOptions options, IReadOnlyList<string> classes, ImageFileList files)
     {
         _mlContext = mlContext;
         _options = options;
-        _images = images.ToArray();
+        _files = files;
         ClassNames = classes;
-        var index = classes.Select((c, i) => (c, i)).ToDictionary(p => p.c, p => (uint)p.i, StringComparer.Ordinal);
-        _labels = _images.Select(i => index[i.Label]).ToArray();
         // Fitting reads no image: MapValueToKey takes its keys from the class list, the image transforms need no data.
-        _decoder = ImageFolder.Pipeline(mlContext, options, classes).Fit(ImageFolder.Entries(mlContext, _images.Take(1)));
+        _decoder = ImageFolder.Pipeline(mlContext, options, classes).Fit(ImageFolder.Entries(mlContext, new[] { EntryOf(0) }));
         ImageShape = (options.Grayscale ? 1 : 3, options.Height, options.Width);
-        _fingerprint = Fingerprint(options, _images);
+        _fingerprint = Fingerprint(options, classes, files);
     }
 
     /// <summary>
@@ -41,12 +39,22 @@ public sealed class ImageFolderSource : IImageSource
     public static ImageFolderSource Open(ImageFolderOptions options, MLContext? mlContext = null)
     {
         ImageFolder.CheckOptions(options);
-        var (classes, images) = ImageFolder.Scan(options.Folder);
-        return new ImageFolderSource(mlContext ?? new MLContext(), options, classes, images);
+        var (classes, files) = ImageFolder.ScanFiles(options.Folder);
+        var source = new ImageFolderSource(mlContext ?? new MLContext(), options, classes, files);
+        // Listing a folder allocates ~150 bytes of short-lived strings a file (paths, names sorted per class) that live long
+        // enough to reach generation 2, and a streamed run allocates too little managed memory to trigger the full
+        // collection that would free them: measured, they were 3/4 of the memory a 100,000-file folder added to a
+        // training run (docs/performance.md). One collection here, for large folders only, returns them; it costs
+        // milliseconds against the seconds the listing takes.
+        if (files.Count >= LargeFolder) GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+        return source;
     }
 
+    /// <summary>Files from which opening a folder ends with a full garbage collection (see <see cref="Open"/>).</summary>
+    private const int LargeFolder = 20_000;
+
     /// <inheritdoc/>
-    public int RowCount => _images.Length;
+    public int RowCount => _files.Count;
 
     /// <inheritdoc/>
     public (int Channels, int Height, int Width) ImageShape { get; }
@@ -55,10 +63,13 @@ public sealed class ImageFolderSource : IImageSource
     public IReadOnlyList<string> ClassNames { get; }
 
     /// <summary>The file of a row.</summary>
-    public string FileOf(int row) => Path.Combine(_options.Folder, _images[row].RelativePath);
+    public string FileOf(int row) => Path.Combine(_options.Folder, _files.PathOf(row));
 
     /// <inheritdoc/>
-    public uint GetLabel(int row) => _labels[row];
+    public uint GetLabel(int row) => (uint)_files.ClassOf(row);
+
+    /// <summary>The (path relative to the folder, class name) row the decoding pipeline reads for a file.</summary>
+    private (string RelativePath, string Label) EntryOf(int row) => (_files.PathOf(row), ClassNames[_files.ClassOf(row)]);
 
     /// <summary>
     /// The file list, classes and the options that decide the pixels (size, grey, resizing, background): another folder
@@ -77,8 +88,8 @@ public sealed class ImageFolderSource : IImageSource
         for (int i = 0; i < rows.Length; i++)
         {
             if ((uint)rows[i] >= (uint)RowCount) throw new ArgumentOutOfRangeException(nameof(rows), rows[i], $"Row {rows[i]} is not in the {RowCount} images of '{_options.Folder}'.");
-            entries[i] = _images[rows[i]];
-            files[i] = FileOf(rows[i]);
+            entries[i] = EntryOf(rows[i]);
+            files[i] = Path.Combine(_options.Folder, entries[i].RelativePath);
             if (!positions.TryGetValue(entries[i].RelativePath, out var queue)) positions[entries[i].RelativePath] = queue = new Queue<int>();
             queue.Enqueue(i);
         }
@@ -113,11 +124,17 @@ public sealed class ImageFolderSource : IImageSource
             throw new InvalidDataException($"Reading {rows.Length} images of '{_options.Folder}' gave {read} rows; a file may have changed while it was read.");
     }
 
-    private static string Fingerprint(ImageFolderOptions o, IEnumerable<(string RelativePath, string Label)> images)
+    private static string Fingerprint(ImageFolderOptions o, IReadOnlyList<string> classes, ImageFileList files)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(Encoding.UTF8.GetBytes($"folder;{o.Height}x{o.Width};grey={o.Grayscale};{o.Resizing};bg={o.Background:R};"));
-        foreach (var (p, l) in images) hash.AppendData(Encoding.UTF8.GetBytes($"{p}\n{l}\n"));
+        // "path\nlabel\n" per file, in UTF-8, as when the list was held as strings: checkpoints of earlier runs still match.
+        var labels = classes.Select(c => Encoding.UTF8.GetBytes($"\n{c}\n")).ToArray();
+        for (int i = 0; i < files.Count; i++)
+        {
+            hash.AppendData(files.PathBytes(i));
+            hash.AppendData(labels[files.ClassOf(i)]);
+        }
         return Convert.ToHexString(hash.GetHashAndReset())[..32];
     }
 }
