@@ -5,8 +5,9 @@ namespace Microsoft.ML.Adversarial;
 
 /// <summary>
 /// Auto-PGD (Croce and Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
-/// parameter-free attacks", ICML 2020), L-inf. From a random point of the ball, with step size eta = 2 eps:
-/// <c>z = P(x_k + eta sign(grad L(x_k)))</c>, <c>x_{k+1} = P(x_k + 0.75 (z - x_k) + 0.25 (x_k - x_{k-1}))</c>
+/// parameter-free attacks", ICML 2020), L-inf or L2. From a random point of the ball (uniform in the L-inf ball; on the
+/// L2 sphere), with step size eta = 2 eps: <c>z = P(x_k + eta d(grad L(x_k)))</c> with d = sign (L-inf) or g / ||g||_2
+/// (L2), <c>x_{k+1} = P(x_k + 0.75 (z - x_k) + 0.25 (x_k - x_{k-1}))</c>, P the projection onto the ball and the range
 /// (no momentum on the first step). At checkpoints w_j (after 0.22 N iterations, then intervals shrinking by 0.03 N
 /// down to 0.06 N) an example's step size halves, and it restarts from its best point, when at most rho of the steps
 /// since the last checkpoint raised the loss, or when its step size was not halved there and its best loss has not
@@ -29,7 +30,23 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         ApgdLoss.Dlr => "apgd-dlr",
         ApgdLoss.TargetedDlr => "apgd-t",
         _ => "apgd-ce",
-    };
+    } + (o?.Norm == PgdNorm.L2 ? "-l2" : "");
+
+    private Tensor Project(AttackBatch b, Tensor x) => Options.Norm == PgdNorm.L2 ? b.ProjectL2(x) : b.Project(x);
+
+    private Tensor Direction(AttackBatch b, Tensor gradient) => Options.Norm == PgdNorm.L2 ? b.UnitL2(gradient) : gradient.sign();
+
+    /// <summary>A random start: uniform in the L-inf ball, or on the L2 sphere of radius eps (as AutoAttack starts).</summary>
+    private Tensor RandomStart(AttackBatch b)
+    {
+        if (Options.Norm == PgdNorm.L2)
+        {
+            var n = b.Normal();
+            return b.ProjectL2(b.Clean.Plus(b.Step(b.Epsilon, n / b.PerExample(AttackBatch.L2Norm(n).AtLeast(1e-12)))));
+        }
+        var start = b.Uniform(b.Clean.shape) * 2 - 1;
+        return b.Project(b.Clean.Plus(b.Step(b.Epsilon, start / b.PerExample(start.abs().flatten(1).amax(1).clamp_min(1e-12)))));
+    }
 
     protected override void ValidateOptions()
     {
@@ -71,20 +88,18 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
     private (Tensor Adversarial, Tensor Fooled) SingleRun(AttackBatch b, Tensor? target)
     {
         var y = b.TrueLabels;
-        var radius = b.PerExample(b.Epsilon) * b.UnitsPerPixel;
         int n = Options.Iterations;
         int checkpoint = Math.Max((int)(0.22 * n), 1), shrink = Math.Max((int)(0.03 * n), 1), minimum = Math.Max((int)(0.06 * n), 1);
 
-        var start = b.Uniform(b.Clean.shape) * 2 - 1;
         // The state lives in these tensors, overwritten in place, so an iteration leaves nothing behind.
-        var x = b.Project(b.Clean + radius * start / b.PerExample(start.abs().flatten(1).amax(1).clamp_min(1e-12)));
+        var x = RandomStart(b);
         var (loss, grad, fooled) = LossAndGradient(b, x, y, target);
         var adversarial = where(b.PerExample(fooled), x, b.Clean);
         var previous = x.clone();
         var best = x.clone();
         var bestGrad = grad.clone();
         var bestLoss = loss.clone();
-        var eta = (2 * radius).contiguous();
+        var eta = b.Epsilon.Times(2).contiguous(); // pixel units [n]
         var history = zeros(n + 1, b.Count, dtype: loss.dtype, device: loss.device);
         history[0].copy_(loss);
         var bestAtCheck = bestLoss.clone();
@@ -95,8 +110,8 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         {
             using var scope = NewDisposeScope();
             double a = i == 0 ? 1.0 : 0.75;
-            var z = b.Project(x + eta * grad.sign());
-            var next = b.Project(x + a * (z - x) + (1 - a) * (x - previous));
+            var z = Project(b, x.Plus(b.Step(eta, Direction(b, grad))));
+            var next = Project(b, x + a * (z - x) + (1 - a) * (x - previous));
             previous.copy_(x);
             x.copy_(next);
             var (l, g, now) = LossAndGradient(b, x, y, target);
@@ -119,7 +134,7 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
                 // Condition 2: the step size was kept at the last checkpoint and the best loss has not improved since.
                 var stalled = halvedAtCheck.logical_not().logical_and(bestAtCheck.ge(bestLoss));
                 var halve = oscillating.logical_or(stalled);
-                eta.copy_(where(b.PerExample(halve), eta / 2, eta));
+                eta.copy_(where(halve, eta.Times(0.5), eta));
                 x.copy_(where(b.PerExample(halve), best, x));
                 grad.copy_(where(b.PerExample(halve), bestGrad, grad));
                 halvedAtCheck.copy_(halve);

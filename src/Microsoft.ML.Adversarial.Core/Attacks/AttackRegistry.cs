@@ -39,14 +39,20 @@ public static class AttackRegistry
         Add<PgdOptions>("pgd-l2", "PGD L2 (Madry et al.)", "random start, repeat X <- Proj_2(X + step g/||g||_2), restarts",
             o => new Pgd(WithNorm(o, PgdNorm.L2)));
         Add<ApgdOptions>("apgd-ce", "APGD-CE (Croce & Hein)", "Auto-PGD on cross-entropy: step 2 eps halved at checkpoints, momentum 0.75",
-            o => new Apgd(WithLoss(o, ApgdLoss.CrossEntropy)));
+            o => new Apgd(WithNorm(WithLoss(o, ApgdLoss.CrossEntropy), PgdNorm.LInf)));
         Add<ApgdOptions>("apgd-dlr", "APGD-DLR (Croce & Hein)", "Auto-PGD on the DLR loss -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)",
-            o => new Apgd(WithLoss(o, ApgdLoss.Dlr)));
+            o => new Apgd(WithNorm(WithLoss(o, ApgdLoss.Dlr), PgdNorm.LInf)));
         Add<ApgdOptions>("apgd-t", "APGD-T (Croce & Hein)", "Auto-PGD on the targeted DLR loss, one run per top class of the clean image",
-            o => new Apgd(WithLoss(o, ApgdLoss.TargetedDlr)));
+            o => new Apgd(WithNorm(WithLoss(o, ApgdLoss.TargetedDlr), PgdNorm.LInf)));
+        Add<ApgdOptions>("apgd-ce-l2", "APGD-CE L2 (Croce & Hein)", "Auto-PGD on cross-entropy in the L2 ball: steps 2 eps g/||g||_2 halved at checkpoints, momentum 0.75",
+            o => new Apgd(WithNorm(WithLoss(o, ApgdLoss.CrossEntropy), PgdNorm.L2)));
+        Add<ApgdOptions>("apgd-t-l2", "APGD-T L2 (Croce & Hein)", "Auto-PGD on the targeted DLR loss in the L2 ball, one run per top class of the clean image",
+            o => new Apgd(WithNorm(WithLoss(o, ApgdLoss.TargetedDlr), PgdNorm.L2)));
+        Add<FabOptions>("fab-t", "FAB-T (Croce & Hein)", "targeted minimal L-inf boundary search: project onto the linearised boundary to each top class, overshoot 1.05, back-step 0.9; broken only within eps",
+            o => new Fab(o));
         Add<SquareOptions>("square", "Square (Andriushchenko et al.)", "score-based random search: +-eps squares kept when the margin falls, query budget",
             o => new Square(o));
-        Add<AutoAttackOptions>("autoattack", "AutoAttack (standard)", "APGD-CE, APGD-T, Square in turn on the examples still correct; worst case per example",
+        Add<AutoAttackOptions>("autoattack", "AutoAttack (standard)", "APGD-CE, APGD-T, FAB-T, Square in turn on the examples still correct; worst case per example",
             o => new AutoAttack(WithVersion(o, AutoAttackVersion.Standard)));
         Add<AutoAttackOptions>("autoattack-quick", "AutoAttack (quick)", "AutoAttack with about a tenth of the standard budgets",
             o => new AutoAttack(WithVersion(o, AutoAttackVersion.Quick)));
@@ -121,6 +127,12 @@ public static class AttackRegistry
     }
 
     private static PgdOptions WithNorm(PgdOptions o, PgdNorm norm)
+    {
+        o.Norm = norm;
+        return o;
+    }
+
+    private static ApgdOptions WithNorm(ApgdOptions o, PgdNorm norm)
     {
         o.Norm = norm;
         return o;

@@ -3,10 +3,11 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Adversarial;
 
 /// <summary>
-/// AutoAttack (Croce and Hein, ICML 2020), L-inf: APGD-CE, then targeted APGD-DLR, then Square, each run only on the
+/// AutoAttack (Croce and Hein, ICML 2020), L-inf: APGD-CE, then targeted APGD-DLR, then FAB-T, then Square, each run only on the
 /// examples every earlier one left classified correctly. An example's result is the first successful component's
 /// adversarial image (the worst case over the ensemble), or, when none succeeded, the last component's best point
-/// (still classified correctly); so the ensemble's robust accuracy is at most each component's. FAB-T, the reference's third component, is not implemented.
+/// (still classified correctly); so the ensemble's robust accuracy is at most each component's. FAB-T counts an example
+/// as broken only when its minimally distorted point lies within epsilon.
 /// </summary>
 public sealed class AutoAttack : Attack
 {
@@ -44,6 +45,7 @@ public sealed class AutoAttack : Attack
         {
             yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.CrossEntropy, Iterations = iterations, Restarts = 1 }));
             yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.TargetedDlr, Iterations = iterations, TargetClasses = o.TargetClasses ?? (quick ? 3 : 9) }));
+            yield return new Fab(Shared(new FabOptions { Iterations = o.FabIterations ?? (quick ? 25 : 100), TargetClasses = o.TargetClasses ?? (quick ? 3 : 9) }));
         }
         yield return new Square(Shared(new SquareOptions { Queries = o.SquareQueries ?? (quick ? 1000 : 5000), }));
     }
@@ -59,6 +61,7 @@ public sealed class AutoAttack : Attack
         base.ValidateOptions();
         if (Options.ApgdIterations is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.ApgdIterations), Options.ApgdIterations, "APGD needs at least 1 iteration.");
         if (Options.TargetClasses is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.TargetClasses), Options.TargetClasses, "APGD-T needs at least 1 target class.");
+        if (Options.FabIterations is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.FabIterations), Options.FabIterations, "FAB-T needs at least 1 iteration.");
         if (Options.SquareQueries is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.SquareQueries), Options.SquareQueries, "Square needs at least 1 query.");
     }
 
