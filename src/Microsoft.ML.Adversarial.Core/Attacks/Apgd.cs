@@ -44,8 +44,8 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
             var n = b.Normal();
             return b.ProjectL2(b.Clean.Plus(b.Step(b.Epsilon, n / b.PerExample(AttackBatch.L2Norm(n).AtLeast(1e-12)))));
         }
-        var start = b.Uniform(b.Clean.shape) * 2 - 1;
-        return b.Project(b.Clean.Plus(b.Step(b.Epsilon, start / b.PerExample(start.abs().flatten(1).amax(1).clamp_min(1e-12)))));
+        var start = b.Uniform(b.Clean.shape).Times(2).Minus(1);
+        return b.Project(b.Clean.Plus(b.Step(b.Epsilon, start / b.PerExample(AttackBatch.LInfNorm(start).AtLeast(1e-12)))));
     }
 
     protected override void ValidateOptions()
@@ -79,7 +79,7 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
                 var (found, fooled) = SingleRun(b.Subset(index, y.index_select(0, index)), target);
                 // Broken examples keep their adversarial image; the others this run's highest-loss point.
                 adv = adv.index_copy(0, index, found).MoveToOuterDisposeScope();
-                robust = robust.index_fill(0, index.masked_select(fooled), false).MoveToOuterDisposeScope();
+                robust = robust.index_fill(0, index.masked_select(fooled), HeldScalars.False).MoveToOuterDisposeScope();
             }
         return adv;
     }
@@ -111,7 +111,7 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
             using var scope = NewDisposeScope();
             double a = i == 0 ? 1.0 : 0.75;
             var z = Project(b, x.Plus(b.Step(eta, Direction(b, grad))));
-            var next = Project(b, x + a * (z - x) + (1 - a) * (x - previous));
+            var next = Project(b, x.Plus(z.Minus(x).Times(a)).Plus(x.Minus(previous).Times(1 - a)));
             previous.copy_(x);
             x.copy_(next);
             var (l, g, now) = LossAndGradient(b, x, y, target);
@@ -130,7 +130,7 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
                 // Condition 1: at most rho of the steps since the last checkpoint raised the loss.
                 var window = history[lastCheck..(i + 2)];
                 var raised = window[1..].gt(window[..^1]).sum(0);
-                var oscillating = raised.le(checkpoint * Options.Rho);
+                var oscillating = raised.Greater(checkpoint * Options.Rho).logical_not();
                 // Condition 2: the step size was kept at the last checkpoint and the best loss has not improved since.
                 var stalled = halvedAtCheck.logical_not().logical_and(bestAtCheck.ge(bestLoss));
                 var halve = oscillating.logical_or(stalled);
@@ -180,7 +180,7 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         var zy = logits.gather(1, y.unsqueeze(1)).squeeze(1);
         var yIsTop = logits.argmax(1).eq(y);
         var bestOther = where(yIsTop, sorted[.., 1], sorted[.., 0]);
-        return -(zy - bestOther) / (sorted[.., 0] - sorted[.., 2] + 1e-12);
+        return bestOther.Minus(zy) / sorted[.., 0].Minus(sorted[.., 2]).Plus(1e-12);
     }
 
     /// <summary><c>-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)</c>: rises as the target's logit overtakes the true class's.</summary>
@@ -189,6 +189,6 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         var sorted = logits.sort(1, descending: true).Values;
         var zy = logits.gather(1, y.unsqueeze(1)).squeeze(1);
         var zt = logits.gather(1, target.unsqueeze(1)).squeeze(1);
-        return -(zy - zt) / (sorted[.., 0] - (sorted[.., 2] + sorted[.., 3]) / 2 + 1e-12);
+        return zt.Minus(zy) / sorted[.., 0].Minus(sorted[.., 2].Plus(sorted[.., 3]).Times(0.5)).Plus(1e-12);
     }
 }

@@ -128,7 +128,7 @@ public abstract class Attack
     }
 
     /// <summary>Restarts the random stream at <see cref="AttackOptions.Seed"/>, so the next call repeats the first.</summary>
-    public void ResetRandom() => _generator = null;
+    public virtual void ResetRandom() => _generator = null;
 
     public override string ToString() => $"{Name} (eps {Options.Epsilon})";
 }

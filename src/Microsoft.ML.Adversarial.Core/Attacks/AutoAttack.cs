@@ -56,6 +56,13 @@ public sealed class AutoAttack : Attack
         return options;
     }
 
+    /// <summary>Restarts the random streams of the ensemble and of every component, so the next call repeats the first.</summary>
+    public override void ResetRandom()
+    {
+        base.ResetRandom();
+        foreach (var component in _components) component.ResetRandom();
+    }
+
     protected override void ValidateOptions()
     {
         base.ValidateOptions();
@@ -85,7 +92,7 @@ public sealed class AutoAttack : Attack
             var broken = index.masked_select(fooled);
             // Broken examples keep this component's adversarial image; the others its best point until a later one runs.
             adv.index_copy_(0, index, found);
-            robust.index_fill_(0, broken, false);
+            robust.index_fill_(0, broken, HeldScalars.False);
             foreach (var i in broken.cpu().data<long>()) brokenBy[i] = c;
         }
         LastBrokenBy = brokenBy;

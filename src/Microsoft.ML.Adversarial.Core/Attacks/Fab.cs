@@ -1,4 +1,3 @@
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Adversarial;
@@ -17,8 +16,6 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public sealed class Fab(FabOptions? options = null) : Attack("fab-t", options ?? new FabOptions())
 {
-    private static readonly Scalar False = false.ToScalar();
-
     public new FabOptions Options => (FabOptions)base.Options;
 
     /// <summary>Attacks the true labels when given, the prediction otherwise.</summary>
@@ -72,7 +69,7 @@ public sealed class Fab(FabOptions? options = null) : Attack("fab-t", options ??
                 var broken = index.index_select(0, which);
                 adv.index_copy_(0, broken, found.index_select(0, which));
                 brokenWith.index_copy_(0, broken, target.index_select(0, which));
-                robust.index_fill_(0, broken, False);
+                robust.index_fill_(0, broken, HeldScalars.False);
             }
         LastDistances = distance.to(ScalarType.Float64).cpu().data<double>().ToArray();
         LastTargets = brokenWith.cpu().data<long>().ToArray();

@@ -122,6 +122,19 @@ public sealed class FabAndL2Tests
     }
 
     [TestMethod]
+    public void ResetRandomMakesTheSameEnsembleRepeatItsFirstCall()
+    {
+        using var scope = NewDisposeScope();
+        var (x, y) = TrainedModels.EvalBatch(8);
+        // The components keep generators of their own (APGD's random starts, Square's squares): resetting only the
+        // ensemble's left them running on, so a reused AutoAttack (an ML.NET transformer's Reset) gave other examples.
+        var ensemble = new AutoAttack(new AutoAttackOptions { Version = AutoAttackVersion.Quick, Epsilon = 2, ApgdIterations = 3, TargetClasses = 1, FabIterations = 2, SquareQueries = 10, Seed = 7 });
+        var first = ensemble.Generate(Model, x, y);
+        ensemble.ResetRandom();
+        Assert.IsTrue(ensemble.Generate(Model, x, y).equal(first).all().item<bool>(), "after ResetRandom the ensemble must repeat its first call");
+    }
+
+    [TestMethod]
     public void L2ApgdStaysInTheL2BallAndTheRangeAndItsBestLossNeverFalls()
     {
         using var scope = NewDisposeScope();
