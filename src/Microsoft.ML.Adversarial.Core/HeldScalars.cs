@@ -25,6 +25,9 @@ internal static class HeldScalars
     /// <summary>The alpha of a plain add or subtract.</summary>
     internal static readonly Scalar One = 1.ToScalar();
 
+    /// <summary>The fill value of a boolean mask's <c>index_fill_</c>.</summary>
+    internal static readonly Scalar False = false.ToScalar();
+
     /// <summary><c>a + b</c> with a held alpha.</summary>
     public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
 

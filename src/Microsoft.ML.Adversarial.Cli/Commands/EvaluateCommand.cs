@@ -15,6 +15,11 @@ internal static class EvaluateCommand
     internal static readonly Option<string> Epsilons = new("--epsilons") { Description = "Comma list, pixel values", DefaultValueFactory = _ => "2,4,8,16" };
     internal static readonly Option<int?> Count = CommonOptions.Positive(new("--count") { Description = "Test images (class-balanced)", DefaultValueFactory = _ => 1000 });
     internal static readonly Option<string?> Output = CommonOptions.ReportFile(new("--output", "-o") { Description = "Write the results to a .json or .csv file" });
+    internal static readonly Option<string[]> MethodOption = new(MethodSettings.OptionName)
+    {
+        Description = "A method's budget or setting, METHOD.SETTING=VALUE, repeatable: square.queries=1000, apgd-ce.iterations=50, apgd-ce.restarts=5, autoattack.square-queries=500, fab-t.iterations=50 (docs/cli.md lists them)",
+        AllowMultipleArgumentsPerToken = false,
+    };
     internal static readonly Option<bool> FiguresOption = new("--figures")
     {
         Description = "Also write the figures (PNG, as reproduce draws them: evaluate accuracy-vs-epsilon.png, transfer transfer-vs-epsilon.png) into --output's folder, or the current folder without --output",
@@ -23,7 +28,7 @@ internal static class EvaluateCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("evaluate", "Accuracy of a model on clean and adversarial test images, per method and epsilon");
-        foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, FiguresOption, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
+        foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, MethodOption, FiguresOption, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
         CommonOptions.AddData(c);
         OnnxModels.AddOptions(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
@@ -51,17 +56,23 @@ internal static class EvaluateCommand
     {
         var methods = CommonOptions.Methods(p.GetValue(Methods)!);
         var epsilons = CommonOptions.Epsilons(p.GetValue(Epsilons)!);
+        var methodOptions = MethodSettings.Parse(p.GetValue(MethodOption) ?? Array.Empty<string>(), methods);
         if (p.GetValue(Output) is { } o) OutputFiles.EnsureWritable(o, isFolder: false);
         string? figures = FigureFolder(p);
         var device = CommonOptions.ParseDevice(p);
         string path = p.GetValue(ModelPath)!;
         var (model, description) = CliData.LoadModel(path, device, p);
         var data = CliData.OpenSplitFor(p, train: false, p.GetValue(Count), description, path);
-        var report = ConsoleOutput.WithProgress("evaluating", progress => new RobustnessEvaluator(new RobustnessOptions
+        var report = ConsoleOutput.WithProgress("evaluating", progress =>
         {
-            Methods = methods, Epsilons = epsilons, InputRange = description.InputRangeOrDefault, BatchSize = p.GetValue(CommonOptions.BatchSize), Seed = p.GetValue(CommonOptions.Seed), CancellationToken = ct,
-            Progress = new InlineProgress<EvaluationProgress>(e => progress(e.Done, e.Total, null)),
-        }).Evaluate(model, data, Path.GetFileNameWithoutExtension(path), device));
+            var options = new RobustnessOptions
+            {
+                Methods = methods, Epsilons = epsilons, InputRange = description.InputRangeOrDefault, BatchSize = p.GetValue(CommonOptions.BatchSize), Seed = p.GetValue(CommonOptions.Seed), CancellationToken = ct,
+                Progress = new InlineProgress<EvaluationProgress>(e => progress(e.Done, e.Total, null)),
+            };
+            foreach (var (method, settings) in methodOptions) options.MethodOptions[method] = settings;
+            return new RobustnessEvaluator(options).Evaluate(model, data, Path.GetFileNameWithoutExtension(path), device);
+        });
         ConsoleOutput.Print(report);
         if (p.GetValue(Output) is { } output) OutputFiles.WriteResults(output, report.ToJson(), report.ToCsv());
         if (figures is not null) WriteFigure(Experiments.Figures.AccuracyChart(report), figures, "accuracy-vs-epsilon.png");

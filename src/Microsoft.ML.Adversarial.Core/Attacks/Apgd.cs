@@ -5,8 +5,9 @@ namespace Microsoft.ML.Adversarial;
 
 /// <summary>
 /// Auto-PGD (Croce and Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
-/// parameter-free attacks", ICML 2020), L-inf. From a random point of the ball, with step size eta = 2 eps:
-/// <c>z = P(x_k + eta sign(grad L(x_k)))</c>, <c>x_{k+1} = P(x_k + 0.75 (z - x_k) + 0.25 (x_k - x_{k-1}))</c>
+/// parameter-free attacks", ICML 2020), L-inf or L2. From a random point of the ball (uniform in the L-inf ball; on the
+/// L2 sphere), with step size eta = 2 eps: <c>z = P(x_k + eta d(grad L(x_k)))</c> with d = sign (L-inf) or g / ||g||_2
+/// (L2), <c>x_{k+1} = P(x_k + 0.75 (z - x_k) + 0.25 (x_k - x_{k-1}))</c>, P the projection onto the ball and the range
 /// (no momentum on the first step). At checkpoints w_j (after 0.22 N iterations, then intervals shrinking by 0.03 N
 /// down to 0.06 N) an example's step size halves, and it restarts from its best point, when at most rho of the steps
 /// since the last checkpoint raised the loss, or when its step size was not halved there and its best loss has not
@@ -30,7 +31,23 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         ApgdLoss.Dlr => "apgd-dlr",
         ApgdLoss.TargetedDlr => "apgd-t",
         _ => "apgd-ce",
-    };
+    } + (o?.Norm == PgdNorm.L2 ? "-l2" : "");
+
+    private Tensor Project(AttackBatch b, Tensor x) => Options.Norm == PgdNorm.L2 ? b.ProjectL2(x) : b.Project(x);
+
+    private Tensor Direction(AttackBatch b, Tensor gradient) => Options.Norm == PgdNorm.L2 ? b.UnitL2(gradient) : gradient.sign();
+
+    /// <summary>A random start: uniform in the L-inf ball, or on the L2 sphere of radius eps (as AutoAttack starts).</summary>
+    private Tensor RandomStart(AttackBatch b)
+    {
+        if (Options.Norm == PgdNorm.L2)
+        {
+            var n = b.Normal();
+            return b.ProjectL2(b.Clean.Plus(b.Step(b.Epsilon, n / b.PerExample(AttackBatch.L2Norm(n).AtLeast(1e-12)))));
+        }
+        var start = b.Uniform(b.Clean.shape).Times(2).Minus(1);
+        return b.Project(b.Clean.Plus(b.Step(b.Epsilon, start / b.PerExample(AttackBatch.LInfNorm(start).AtLeast(1e-12)))));
+    }
 
     /// <inheritdoc/>
     protected override void ValidateOptions()
@@ -65,7 +82,7 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
                 var (found, fooled) = SingleRun(b.Subset(index, y.index_select(0, index)), target);
                 // Broken examples keep their adversarial image; the others this run's highest-loss point.
                 adv = adv.index_copy(0, index, found).MoveToOuterDisposeScope();
-                robust = robust.index_fill(0, index.masked_select(fooled), false).MoveToOuterDisposeScope();
+                robust = robust.index_fill(0, index.masked_select(fooled), HeldScalars.False).MoveToOuterDisposeScope();
             }
         return adv;
     }
@@ -74,20 +91,18 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
     private (Tensor Adversarial, Tensor Fooled) SingleRun(AttackBatch b, Tensor? target)
     {
         var y = b.TrueLabels;
-        var radius = b.PerExample(b.Epsilon) * b.UnitsPerPixel;
         int n = Options.Iterations;
         int checkpoint = Math.Max((int)(0.22 * n), 1), shrink = Math.Max((int)(0.03 * n), 1), minimum = Math.Max((int)(0.06 * n), 1);
 
-        var start = b.Uniform(b.Clean.shape) * 2 - 1;
         // The state lives in these tensors, overwritten in place, so an iteration leaves nothing behind.
-        var x = b.Project(b.Clean + radius * start / b.PerExample(start.abs().flatten(1).amax(1).clamp_min(1e-12)));
+        var x = RandomStart(b);
         var (loss, grad, fooled) = LossAndGradient(b, x, y, target);
         var adversarial = where(b.PerExample(fooled), x, b.Clean);
         var previous = x.clone();
         var best = x.clone();
         var bestGrad = grad.clone();
         var bestLoss = loss.clone();
-        var eta = (2 * radius).contiguous();
+        var eta = b.Epsilon.Times(2).contiguous(); // pixel units [n]
         var history = zeros(n + 1, b.Count, dtype: loss.dtype, device: loss.device);
         history[0].copy_(loss);
         var bestAtCheck = bestLoss.clone();
@@ -98,8 +113,8 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         {
             using var scope = NewDisposeScope();
             double a = i == 0 ? 1.0 : 0.75;
-            var z = b.Project(x + eta * grad.sign());
-            var next = b.Project(x + a * (z - x) + (1 - a) * (x - previous));
+            var z = Project(b, x.Plus(b.Step(eta, Direction(b, grad))));
+            var next = Project(b, x.Plus(z.Minus(x).Times(a)).Plus(x.Minus(previous).Times(1 - a)));
             previous.copy_(x);
             x.copy_(next);
             var (l, g, now) = LossAndGradient(b, x, y, target);
@@ -118,11 +133,11 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
                 // Condition 1: at most rho of the steps since the last checkpoint raised the loss.
                 var window = history[lastCheck..(i + 2)];
                 var raised = window[1..].gt(window[..^1]).sum(0);
-                var oscillating = raised.le(checkpoint * Options.Rho);
+                var oscillating = raised.Greater(checkpoint * Options.Rho).logical_not();
                 // Condition 2: the step size was kept at the last checkpoint and the best loss has not improved since.
                 var stalled = halvedAtCheck.logical_not().logical_and(bestAtCheck.ge(bestLoss));
                 var halve = oscillating.logical_or(stalled);
-                eta.copy_(where(b.PerExample(halve), eta / 2, eta));
+                eta.copy_(where(halve, eta.Times(0.5), eta));
                 x.copy_(where(b.PerExample(halve), best, x));
                 grad.copy_(where(b.PerExample(halve), bestGrad, grad));
                 halvedAtCheck.copy_(halve);
@@ -168,7 +183,7 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         var zy = logits.gather(1, y.unsqueeze(1)).squeeze(1);
         var yIsTop = logits.argmax(1).eq(y);
         var bestOther = where(yIsTop, sorted[.., 1], sorted[.., 0]);
-        return -(zy - bestOther) / (sorted[.., 0] - sorted[.., 2] + 1e-12);
+        return bestOther.Minus(zy) / sorted[.., 0].Minus(sorted[.., 2]).Plus(1e-12);
     }
 
     /// <summary><c>-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)</c>: rises as the target's logit overtakes the true class's.</summary>
@@ -177,6 +192,6 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         var sorted = logits.sort(1, descending: true).Values;
         var zy = logits.gather(1, y.unsqueeze(1)).squeeze(1);
         var zt = logits.gather(1, target.unsqueeze(1)).squeeze(1);
-        return -(zy - zt) / (sorted[.., 0] - (sorted[.., 2] + sorted[.., 3]) / 2 + 1e-12);
+        return zt.Minus(zy) / sorted[.., 0].Minus(sorted[.., 2].Plus(sorted[.., 3]).Times(0.5)).Plus(1e-12);
     }
 }

@@ -17,6 +17,12 @@ public class ApgdOptions : AttackOptions
     /// <summary>The loss APGD maximises (default cross-entropy, "apgd-ce").</summary>
     public ApgdLoss Loss { get; set; } = ApgdLoss.CrossEntropy;
 
+    /// <summary>
+    /// The ball: L-inf (steps along sign(g)) or L2 (steps along g / ||g||_2, epsilon an L2 radius in pixel units,
+    /// "apgd-ce-l2", "apgd-t-l2"). Default L-inf.
+    /// </summary>
+    public PgdNorm Norm { get; set; } = PgdNorm.LInf;
+
     /// <summary>Iterations per run (N_iter); the checkpoints are fractions of it. Default 100.</summary>
     public int Iterations { get; set; } = 100;
 

@@ -132,7 +132,7 @@ public abstract class Attack
     }
 
     /// <summary>Restarts the random stream at <see cref="AttackOptions.Seed"/>, so the next call repeats the first.</summary>
-    public void ResetRandom() => _generator = null;
+    public virtual void ResetRandom() => _generator = null;
 
     /// <summary>The name and epsilon, e.g. <c>fgsm (eps 16)</c>.</summary>
     public override string ToString() => $"{Name} (eps {Options.Epsilon})";

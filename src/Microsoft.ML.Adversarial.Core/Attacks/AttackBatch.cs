@@ -167,6 +167,24 @@ public sealed class AttackBatch
     /// <summary>Clips to the epsilon ball (L-inf) around the clean images and to the valid input range.</summary>
     public Tensor Project(Tensor x) => torch.minimum(torch.maximum(x, _lower), _upper);
 
+    /// <summary>
+    /// Clips to the L2 ball of radius epsilon (pixel units) around the clean images, then to the valid input range
+    /// (clipping only shrinks each coordinate's change, so the result stays in the ball).
+    /// </summary>
+    public Tensor ProjectL2(Tensor x)
+    {
+        var deltaPixels = x.Minus(Clean) / UnitsPerPixel;
+        var factor = (Epsilon / L2Norm(deltaPixels).AtLeast(1e-12)).AtMost(1);
+        return ClipToRange(Clean.Plus(deltaPixels * PerExample(factor) * UnitsPerPixel));
+    }
+
+    /// <summary>The direction of steepest L2 ascent per pixel value, <c>g' / ||g'||_2</c> with g' = <see cref="InPixelUnits"/>(g), for <see cref="Step"/>.</summary>
+    public Tensor UnitL2(Tensor gradient)
+    {
+        var gp = InPixelUnits(gradient);
+        return gp / PerExample(L2Norm(gp).AtLeast(1e-12));
+    }
+
     /// <summary>Clips to the valid input range only.</summary>
     public Tensor ClipToRange(Tensor x) => torch.minimum(torch.maximum(x, Range.MinTensor(Clean)), Range.MaxTensor(Clean));
 

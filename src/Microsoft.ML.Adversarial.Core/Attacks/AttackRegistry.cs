@@ -43,14 +43,20 @@ public static class AttackRegistry
         Add<PgdOptions>(AttackMethod.PgdL2, "PGD L2 (Madry et al.)", "random start, repeat X <- Proj_2(X + step g/||g||_2), restarts",
             o => new Pgd(WithNorm(o, PgdNorm.L2)));
         Add<ApgdOptions>(AttackMethod.ApgdCe, "APGD-CE (Croce & Hein)", "Auto-PGD on cross-entropy: step 2 eps halved at checkpoints, momentum 0.75",
-            o => new Apgd(WithLoss(o, ApgdLoss.CrossEntropy)));
+            o => new Apgd(WithNorm(WithLoss(o, ApgdLoss.CrossEntropy), PgdNorm.LInf)));
         Add<ApgdOptions>(AttackMethod.ApgdDlr, "APGD-DLR (Croce & Hein)", "Auto-PGD on the DLR loss -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)",
-            o => new Apgd(WithLoss(o, ApgdLoss.Dlr)));
+            o => new Apgd(WithNorm(WithLoss(o, ApgdLoss.Dlr), PgdNorm.LInf)));
         Add<ApgdOptions>(AttackMethod.ApgdT, "APGD-T (Croce & Hein)", "Auto-PGD on the targeted DLR loss, one run per top class of the clean image",
-            o => new Apgd(WithLoss(o, ApgdLoss.TargetedDlr)));
+            o => new Apgd(WithNorm(WithLoss(o, ApgdLoss.TargetedDlr), PgdNorm.LInf)));
+        Add<ApgdOptions>(AttackMethod.ApgdCeL2, "APGD-CE L2 (Croce & Hein)", "Auto-PGD on cross-entropy in the L2 ball: steps 2 eps g/||g||_2 halved at checkpoints, momentum 0.75",
+            o => new Apgd(WithNorm(WithLoss(o, ApgdLoss.CrossEntropy), PgdNorm.L2)));
+        Add<ApgdOptions>(AttackMethod.ApgdTL2, "APGD-T L2 (Croce & Hein)", "Auto-PGD on the targeted DLR loss in the L2 ball, one run per top class of the clean image",
+            o => new Apgd(WithNorm(WithLoss(o, ApgdLoss.TargetedDlr), PgdNorm.L2)));
+        Add<FabOptions>(AttackMethod.FabT, "FAB-T (Croce & Hein)", "targeted minimal L-inf boundary search: project onto the linearised boundary to each top class, overshoot 1.05, back-step 0.9; broken only within eps",
+            o => new Fab(o));
         Add<SquareOptions>(AttackMethod.Square, "Square (Andriushchenko et al.)", "score-based random search: +-eps squares kept when the margin falls, query budget",
             o => new Square(o));
-        Add<AutoAttackOptions>(AttackMethod.AutoAttack, "AutoAttack (standard)", "APGD-CE, APGD-T, Square in turn on the examples still correct; worst case per example",
+        Add<AutoAttackOptions>(AttackMethod.AutoAttack, "AutoAttack (standard)", "APGD-CE, APGD-T, FAB-T, Square in turn on the examples still correct; worst case per example",
             o => new AutoAttack(WithVersion(o, AutoAttackVersion.Standard)));
         Add<AutoAttackOptions>(AttackMethod.AutoAttackQuick, "AutoAttack (quick)", "AutoAttack with about a tenth of the standard budgets",
             o => new AutoAttack(WithVersion(o, AutoAttackVersion.Quick)));
@@ -144,6 +150,12 @@ public static class AttackRegistry
         return o;
     }
 
+    private static ApgdOptions WithNorm(ApgdOptions o, PgdNorm norm)
+    {
+        o.Norm = norm;
+        return o;
+    }
+
     private static ApgdOptions WithLoss(ApgdOptions o, ApgdLoss loss)
     {
         o.Loss = loss;
@@ -205,7 +217,13 @@ public sealed class AttackMethod : IEquatable<AttackMethod>
     public static readonly AttackMethod ApgdT = new("apgd-t");
     /// <summary><c>square</c>: the score-based Square attack.</summary>
     public static readonly AttackMethod Square = new("square");
-    /// <summary><c>autoattack</c>: APGD-CE, APGD-T and Square in turn (standard budgets).</summary>
+    /// <summary>APGD-CE in the L2 ball.</summary>
+    public static readonly AttackMethod ApgdCeL2 = new("apgd-ce-l2");
+    /// <summary>APGD-T in the L2 ball.</summary>
+    public static readonly AttackMethod ApgdTL2 = new("apgd-t-l2");
+    /// <summary>FAB-T: targeted minimal L-inf boundary search (AutoAttack's third component).</summary>
+    public static readonly AttackMethod FabT = new("fab-t");
+    /// <summary><c>autoattack</c>: APGD-CE, APGD-T, FAB-T and Square in turn (standard budgets).</summary>
     public static readonly AttackMethod AutoAttack = new("autoattack");
     /// <summary><c>autoattack-quick</c>: AutoAttack with about a tenth of the budgets.</summary>
     public static readonly AttackMethod AutoAttackQuick = new("autoattack-quick");

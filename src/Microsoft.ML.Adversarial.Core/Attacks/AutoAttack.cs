@@ -3,10 +3,11 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Adversarial;
 
 /// <summary>
-/// AutoAttack (Croce and Hein, ICML 2020), L-inf: APGD-CE, then targeted APGD-DLR, then Square, each run only on the
+/// AutoAttack (Croce and Hein, ICML 2020), L-inf: APGD-CE, then targeted APGD-DLR, then FAB-T, then Square, each run only on the
 /// examples every earlier one left classified correctly. An example's result is the first successful component's
 /// adversarial image (the worst case over the ensemble), or, when none succeeded, the last component's best point
-/// (still classified correctly); so the ensemble's robust accuracy is at most each component's. FAB-T, the reference's third component, is not implemented.
+/// (still classified correctly); so the ensemble's robust accuracy is at most each component's. FAB-T counts an example
+/// as broken only when its minimally distorted point lies within epsilon.
 /// </summary>
 public sealed class AutoAttack : Attack
 {
@@ -47,6 +48,7 @@ public sealed class AutoAttack : Attack
         {
             yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.CrossEntropy, Iterations = iterations, Restarts = 1 }));
             yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.TargetedDlr, Iterations = iterations, TargetClasses = o.TargetClasses ?? (quick ? 3 : 9) }));
+            yield return new Fab(Shared(new FabOptions { Iterations = o.FabIterations ?? (quick ? 25 : 100), TargetClasses = o.TargetClasses ?? (quick ? 3 : 9) }));
         }
         yield return new Square(Shared(new SquareOptions { Queries = o.SquareQueries ?? (quick ? 1000 : 5000), }));
     }
@@ -57,12 +59,20 @@ public sealed class AutoAttack : Attack
         return options;
     }
 
+    /// <summary>Restarts the random streams of the ensemble and of every component, so the next call repeats the first.</summary>
+    public override void ResetRandom()
+    {
+        base.ResetRandom();
+        foreach (var component in _components) component.ResetRandom();
+    }
+
     /// <inheritdoc/>
     protected override void ValidateOptions()
     {
         base.ValidateOptions();
         if (Options.ApgdIterations is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.ApgdIterations), Options.ApgdIterations, "APGD needs at least 1 iteration.");
         if (Options.TargetClasses is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.TargetClasses), Options.TargetClasses, "APGD-T needs at least 1 target class.");
+        if (Options.FabIterations is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.FabIterations), Options.FabIterations, "FAB-T needs at least 1 iteration.");
         if (Options.SquareQueries is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.SquareQueries), Options.SquareQueries, "Square needs at least 1 query.");
     }
 
@@ -87,7 +97,7 @@ public sealed class AutoAttack : Attack
             var broken = index.masked_select(fooled);
             // Broken examples keep this component's adversarial image; the others its best point until a later one runs.
             adv.index_copy_(0, index, found);
-            robust.index_fill_(0, broken, false);
+            robust.index_fill_(0, broken, HeldScalars.False);
             foreach (var i in broken.cpu().data<long>()) brokenBy[i] = c;
         }
         LastBrokenBy = brokenBy;

@@ -3,9 +3,9 @@ namespace Microsoft.ML.Adversarial;
 /// <summary>The budgets of an AutoAttack run.</summary>
 public enum AutoAttackVersion
 {
-    /// <summary>AutoAttack's standard L-inf budgets: APGD-CE 100 iterations; APGD-T 100 iterations on each of 9 target classes; Square 5000 queries.</summary>
+    /// <summary>AutoAttack's standard L-inf budgets: APGD-CE 100 iterations; APGD-T 100 iterations on each of 9 target classes; FAB-T 100 iterations on each of 9 target classes; Square 5000 queries.</summary>
     Standard,
-    /// <summary>About a tenth of the work: APGD-CE 50 iterations; APGD-T 50 iterations on 3 target classes; Square 1000 queries.</summary>
+    /// <summary>About a tenth of the work: APGD-CE 50 iterations; APGD-T 50 iterations on 3 target classes; FAB-T 25 iterations on 3 target classes; Square 1000 queries.</summary>
     Quick,
 }
 
@@ -18,8 +18,11 @@ public class AutoAttackOptions : AttackOptions
     /// <summary>APGD iterations of each run (APGD-CE and APGD-T); null takes the version's.</summary>
     public int? ApgdIterations { get; set; }
 
-    /// <summary>Target classes of APGD-T; null takes the version's.</summary>
+    /// <summary>Target classes of APGD-T and FAB-T; null takes the version's.</summary>
     public int? TargetClasses { get; set; }
+
+    /// <summary>FAB-T iterations per target class; null takes the version's.</summary>
+    public int? FabIterations { get; set; }
 
     /// <summary>Square's query budget per example; null takes the version's.</summary>
     public int? SquareQueries { get; set; }

@@ -58,7 +58,7 @@ public sealed class Pgd(PgdOptions? options = null) : Attack(NameFor(options), o
             {
                 using var scope = NewDisposeScope();
                 var g = b.InputGradient(x, logits => AttackBatch.CrossEntropy(logits, y));
-                var direction = Options.Norm == PgdNorm.LInf ? g.sign() : UnitL2(b, g);
+                var direction = Options.Norm == PgdNorm.LInf ? g.sign() : b.UnitL2(g);
                 x = Project(b, x.Plus(b.Step(step, direction).Times(sign))).MoveToOuterDisposeScope();
             }
             using (var scope = NewDisposeScope())
@@ -76,11 +76,6 @@ public sealed class Pgd(PgdOptions? options = null) : Attack(NameFor(options), o
         return best;
     }
 
-    private static Tensor UnitL2(AttackBatch b, Tensor g)
-    {
-        var gp = b.InPixelUnits(g);
-        return gp / b.PerExample(AttackBatch.L2Norm(gp).AtLeast(1e-12));
-    }
 
     private Tensor RandomStart(AttackBatch b)
     {
@@ -96,11 +91,6 @@ public sealed class Pgd(PgdOptions? options = null) : Attack(NameFor(options), o
 
     private Tensor Project(AttackBatch b, Tensor x)
     {
-        if (Options.Norm == PgdNorm.LInf) return b.Project(x);
-        // L2 ball in pixel units, then the valid range (clamping only shrinks each coordinate's change).
-        var deltaPixels = x.Minus(b.Clean) / b.UnitsPerPixel;
-        var norm = AttackBatch.L2Norm(deltaPixels);
-        var factor = (b.Epsilon / norm.AtLeast(1e-12)).AtMost(1);
-        return b.ClipToRange(b.Clean.Plus(deltaPixels * b.PerExample(factor) * b.UnitsPerPixel));
+        return Options.Norm == PgdNorm.LInf ? b.Project(x) : b.ProjectL2(x);
     }
 }

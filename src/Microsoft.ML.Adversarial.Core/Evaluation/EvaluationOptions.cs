@@ -23,8 +23,10 @@ public abstract class EvaluationOptions
     public long Seed { get; set; } = 1;
     /// <summary>
     /// Settings of single methods by registry name, e.g. <c>MethodOptions["square"] = new SquareOptions { Queries = 1000 }</c>
-    /// or <c>MethodOptions["autoattack"] = new AutoAttackOptions { Version = AutoAttackVersion.Quick }</c>; the evaluation's
+    /// or <c>MethodOptions["autoattack"] = new AutoAttackOptions { SquareQueries = 1000 }</c>; the evaluation's
     /// <see cref="InputRange"/> and <see cref="Seed"/> replace theirs. Methods without an entry run with their defaults.
+    /// The method's name fixes its variant (AutoAttack's version, APGD's loss and norm), whatever the entry says: for
+    /// the quick ensemble name "autoattack-quick", for L2 APGD "apgd-ce-l2".
     /// </summary>
     public Dictionary<string, AttackOptions> MethodOptions { get; } = new(StringComparer.OrdinalIgnoreCase);
 

@@ -33,7 +33,8 @@ public sealed class AttackPropertyTests
                 float maxChange = (adv - x).abs().max().item<float>() * 255;
                 Assert.IsTrue(maxChange <= eps + 1e-3, $"{name} eps {eps}: max change {maxChange} pixel values");
                 Assert.IsTrue(adv.min().item<float>() >= 0 && adv.max().item<float>() <= 1, $"{name} left [0, 1]");
-                if (!AttackRegistry.Describe(name).IsRandomBaseline && !name.EndsWith("l2"))
+                // FAB-T returns the smallest perturbation it finds (or the clean image), not one of size eps.
+                if (!AttackRegistry.Describe(name).IsRandomBaseline && !name.EndsWith("l2") && attack is not Fab)
                     Assert.IsTrue(maxChange > eps * 0.5, $"{name} eps {eps} barely moved (max change {maxChange})");
             }
         }

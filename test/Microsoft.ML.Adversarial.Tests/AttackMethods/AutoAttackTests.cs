@@ -21,7 +21,8 @@ public sealed class AutoAttackTests
         {
             case ApgdOptions a: a.Iterations = 10; a.TargetClasses = 2; break;
             case SquareOptions q: q.Queries = 50; break;
-            case AutoAttackOptions e: e.ApgdIterations = 10; e.TargetClasses = 2; e.SquareQueries = 50; break;
+            case FabOptions f: f.Iterations = 10; f.TargetClasses = 2; break;
+            case AutoAttackOptions e: e.ApgdIterations = 10; e.TargetClasses = 2; e.FabIterations = 10; e.SquareQueries = 50; break;
         }
         return o;
     }
@@ -118,6 +119,25 @@ public sealed class AutoAttackTests
     }
 
     [TestMethod]
+    public void SquareLeavesExamplesTheModelAlreadyGetsWrongAsTheyAre()
+    {
+        using var scope = NewDisposeScope();
+        var (x, y) = TrainedModels.EvalBatch(256);
+        // Two queries: the clean prediction and the stripe start. Before the fix the stripes were returned for every
+        // example, and some misclassified ones became correct: robust accuracy above clean accuracy.
+        var square = new Square(new SquareOptions { Epsilon = 16, Queries = 2, Seed = 5 });
+        var adv = square.Generate(Model, x, y);
+        using var _ = no_grad();
+        var cleanWrong = Model.call(x).argmax(1).ne(y);
+        Assert.IsTrue(cleanWrong.sum().item<long>() > 0, "the test needs misclassified examples");
+        Assert.AreEqual(0f, adv.index_select(0, cleanWrong.nonzero().squeeze(1)).Minus(x.index_select(0, cleanWrong.nonzero().squeeze(1))).abs().max().item<float>(),
+            "a misclassified example is returned unchanged");
+        long advRight = Model.call(adv).argmax(1).eq(y).sum().item<long>(), cleanRight = cleanWrong.logical_not().sum().item<long>();
+        Assert.IsTrue(advRight <= cleanRight, $"Square: {advRight} right after the attack, {cleanRight} clean");
+        Assert.IsTrue(square.LastQueryCounts.All(q => q <= 2), "the clean prediction counts against the budget");
+    }
+
+    [TestMethod]
     public void SeededRunsRepeat()
     {
         using var scope = NewDisposeScope();
@@ -136,7 +156,7 @@ public sealed class AutoAttackTests
     }
 
     private static AutoAttack Quick(double eps, long seed = 5)
-        => new(new AutoAttackOptions { Version = AutoAttackVersion.Quick, Epsilon = eps, ApgdIterations = 10, TargetClasses = 2, SquareQueries = 60, Seed = seed });
+        => new(new AutoAttackOptions { Version = AutoAttackVersion.Quick, Epsilon = eps, ApgdIterations = 10, TargetClasses = 2, FabIterations = 10, SquareQueries = 60, Seed = seed });
 
     [TestMethod]
     public void EnsembleIsTheWorstCaseOfItsComponents()
@@ -147,7 +167,7 @@ public sealed class AutoAttackTests
         var adv = ensemble.Generate(Model, x, y);
         AssertInBall(adv, x, 8, "autoattack");
         double robust = Accuracy(adv, y);
-        Assert.AreEqual(3, ensemble.Components.Count);
+        Assert.AreEqual(4, ensemble.Components.Count);
         foreach (var component in ensemble.Components)
         {
             // Each component alone, fresh, on every example, with the ensemble's settings.
@@ -215,7 +235,7 @@ public sealed class AutoAttackTests
         double fgsm = TrainedModels.Accuracy(model, Attacks.Fgsm(eps).Generate(model, x, y), y);
         double pgd = TrainedModels.Accuracy(model, Attacks.Pgd(eps, steps: 10, seed: 1).Generate(model, x, y), y);
         double apgd = TrainedModels.Accuracy(model, new Apgd(new ApgdOptions { Epsilon = eps, Iterations = 20, Seed = 1 }).Generate(model, x, y), y);
-        var ensemble = new AutoAttack(new AutoAttackOptions { Epsilon = eps, ApgdIterations = 20, TargetClasses = 3, SquareQueries = 100, Seed = 1 });
+        var ensemble = new AutoAttack(new AutoAttackOptions { Epsilon = eps, ApgdIterations = 20, TargetClasses = 3, FabIterations = 20, SquareQueries = 100, Seed = 1 });
         double auto = TrainedModels.Accuracy(model, ensemble.Generate(model, x, y), y);
         Console.WriteLine($"clean {TrainedModels.Accuracy(model, x, y)} FGSM {fgsm} PGD {pgd} APGD-CE {apgd} AutoAttack {auto} ({watch.Elapsed.TotalSeconds:F1} s of attacks)");
         Assert.IsTrue(fgsm >= pgd && pgd >= apgd && apgd >= auto, $"FGSM {fgsm} >= PGD {pgd} >= APGD-CE {apgd} >= AutoAttack {auto} must hold");
