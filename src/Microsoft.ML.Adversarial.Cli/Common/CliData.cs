@@ -102,10 +102,7 @@ internal static class CliData
     public static (torch.nn.Module<torch.Tensor, torch.Tensor> Model, ModelDescription Description) LoadModel(string path, torch.Device device, ParseResult p)
     {
         if (!OnnxModels.IsOnnx(path)) return LoadModel(path, device);
-        var (model, description) = OnnxModels.Load(path, p);
-        return description.InputRangeOrDefault.Description != InputRange.UnitInterval.Description
-            ? (new PixelRangeAdapter(model, description.InputRangeOrDefault), description with { InputRange = InputRange.UnitInterval })
-            : (model, description);
+        return FedUnitPixels(OnnxModels.Load(path, p));
     }
 
     public static (torch.nn.Module<torch.Tensor, torch.Tensor> Model, ModelDescription Description) LoadModel(string path, torch.Device device)
@@ -118,10 +115,16 @@ internal static class CliData
         {
             throw new CliException(e.Message);
         }
-        // The CLI's readers give pixels in [0, 1]; a model on another range (an imported ImageNet network) is fed through
-        // PixelRangeAdapter, which maps [0, 1] to its range per channel, so attacks on [0, 1] are its own attacks.
-        if (loaded.Description.InputRangeOrDefault.Description != InputRange.UnitInterval.Description)
-            return (new PixelRangeAdapter(loaded.Model, loaded.Description.InputRangeOrDefault), loaded.Description with { InputRange = InputRange.UnitInterval });
-        return loaded;
+        return FedUnitPixels(loaded);
     }
+
+    /// <summary>
+    /// The CLI's readers give pixels in [0, 1]; a model on another range (an imported ImageNet network, an ONNX model with
+    /// --onnx-range) is fed through PixelRangeAdapter, which maps [0, 1] to its range per channel, so attacks on [0, 1] are its own attacks.
+    /// </summary>
+    private static (torch.nn.Module<torch.Tensor, torch.Tensor> Model, ModelDescription Description) FedUnitPixels(
+        (torch.nn.Module<torch.Tensor, torch.Tensor> Model, ModelDescription Description) loaded)
+        => loaded.Description.InputRangeOrDefault.Description != InputRange.UnitInterval.Description
+            ? (new PixelRangeAdapter(loaded.Model, loaded.Description.InputRangeOrDefault), loaded.Description with { InputRange = InputRange.UnitInterval })
+            : loaded;
 }
