@@ -23,6 +23,9 @@ switch (mode)
 {
     case "compare":
         return Harness.Compare(int.Parse(Arg("--rounds", "2")), Arg("--networks", "smallcnn,inception").Split(','), int.Parse(Arg("--threads", "2")), Arg("--output", ""));
+    case "roofline":
+        return Roofline.Run(Arg("--networks", "smallcnn,inception").Split(','), Arg("--workloads", string.Join(",", Workload.Names)).Split(','), int.Parse(Arg("--threads", "2")),
+            int.Parse(Arg("--peak-reps", "10")), rest.Contains("--count-only"), Arg("--output", ""));
     case "soak":
         return Soak.Run(int.Parse(Arg("--batches", "2000")), int.Parse(Arg("--every", "100")), int.Parse(Arg("--threads", "2")), Arg("--output", ""));
     case "gc-stress":
@@ -42,6 +45,6 @@ switch (mode)
         BenchmarkSwitcher.FromAssembly(typeof(AttackBenchmarks).Assembly).Run(rest);
         return 0;
     default:
-        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, soak, gc-stress, allreduce, make-folder, stream-train, make-jpegs, decode or bench.");
+        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, roofline, soak, gc-stress, allreduce, make-folder, stream-train, make-jpegs, decode or bench.");
         return 2;
 }
