@@ -8,7 +8,9 @@
 #      "Debian GNU/Linux 13 (trixie)" although the rest of the system stays Debian 12 (bookworm).
 #   2. Fashion-MNIST, from Debian's dataset-fashion-mnist package.
 #   3. MPICH (mpirun and libmpich.so.12): distributed training (advml train --distributed) and its 2-rank tests.
-#   4. With --with-pytorch: Debian's python3-torch, the reference for the PyTorch cross-checks.
+#   4. With --with-pytorch: Debian's python3-torch, the reference for the PyTorch cross-checks, and an optimised BLAS
+#      (libopenblas0-pthread) behind libblas.so.3: python3-torch is built against the generic BLAS interface, and on
+#      Debian's reference BLAS its matrix products run ~25x slower, which makes `compare` an unfair anchor.
 # Idempotent: every step checks first. Run as root (or through sudo) on Debian; elsewhere it says
 # what to install by hand.
 set -euo pipefail
@@ -17,7 +19,7 @@ WITH_PYTORCH=0
 for arg in "$@"; do
   case "$arg" in
     --with-pytorch) WITH_PYTORCH=1 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (known: --with-pytorch)" >&2; exit 2 ;;
   esac
 done
@@ -59,19 +61,9 @@ has_glibcxx_3_4_32() {
   grep -aq 'GLIBCXX_3\.4\.32' "$lib"
 }
 
-# The mirror of the machine's own Debian sources (deb822 or one-line format); never a hard-coded host.
-debian_mirror() {
-  local uri=""
-  if [ -r /etc/apt/sources.list.d/debian.sources ]; then
-    uri=$(awk '/^URIs:/{u=$2} /^Suites:/{ if ($0 ~ /bookworm( |$)/ && $0 !~ /security/) {print u; exit} }' \
-          /etc/apt/sources.list.d/debian.sources)
-  fi
-  if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
-    uri=$(awk '$1=="deb" && $0 !~ /security/ && $0 ~ /bookworm/ {for(i=2;i<=NF;i++) if ($i ~ /^(https?|file|ftp):/) {print $i; exit}}' \
-          /etc/apt/sources.list)
-  fi
-  echo "$uri"
-}
+# debian_mirror: the mirror of the machine's own Debian sources.
+# shellcheck source=build/debian.sh
+. "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 ensure_libstdcxx() {
   if has_glibcxx_3_4_32; then
@@ -192,6 +184,56 @@ ensure_pytorch() {
   exit 1
 }
 
+# The file libblas.so.3 resolves to (the Debian alternative), empty when there is none.
+blas_library() {
+  local f
+  for f in /usr/lib/*-linux-gnu/libblas.so.3 /usr/lib64/libblas.so.3 /usr/lib/libblas.so.3; do
+    if [ -e "$f" ]; then readlink -f "$f"; return 0; fi
+  done
+}
+
+# Debian's reference (netlib) BLAS lives in .../blas/; OpenBLAS, BLIS and MKL elsewhere.
+is_reference_blas() { case "$1" in ""|*/blas/libblas.so.3*) return 0 ;; *) return 1 ;; esac; }
+
+ensure_optimised_blas() {
+  local lib
+  lib=$(blas_library)
+  if ! is_reference_blas "$lib"; then
+    say "libblas.so.3 is an optimised BLAS ($lib)."
+    return 0
+  fi
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
+    if ! dpkg -s libopenblas0-pthread >/dev/null 2>&1; then
+      say "libblas.so.3 is the reference BLAS (${lib:-none}); installing OpenBLAS (libopenblas0-pthread) for python3-torch."
+      apt_update_once
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libopenblas0-pthread >/dev/null
+    fi
+    lib=$(blas_library)
+    if is_reference_blas "$lib"; then
+      # Installed, but the alternative was pinned to the reference BLAS by hand: select OpenBLAS.
+      local link dir
+      for link in /usr/lib/*-linux-gnu/libblas.so.3 /usr/lib/*-linux-gnu/liblapack.so.3; do
+        [ -e "$link" ] || continue
+        dir=$(dirname "$link")
+        if [ -e "$dir/openblas-pthread/$(basename "$link")" ]; then
+          $SUDO update-alternatives --set "$(basename "$link")-$(basename "$dir")" "$dir/openblas-pthread/$(basename "$link")" >/dev/null
+        fi
+      done
+      lib=$(blas_library)
+    fi
+    if ! is_reference_blas "$lib"; then
+      say "libblas.so.3 now resolves to OpenBLAS ($lib)."
+      return 0
+    fi
+  fi
+  cat >&2 <<MSG
+setup.sh: libblas.so.3 is the reference BLAS (${lib:-none}), so python3-torch's matrix products are ~25x slower than
+  they should be and \`compare\` would report unfair ratios. On Debian: apt-get install libopenblas0-pthread (as root),
+  or select an optimised one: update-alternatives --config libblas.so.3-\$(gcc -print-multiarch).
+MSG
+  exit 1
+}
+
 if ! command -v dotnet >/dev/null 2>&1; then
   echo "setup.sh: the .NET SDK (10.0) is not on PATH; install it from https://dot.net and rerun." >&2
   exit 1
@@ -200,5 +242,5 @@ fi
 ensure_libstdcxx
 ensure_fashion_mnist
 ensure_mpich
-if [ "$WITH_PYTORCH" -eq 1 ]; then ensure_pytorch; fi
+if [ "$WITH_PYTORCH" -eq 1 ]; then ensure_pytorch; ensure_optimised_blas; fi
 say "done."

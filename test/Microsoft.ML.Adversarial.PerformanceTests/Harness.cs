@@ -1,15 +1,15 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using Microsoft.ML.Adversarial.Data;
 using TorchSharp;
 
 namespace Microsoft.ML.Adversarial.PerformanceTests;
 
 /// <summary>
-/// Runs each workload in PyTorch (Debian's python3-torch, test/reference/benchmark_pytorch.py) and in this library,
-/// alternating, with the same network, batch, threads, warm-up and repetitions; prints images per second and the ratio.
+/// Runs each workload in PyTorch (Debian's python3-torch or another Python, see <see cref="PyTorchSide"/>) and in this
+/// library, alternating, with the same network, batch, threads, warm-up and repetitions; prints images per second and
+/// the ratio (none against a PyTorch on the reference BLAS).
 /// </summary>
 internal static class Harness
 {
@@ -24,29 +24,46 @@ internal static class Harness
                     : new Plan(n, w, 8, w == "iter-basic" ? 0 : 1, w == "iter-basic" ? 1 : 3);
     }
 
-    public static int Compare(int rounds, string[] networks, int threads, string output)
+    /// <summary>
+    /// The comparison: for each plan and round, each PyTorch (one per <paramref name="pythons"/>) then ours; one column pair
+    /// per PyTorch. <paramref name="options"/> go to the PyTorch side (our Workload does not take them yet).
+    /// </summary>
+    public static int Compare(int rounds, string[] networks, int threads, string output, string[] pythons, SpeedOptions options)
     {
         torch.set_num_threads(threads);
-        string script = Path.Combine(RepoRoot(), "test", "reference", "benchmark_pytorch.py");
-        var lines = new List<string>
+        var sides = pythons.Select(p => PyTorchSide.Probe(p, threads)).ToList();
+        var header = new List<string>
         {
             $"Machine: {Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, " +
             $".NET {Environment.Version}, TorchSharp {typeof(torch).Assembly.GetName().Version}, threads {threads} on both sides, {rounds} alternating rounds.",
-            "",
-            "| network | workload | batch | ours (img/s) | PyTorch (img/s) | ours / PyTorch |",
-            "| --- | --- | --- | --- | --- | --- |",
         };
-        string? torchVersion = null;
+        // 2 OpenMP threads on a busy 2-core machine run 10-30x slower on both sides (threads wait for a time slice at
+        // every barrier): say so in the header, so that such a table is not mistaken for a measurement.
+        if (File.Exists("/proc/loadavg"))
+            header.Add($"Load average at start (1 min): {File.ReadAllText("/proc/loadavg").Split(' ')[0]} on {Environment.ProcessorCount} CPUs; measure on an idle machine.");
+        header.AddRange(sides.Select(s => s.Describe()));
+        var oursOptions = new SpeedOptions(false, null);   // until Workload takes options: then `options` on both sides
+        header.Add($"PyTorch options: {options}. Ours: {oursOptions}.");
+        // Column titles: the PyTorch version, with the Python where two columns would otherwise read the same.
+        var labels = sides.Select(s => sides.Count(o => o.Label == s.Label) > 1 ? $"{s.Label} ({s.Python})" : s.Label).ToList();
+        var refusals = sides.Select(s => s.Refusal).OfType<string>().ToList();
+        foreach (var r in refusals) Console.Error.WriteLine(r);
+        header.ForEach(Console.WriteLine);
+        var lines = new List<string>(header)
+        {
+            "",
+            "| network | workload | batch | ours (img/s) |" + string.Concat(labels.Select(l => $" {l} (img/s) | ours / {l} |")),
+            "| --- | --- | --- | --- |" + string.Concat(sides.Select(_ => " --- | --- |")),
+        };
         foreach (var plan in Plans(networks))
         {
             var ours = new List<double>();
-            var theirs = new List<double>();
+            var theirs = sides.Select(_ => new List<double>()).ToList();
             using var workload = new Workload(plan.Workload, plan.Network, plan.Batch);
             for (int round = 0; round < rounds; round++)
             {
-                var (version, seconds) = RunPyTorch(script, plan, threads);
-                torchVersion = version;
-                theirs.AddRange(seconds);
+                for (int s = 0; s < sides.Count; s++)
+                    theirs[s].AddRange(sides[s].Run(plan.Workload, plan.Network, plan.Batch, plan.Warmup, plan.Reps, threads, options));
                 for (int i = 0; i < plan.Warmup; i++) workload.Run();
                 for (int i = 0; i < plan.Reps; i++)
                 {
@@ -55,13 +72,19 @@ internal static class Harness
                     ours.Add(watch.Elapsed.TotalSeconds);
                 }
             }
-            double oursRate = plan.Batch / Median(ours), theirRate = plan.Batch / Median(theirs);
-            string line = $"| {plan.Network} | {plan.Workload} | {plan.Batch} | {oursRate:F1} | {theirRate:F1} | {oursRate / theirRate:F2} |";
+            double oursRate = plan.Batch / Median(ours);
+            var cells = new StringBuilder();
+            for (int s = 0; s < sides.Count; s++)
+            {
+                double theirRate = plan.Batch / Median(theirs[s]);
+                cells.Append(CultureInfo.InvariantCulture, $" {theirRate:F1} | {sides[s].Ratio(oursRate, theirRate)} |");
+            }
+            string line = string.Create(CultureInfo.InvariantCulture, $"| {plan.Network} | {plan.Workload} | {plan.Batch} | {oursRate:F1} |") + cells;
             Console.WriteLine(line);
             lines.Add(line);
         }
         if (networks.Contains("smallcnn")) lines.AddRange(MLNetPathLines(rounds));
-        lines.Insert(1, $"PyTorch {torchVersion} (Debian python3-torch).");
+        if (refusals.Count > 0) lines.AddRange(refusals.Prepend(""));
         string text = string.Join(Environment.NewLine, lines) + Environment.NewLine;
         Console.WriteLine();
         Console.WriteLine(text);
@@ -94,23 +117,6 @@ internal static class Harness
         yield return "| --- | --- |";
         yield return $"| raw tensor API | {r:F1} |";
         yield return $"| ML.NET transformer (IDataView in and out) | {p:F1} ({p / r:P1} of raw) |";
-    }
-
-    private static (string Version, List<double> Seconds) RunPyTorch(string script, Plan plan, int threads)
-    {
-        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { script, plan.Workload, plan.Network == "smallcnn" ? "smallcnn" : "inception", plan.Batch.ToString(CultureInfo.InvariantCulture),
-                     plan.Warmup.ToString(CultureInfo.InvariantCulture), plan.Reps.ToString(CultureInfo.InvariantCulture), threads.ToString(CultureInfo.InvariantCulture) })
-            psi.ArgumentList.Add(a);
-        psi.Environment["OMP_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture);
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        string stdout = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        if (p.ExitCode != 0)
-            throw new InvalidOperationException($"PyTorch side failed ({plan.Workload}, {plan.Network}): {err.Result}. Install python3-torch python3-torchvision (bash build/setup.sh --with-pytorch).");
-        using var json = JsonDocument.Parse(stdout.Trim().Split('\n')[^1]);
-        return (json.RootElement.GetProperty("torch").GetString()!, json.RootElement.GetProperty("seconds").EnumerateArray().Select(e => e.GetDouble()).ToList());
     }
 
     internal static double Median(List<double> values)

@@ -1,6 +1,7 @@
 // Performance: BenchmarkDotNet benchmarks, the side-by-side comparison with PyTorch, and the memory soak.
 //
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- compare [--rounds 2] [--networks smallcnn,inception] [--output FILE.md]
+//       [--python PATH]... (default /usr/bin/python3; repeat for one column pair per PyTorch) [--channels-last] [--autocast bf16] (PyTorch side)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- soak [--batches 2000]
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- gc-stress [--seconds 600]   (issue 13: native lifetimes under forced GCs)
 //   mpirun -np 2 dotnet test/Microsoft.ML.Adversarial.PerformanceTests/bin/Release/net10.0/Microsoft.ML.Adversarial.PerformanceTests.dll allreduce [--rounds 20]   (issue 18, docs/scale.md)
@@ -18,11 +19,17 @@ string Arg(string name, string fallback)
     int i = Array.IndexOf(rest, name);
     return i >= 0 && i + 1 < rest.Length ? rest[i + 1] : fallback;
 }
+string[] All(string name, string fallback)
+{
+    var values = rest.Select((a, i) => (a, i)).Where(t => t.a == name && t.i + 1 < rest.Length).Select(t => rest[t.i + 1]).ToArray();
+    return values.Length > 0 ? values : new[] { fallback };
+}
 
 switch (mode)
 {
     case "compare":
-        return Harness.Compare(int.Parse(Arg("--rounds", "2")), Arg("--networks", "smallcnn,inception").Split(','), int.Parse(Arg("--threads", "2")), Arg("--output", ""));
+        return Harness.Compare(int.Parse(Arg("--rounds", "2")), Arg("--networks", "smallcnn,inception").Split(','), int.Parse(Arg("--threads", "2")), Arg("--output", ""),
+            All("--python", PyTorchSide.DefaultPython), SpeedOptions.Parse(rest.Contains("--channels-last"), Arg("--autocast", "")));
     case "roofline":
         return Roofline.Run(Arg("--networks", "smallcnn,inception").Split(','), Arg("--workloads", string.Join(",", Workload.Names)).Split(','), int.Parse(Arg("--threads", "2")),
             int.Parse(Arg("--peak-reps", "10")), rest.Contains("--count-only"), Arg("--output", ""));
