@@ -17,14 +17,14 @@ internal static class Roofline
     /// </summary>
     private static readonly (string Label, bool ReducedPrecision, Func<string, string, int, Workload> Create)[] Computes =
     {
-        ("fp32", false, (workload, network, batch) => new Workload(workload, network, batch)),
-        // Once Workload takes Microsoft.ML.Adversarial.ComputeOptions, e.g.:
-        // ("fp32 channels-last", false, (w, n, b) => new Workload(w, n, b, new ComputeOptions { Layout = Layout.ChannelsLast })),
-        // ("bf16", true, (w, n, b) => new Workload(w, n, b, new ComputeOptions { Precision = Precision.BFloat16 })),
+        ("fp32 plain", false, (w, n, b) => new Workload(w, n, b, ComputeOptions.Plain)),
+        ("fp32 channels-last", false, (w, n, b) => new Workload(w, n, b, new ComputeOptions { FoldBatchNorm = false })),
+        ("fp32 default (channels-last, BN folded)", false, (w, n, b) => new Workload(w, n, b, ComputeOptions.Default)),
+        ("bf16 (channels-last, BN folded)", true, (w, n, b) => new Workload(w, n, b, ComputeOptions.BFloat16)),
     };
 
-    /// <summary>The networks <see cref="Workload"/> builds; others (resnet50) get their GFLOP count only.</summary>
-    private static readonly string[] Timed = { "smallcnn", "inception" };
+    /// <summary>The networks <see cref="Workload"/> builds (all of them are timed).</summary>
+    private static readonly string[] Timed = { "smallcnn", "inception", "resnet50" };
 
     /// <summary>Steps of iter. basic in the workload: eps 16 and the paper's rule min(eps + 4, 1.25 eps) = 20.</summary>
     private const int IterBasicSteps = 20;

@@ -21,19 +21,27 @@ internal sealed class Workload : IDisposable
     private readonly TorchSharp.Modules.OptimizerHelper? _optimizer;
     private long _step;
 
-    public Workload(string name, string network, int batch)
+    /// <param name="compute">How the network runs; null is the library's default (fp32, channels-last, BatchNorm folded).</param>
+    public Workload(string name, string network, int batch, ComputeOptions? compute = null)
     {
+        compute ??= ComputeOptions.Default;
         Name = name;
         Network = network;
         Batch = batch;
         manual_seed(0);
-        (int c, int side, int classes) = network == "smallcnn" ? (1, 28, 10) : (3, 299, 1000);
-        _model = network == "smallcnn" ? new SmallCnn() : new InceptionV3(classes: 1000, auxLogits: false);
+        (int c, int side, int classes) = network switch { "smallcnn" => (1, 28, 10), "resnet50" => (3, 224, 1000), _ => (3, 299, 1000) };
+        _model = network switch
+        {
+            "smallcnn" => new SmallCnn(),
+            "inception" => new InceptionV3(classes: 1000, auxLogits: false),
+            "resnet50" => new ModelSpec(ModelArchitecture.ResNet50).Create(classes, (c, side, side)),
+            _ => throw new ArgumentException($"Unknown network '{network}'. Known: smallcnn, inception, resnet50."),
+        };
         _x = rand(batch, c, side, side);
         _y = randint(0, classes, new long[] { batch });
         if (name == "train-step")
         {
-            var options = new AdversarialTrainingOptions { BatchSize = batch, AdversarialPerBatch = batch / 2, Epsilon = EpsilonDistribution.Fixed(8), ProgressEvery = 1 };
+            var options = new AdversarialTrainingOptions { BatchSize = batch, AdversarialPerBatch = batch / 2, Epsilon = EpsilonDistribution.Fixed(8), ProgressEvery = 1, Compute = compute };
             _trainer = new AdversarialTrainer(options);
             _optimizer = _trainer.CreateOptimizer(_model);
             _model.train();
@@ -41,7 +49,7 @@ internal sealed class Workload : IDisposable
         else
         {
             _model.eval();
-            _attack = AttackRegistry.Create(name, new AttackOptions { Epsilon = 16 });
+            _attack = AttackRegistry.Create(name, new AttackOptions { Epsilon = 16, Compute = compute });
         }
     }
 

@@ -24,7 +24,7 @@ internal static class AttackCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("attack", "Write adversarial examples against a model as PNG folders or IDX files");
-        foreach (var o in new Option[] { ModelPath, Method, Epsilon, Count, Split, Output, Format, Overwrite, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize }) c.Options.Add(o);
+        foreach (var o in new Option[] { ModelPath, Method, Epsilon, Count, Split, Output, Format, Overwrite, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize, CommonOptions.Precision }) c.Options.Add(o);
         CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
         return c;
@@ -61,7 +61,7 @@ internal static class AttackCommand
         var (model, description) = CliData.LoadModel(p.GetValue(ModelPath)!, device);
         var data = CliData.OpenSplitFor(p, split == "train", p.GetValue(Count), description, p.GetValue(ModelPath)!);
 
-        var attack = AttackRegistry.Create(method, new AttackOptions { Epsilon = eps, Seed = p.GetValue(CommonOptions.Seed), InputRange = description.InputRangeOrDefault });
+        var attack = AttackRegistry.Create(method, new AttackOptions { Epsilon = eps, Seed = p.GetValue(CommonOptions.Seed), InputRange = description.InputRangeOrDefault, Compute = CommonOptions.Compute(p) });
         int n = data.RowCount, size = description.Channels * description.Height * description.Width, batch = p.GetValue(CommonOptions.BatchSize);
         // Room for the result, probed before the attack runs: IDX is exact; a PNG is taken as its pixels plus header,
         // at least one 4 KiB block.

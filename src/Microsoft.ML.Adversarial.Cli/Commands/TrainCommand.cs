@@ -69,7 +69,7 @@ internal static class TrainCommand
     {
         var c = new System.CommandLine.Command("train", "Train a classifier, clean (--k 0) or adversarially (the paper's Algorithm 1)");
         foreach (var o in new Option[] { Output, Count, TrainCount, OldBatch, Arch, Rho, Activation, Dropout, Deeper, AuxLogits, K, M, Lambda, Method, MethodMix, Epsilon, Delay,
-                     Optimizer, LearningRate, Preset, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, Distributed, AverageBatchNorm, CommonOptions.Seed, CommonOptions.Device })
+                     Optimizer, LearningRate, Preset, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, Distributed, AverageBatchNorm, CommonOptions.Seed, CommonOptions.Device, CommonOptions.Precision })
             c.Options.Add(o);
         CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
@@ -101,6 +101,7 @@ internal static class TrainCommand
         o.WeightDecay = Value(WeightDecay, o.WeightDecay);
         o.LabelSmoothing = Value(LabelSmoothing, o.LabelSmoothing);
         o.Seed = p.GetValue(CommonOptions.Seed);
+        o.Compute = CommonOptions.Compute(p);
         o.ProgressEvery = 20;
         if (p.GetValue(Distributed)) o.Distributed = new DistributedTrainingOptions { AverageBatchNormStatistics = p.GetValue(AverageBatchNorm) };
         else if (p.GetValue(AverageBatchNorm)) throw new CliException("--average-bn applies to --distributed training only; add --distributed or leave it out.");

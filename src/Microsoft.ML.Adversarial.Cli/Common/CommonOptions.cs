@@ -20,6 +20,22 @@ internal static class CommonOptions
 
     public static readonly Option<string> Device = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
 
+    public static readonly Option<string> Precision = WithChoices(new Option<string>("--precision")
+    {
+        Description = "fp32 (default), bf16 or fp16: bf16/fp16 run a reduced-precision copy of the network (fp32 master weights), " +
+                      "faster on CPUs with AVX512_BF16 and on GPUs; results differ within the bounds in docs/performance.md",
+        DefaultValueFactory = _ => "fp32",
+    }, "fp32", "bf16", "fp16");
+
+    private static Option<string> WithChoices(Option<string> option, params string[] choices)
+    {
+        option.AcceptOnlyFromAmong(choices);
+        return option;
+    }
+
+    /// <summary>How the models run: --precision, with channels-last and BatchNorm folding on (ComputeOptions' defaults).</summary>
+    public static ComputeOptions Compute(ParseResult p) => new() { Precision = ComputeOptions.ParsePrecision(p.GetValue(Precision)!) };
+
     public static readonly Option<int> Seed = new("--seed") { Description = "Seed of everything random", DefaultValueFactory = _ => 1 };
 
     public static readonly Option<int> BatchSize = InRange(new("--batch-size") { Description = "Images per attack/evaluation batch", DefaultValueFactory = _ => 256 }, 1, 1 << 20);

@@ -71,9 +71,9 @@ public abstract class Attack
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(images);
         using var scope = torch.NewDisposeScope();
-        var batch = Prepare(model, images, labels, epsilon);
         using var mode = ModelMode.Set(model, Options.GradientsInTrainingMode);
-        return Run(batch).detach().MoveToOuterDisposeScope();
+        var batch = Prepare(model, images, labels, epsilon);
+        return Run(batch).detach().contiguous().MoveToOuterDisposeScope();
     }
 
     /// <summary>Runs the method on a validated batch; the model is already in the mode the options ask for.</summary>
@@ -112,7 +112,9 @@ public abstract class Attack
             eps = epsilon.to(clean.dtype, clean.device).detach();
             PixelEpsilon.Check(eps, nameof(epsilon));
         }
-        return new AttackBatch(this, model, clean, y, eps, GeneratorFor(clean.device));
+        // The model as Options.Compute asks (channels-last, BatchNorm folded, bfloat16): the one place attacks pick it.
+        var runner = Runner(model, Options.Compute, evaluationOnly: !Options.GradientsInTrainingMode);
+        return new AttackBatch(this, runner, clean, y, eps, GeneratorFor(clean.device));
     }
 
     /// <summary>Checks option values; each attack adds its own.</summary>
@@ -122,6 +124,13 @@ public abstract class Attack
         if (Options.InputRange is null)
             throw new ArgumentNullException(nameof(AttackOptions.InputRange), "InputRange must be set (for example InputRange.UnitInterval).");
     }
+
+    /// <summary>
+    /// <paramref name="model"/> as <paramref name="compute"/> asks (<see cref="ComputeModel"/>: channels-last, BatchNorm
+    /// folded, bfloat16); a black box (scores from an ML.NET model) runs as it is. What attacks and evaluators call.
+    /// </summary>
+    internal static Module<Tensor, Tensor> Runner(Module<Tensor, Tensor> model, ComputeOptions? compute, bool evaluationOnly) =>
+        ScoreFunctionModel.Inside(model) is null ? ComputeModel.For(model, compute ?? ComputeOptions.Default, evaluationOnly) ?? model : model;
 
     private Generator? GeneratorFor(Device device)
     {

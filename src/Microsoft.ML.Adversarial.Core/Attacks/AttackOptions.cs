@@ -20,6 +20,12 @@ public class AttackOptions
     /// <summary>Seed of the attack's random numbers (random targets, random starts, noise). Null uses TorchSharp's global generator.</summary>
     public long? Seed { get; set; }
 
+    /// <summary>
+    /// How the model runs: precision (fp32 by default; bfloat16 opt-in), channels-last layout and BatchNorm folding
+    /// (<see cref="ComputeOptions"/>). The defaults equal the plain fp32 path up to float rounding.
+    /// </summary>
+    public ComputeOptions Compute { get; set; } = ComputeOptions.Default;
+
     /// <summary>Reject images outside <see cref="InputRange"/> (by more than 1e-4 of the range). On by default.</summary>
     public bool ValidateInputs { get; set; } = true;
 

@@ -30,15 +30,18 @@ public abstract class OneStepAttack : Attack
     {
         PixelEpsilon.CheckAll(epsilons, nameof(epsilons));
         using var scope = NewDisposeScope();
-        var batch = Prepare(model, images, labels, null);
         Tensor direction;
+        AttackBatch batch;
         using (ModelMode.Set(model, Options.GradientsInTrainingMode))
+        {
+            batch = Prepare(model, images, labels, null);
             direction = Direction(batch);
+        }
         var results = new Tensor[epsilons.Count];
         for (int i = 0; i < epsilons.Count; i++)
         {
             var b = batch.WithEpsilon(epsilons[i]);
-            results[i] = b.Project(b.Clean.Plus(b.Step(b.Epsilon, direction))).detach().MoveToOuterDisposeScope();
+            results[i] = b.Project(b.Clean.Plus(b.Step(b.Epsilon, direction))).detach().contiguous().MoveToOuterDisposeScope();
         }
         return results;
     }

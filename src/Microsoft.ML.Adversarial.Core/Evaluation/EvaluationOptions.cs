@@ -24,18 +24,25 @@ public abstract class EvaluationOptions
     /// <summary>
     /// Settings of single methods by registry name, e.g. <c>MethodOptions["square"] = new SquareOptions { Queries = 1000 }</c>
     /// or <c>MethodOptions["autoattack"] = new AutoAttackOptions { SquareQueries = 1000 }</c>; the evaluation's
-    /// <see cref="InputRange"/> and <see cref="Seed"/> replace theirs. Methods without an entry run with their defaults.
+    /// <see cref="InputRange"/>, <see cref="Seed"/> and <see cref="Compute"/> replace theirs. Methods without an entry run with their defaults.
     /// The method's name fixes its variant (AutoAttack's version, APGD's loss and norm), whatever the entry says: for
     /// the quick ensemble name "autoattack-quick", for L2 APGD "apgd-ce-l2".
     /// </summary>
     public Dictionary<string, AttackOptions> MethodOptions { get; } = new(StringComparer.OrdinalIgnoreCase);
 
-    /// <summary>The options <paramref name="method"/> runs with: its <see cref="MethodOptions"/> entry or its defaults, with this evaluation's range and seed.</summary>
+    /// <summary>
+    /// How the models run (precision, channels-last, BatchNorm folding) in scoring and in every attack;
+    /// <see cref="ComputeOptions.Default"/> unless set.
+    /// </summary>
+    public ComputeOptions Compute { get; set; } = ComputeOptions.Default;
+
+    /// <summary>The options <paramref name="method"/> runs with: its <see cref="MethodOptions"/> entry or its defaults, with this evaluation's range, seed and compute options.</summary>
     internal AttackOptions OptionsFor(string method)
     {
         var options = MethodOptions.TryGetValue(method, out var given) ? given.Clone() : AttackRegistry.OptionsFor(method);
         options.InputRange = InputRange;
         options.Seed = Seed;
+        options.Compute = Compute;
         return options;
     }
 

@@ -95,6 +95,8 @@ public sealed class RobustnessEvaluator
         var blackBox = ScoreFunctionModel.Inside(model);
         long queriesBefore = blackBox?.Queries ?? 0;
         var attacks = infos.ToDictionary(i => i.Name, i => blackBox is null ? AttackRegistry.Create(i.Name, o.OptionsFor(i.Name)) : AttackRegistry.CreateForBlackBox(i.Name, o.OptionsFor(i.Name), modelName));
+        // Scoring and every attack run the model as o.Compute asks (one replica, synced once: the weights do not change here).
+        var runner = Attack.Runner(model, o.Compute, evaluationOnly: true);
         using (ModelMode.Set(model, training: false))
         using (var batches = EvaluationBatches.Reader(data, o))
         {
@@ -107,7 +109,7 @@ public sealed class RobustnessEvaluator
                 Tensor predicted;
                 using (no_grad())
                 {
-                    var logits = model.call(x);
+                    var logits = runner.call(x);
                     CheckFinite(logits, modelName, start);
                     predicted = logits.argmax(1);
                     Add(clean, logits, y, null, null);
@@ -125,9 +127,9 @@ public sealed class RobustnessEvaluator
                         continue;
                     }
                     // One-step methods reuse a single gradient for every epsilon (Attack.GenerateForEpsilons).
-                    Score(info.Name, attack.GenerateForEpsilons(model, x, y, o.Epsilons), x, y, info.IsRandomBaseline ? null : robustToAll, topKToAll);
+                    Score(info.Name, attack.GenerateForEpsilons(runner, x, y, o.Epsilons), x, y, info.IsRandomBaseline ? null : robustToAll, topKToAll);
                     if (o.CheckLabelLeaking && info.UsesTrueLabel && info.IsOneStep && blackBox is null)
-                        Score(predictedKey(info.Name), attack.GenerateForEpsilons(model, x, predicted, o.Epsilons), x, y);
+                        Score(predictedKey(info.Name), attack.GenerateForEpsilons(runner, x, predicted, o.Epsilons), x, y);
                     tracker.MethodDone(stage, info.Name, o.Epsilons);
                 }
                 if (worstCase)
@@ -147,7 +149,7 @@ public sealed class RobustnessEvaluator
             using var _ = no_grad();
             for (int i = 0; i < advs.Length; i++)
             {
-                var logits = model.call(advs[i]);
+                var logits = runner.call(advs[i]);
                 Add(Get(method, o.Epsilons[i]), logits, y, advs[i], x);
                 robustToAll?[i].logical_and_(logits.argmax(1).eq(y));
                 topKToAll?[i].logical_and_(logits.topk((int)Math.Min(o.TopK, logits.shape[1])).indexes.eq(y.unsqueeze(1)).any(1));
@@ -161,7 +163,7 @@ public sealed class RobustnessEvaluator
             var advs = new Tensor[o.Epsilons.Count];
             for (int i = 0; i < advs.Length; i++)
             {
-                advs[i] = ensemble.Generate(model, x, y, full(new long[] { x.shape[0] }, o.Epsilons[i], ScalarType.Float32, x.device));
+                advs[i] = ensemble.Generate(runner, x, y, full(new long[] { x.shape[0] }, o.Epsilons[i], ScalarType.Float32, x.device));
                 if (square >= 0) Get(SquareOnly(ensemble.Name), o.Epsilons[i]).Top1 += ensemble.LastBrokenBy.Count(c => c == square);
             }
             return advs;

@@ -56,9 +56,12 @@ public sealed class TransferEvaluator
         var tracker = new ProgressTracker(o.Progress, data.RowCount, o.BatchSize, o.Methods.Count, sources.Count);
         using (ModelMode.Set(sources.Values.Concat(targets.Values), training: false))
         {
-            foreach (var (sourceName, source) in sources)
+            // Every model runs as o.Compute asks (ComputeModel), prepared once for the whole study.
+            var runners = sources.Concat(targets).Select(kv => kv.Value).Distinct().ToDictionary(m => m, m => Attack.Runner(m, o.Compute, evaluationOnly: true));
+            foreach (var (sourceName, sourceModel) in sources)
             {
-                var attacks = o.Methods.ToDictionary(m => m, m => ScoreFunctionModel.Inside(source) is not null ? AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), sourceName) : AttackRegistry.Create(m, o.OptionsFor(m)));
+                var source = runners[sourceModel];
+                var attacks = o.Methods.ToDictionary(m => m, m => ScoreFunctionModel.Inside(sourceModel) is not null ? AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), sourceName) : AttackRegistry.Create(m, o.OptionsFor(m)));
                 using var batches = EvaluationBatches.Reader(data, o);
                 for (int start = 0; start < data.RowCount; start += o.BatchSize)
                 {
@@ -81,7 +84,7 @@ public sealed class TransferEvaluator
                             {
                                 var key = (sourceName, targetName, method, o.Epsilons[i]);
                                 if (!tallies.TryGetValue(key, out var t)) tallies[key] = t = new Tally();
-                                var counted = TopKCount.Of(target.call(advs[i]), y, o.TopK);
+                                var counted = TopKCount.Of(runners[target].call(advs[i]), y, o.TopK);
                                 t.Count += count;
                                 t.Top1 += counted.Top1;
                                 t.TopK += counted.TopK;

@@ -29,8 +29,9 @@ public interface IAuxiliaryClassifier
 /// The paper does not say where its two extra blocks go; this puts them at the 17 x 17 stage, after <c>Mixed_6e</c>,
 /// as 768-channel blocks named <c>Mixed_6f</c> and <c>Mixed_6g</c> (the stage with the most blocks in the original).
 /// </remarks>
-public sealed class InceptionV3 : Module<Tensor, Tensor>, IAuxiliaryClassifier
+public sealed class InceptionV3 : Module<Tensor, Tensor>, IAuxiliaryClassifier, IReplicable
 {
+    private readonly Func<Module<Tensor, Tensor>> _rebuild;
     private readonly Module<Tensor, Tensor>[] _stem;
     private readonly Module<Tensor, Tensor>[] _middle;
     private readonly InceptionAux? AuxLogits;
@@ -51,6 +52,7 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>, IAuxiliaryClassifier
         ActivationSpec? activation = null, int inChannels = 3, bool transformInput = false)
         : base(nameof(InceptionV3))
     {
+        _rebuild = () => new InceptionV3(classes, rho, deeper, auxLogits, dropout, activation, inChannels, transformInput);
         ModelChecks.Width(rho);
         ModelChecks.Classes(classes);
         if (!(dropout >= 0 && dropout < 1)) throw new ArgumentOutOfRangeException(nameof(dropout), dropout, "Dropout must lie in [0, 1).");
@@ -120,6 +122,9 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>, IAuxiliaryClassifier
     /// <summary>Weight of the auxiliary classifier's loss in training (0.4, as in Inception v3).</summary>
     public double AuxiliaryLossWeight => 0.4;
 
+    /// <summary>A new network with the same constructor arguments (a <see cref="ComputeModel"/>'s replica).</summary>
+    public Module<Tensor, Tensor> CreateReplica() => _rebuild();
+
     /// <summary>The main logits.</summary>
     public override Tensor forward(Tensor x) => ForwardWithAuxiliary(x).Logits;
 
@@ -161,11 +166,13 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>, IAuxiliaryClassifier
     }
 
     /// <summary>conv (no bias) → BatchNorm (eps 0.001) → activation, named <c>conv</c> and <c>bn</c> as in torchvision.</summary>
-    internal sealed class BasicConv2d : Module<Tensor, Tensor>
+    internal sealed class BasicConv2d : Module<Tensor, Tensor>, IBatchNormFoldable
     {
         private readonly Conv2d conv;
         private readonly BatchNorm2d bn;
         private readonly Module<Tensor, Tensor> act;
+        // Set on a ComputeModel's replica only (evaluation mode): conv and bn as one convolution.
+        private Tensor? _foldedWeight, _foldedBias;
 
         public BasicConv2d(Conv2d conv, int channels, ActivationSpec activation) : base(nameof(BasicConv2d))
         {
@@ -177,7 +184,35 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>, IAuxiliaryClassifier
             // The activation has no state; it stays out of the state dict, as in torchvision.
         }
 
-        public override Tensor forward(Tensor x) => act.call(bn.call(conv.call(x)));
+        public override Tensor forward(Tensor x)
+        {
+            if (_foldedWeight is null) return act.call(bn.call(conv.call(x)));
+            if (training) throw new InvalidOperationException("A folded BasicConv2d runs in evaluation mode only.");
+            return act.call(functional.conv2d(x, _foldedWeight, _foldedBias, conv.stride, conv.padding, conv.dilation, conv.groups));
+        }
+
+        (Tensor ConvWeight, Tensor? ConvBias, BatchNorm2d Norm) IBatchNormFoldable.Parts => (conv.weight!, conv.bias, bn);
+
+        void IBatchNormFoldable.Fold(IBatchNormFoldable source, ScalarType dtype)
+        {
+            using var scope = NewDisposeScope();
+            var (w, cb, norm) = source.Parts;
+            var (weight, bias) = BatchNormFolding.Folded(w, cb, norm);
+            _foldedWeight?.Dispose();
+            _foldedBias?.Dispose();
+            _foldedWeight = weight.to(dtype).detach().DetachFromDisposeScope();
+            _foldedBias = bias.to(dtype).detach().DetachFromDisposeScope();
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _foldedWeight?.Dispose();
+                _foldedBias?.Dispose();
+            }
+            base.Dispose(disposing);
+        }
     }
 
     private abstract class Block(string name) : Module<Tensor, Tensor>(name)

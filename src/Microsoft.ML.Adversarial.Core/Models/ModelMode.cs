@@ -23,7 +23,8 @@ public sealed class ModelMode : IDisposable
     public static ModelMode Set(IEnumerable<Module> models, bool training)
     {
         var saved = new List<(Module, bool)>();
-        var distinct = models.Distinct().ToList();
+        // A ComputeModel runs its master's mode: set both.
+        var distinct = models.SelectMany(m => m is ComputeModel c ? new Module[] { c, c.Master } : new[] { m }).Distinct().ToList();
         foreach (var model in distinct)
         {
             saved.Add((model, model.training));

@@ -78,7 +78,8 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
     {
         if (shape.Height != shape.Width)
             throw new ArgumentException($"{Architecture} needs square images; got {shape.Height}x{shape.Width}. Resize them (ResizeImages) first.");
-        return Architecture switch
+        // Recorded so a ComputeModel can rebuild the network for its replica (bfloat16, BatchNorm folded).
+        return ModelReplicas.Register(Architecture switch
         {
             ModelArchitecture.SmallCnn => new SmallCnn(classes, Rho, Activation, Dropout, inChannels: shape.Channels, imageSide: shape.Height),
             ModelArchitecture.SmallResNet => new SmallResNet(classes, Rho, Activation, shape.Channels, BlocksPerStage),
@@ -94,7 +95,7 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
                 throw new ArgumentException($"{Architecture} needs images of at least {TorchVisionModels.MinSide(Architecture)}x{TorchVisionModels.MinSide(Architecture)}; got {shape.Height}x{shape.Width}. Resize them (ResizeImages) first."),
             _ when TorchVisionModels.IsTorchVision(Architecture) => CreateTorchVision(classes),
             _ => throw new ArgumentOutOfRangeException(nameof(Architecture), Architecture, "Unknown architecture."),
-        };
+        }, () => Create(classes, shape));
     }
 
     /// <summary>Why a <see cref="ModelArchitecture.Custom"/> network cannot be saved or rebuilt, and what to do.</summary>

@@ -10,7 +10,7 @@ namespace Microsoft.ML.Adversarial.Models;
 /// and increasing, so an attack of eps/255 on the [0, 1] images is exactly the attack of eps pixels in the network's
 /// units (the same signs, the same clipping).
 /// </summary>
-public sealed class PixelRangeAdapter : Module<Tensor, Tensor>
+public sealed class PixelRangeAdapter : Module<Tensor, Tensor>, IReplicable
 {
     private readonly Module<Tensor, Tensor> inner;
     private readonly InputRange _range;
@@ -37,6 +37,11 @@ public sealed class PixelRangeAdapter : Module<Tensor, Tensor>
         var width = _range.MaxTensor(unitImages) - min;
         return inner.call(unitImages * width + min).MoveToOuterDisposeScope();
     }
+
+    /// <summary>An adapter with the same range around a replica of the wrapped network.</summary>
+    public Module<Tensor, Tensor> CreateReplica() =>
+        new PixelRangeAdapter(ModelReplicas.TryCreate(inner) ?? throw new NotSupportedException(
+            $"The library cannot rebuild the wrapped network ({inner.GetType().Name}) for a replica."), _range);
 
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)

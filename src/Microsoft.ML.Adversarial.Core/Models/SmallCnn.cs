@@ -10,8 +10,10 @@ namespace Microsoft.ML.Adversarial.Models;
 /// conv 3x3 (32 rho) → act → maxpool 2 → conv 3x3 (64 rho) → act → maxpool 2 → fc (128 rho) → act → [dropout] → fc classes.
 /// rho multiplies every layer's width, as the paper's capacity study does for Inception (section 4.3).
 /// </summary>
-public sealed class SmallCnn : Module<Tensor, Tensor>
+public sealed class SmallCnn : Module<Tensor, Tensor>, IReplicable
 {
+    private readonly Func<Module<Tensor, Tensor>> _rebuild;
+
     private readonly Conv2d conv1;
     private readonly Conv2d conv2;
     private readonly Linear fc1;
@@ -29,6 +31,7 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
     public SmallCnn(int classes = 10, double rho = 1, ActivationSpec? activation = null, double dropout = 0, int inChannels = 1, int imageSide = 28)
         : base(nameof(SmallCnn))
     {
+        _rebuild = () => new SmallCnn(classes, rho, activation, dropout, inChannels, imageSide);
         ModelChecks.Width(rho);
         ModelChecks.Classes(classes);
         if (imageSide < 4) throw new ArgumentOutOfRangeException(nameof(imageSide), imageSide, "SmallCnn needs images of at least 4x4.");
@@ -49,6 +52,9 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
         Activation = activation;
         RegisterComponents();
     }
+
+    /// <summary>A new network with the same constructor arguments (a <see cref="ComputeModel"/>'s replica).</summary>
+    public Module<Tensor, Tensor> CreateReplica() => _rebuild();
 
     /// <summary>Number of classes.</summary>
     public int Classes { get; }

@@ -11,8 +11,10 @@ namespace Microsoft.ML.Adversarial.Models;
 /// global average pooling and a dense layer. Its BatchNorm layers let section 3's mixed clean/adversarial batches
 /// be studied on a CPU. Names follow torchvision's ResNet (<c>conv1</c>, <c>bn1</c>, <c>layer1.0.conv1</c>, ..., <c>fc</c>).
 /// </summary>
-public sealed class SmallResNet : Module<Tensor, Tensor>
+public sealed class SmallResNet : Module<Tensor, Tensor>, IReplicable
 {
+    private readonly Func<Module<Tensor, Tensor>> _rebuild;
+
     private readonly Conv2d conv1;
     private readonly BatchNorm2d bn1;
     private readonly Module<Tensor, Tensor> act;
@@ -28,6 +30,7 @@ public sealed class SmallResNet : Module<Tensor, Tensor>
     public SmallResNet(int classes = 10, double rho = 1, ActivationSpec? activation = null, int inChannels = 3, int blocksPerStage = 1)
         : base(nameof(SmallResNet))
     {
+        _rebuild = () => new SmallResNet(classes, rho, activation, inChannels, blocksPerStage);
         ModelChecks.Width(rho);
         ModelChecks.Classes(classes);
         if (blocksPerStage < 1) throw new ArgumentOutOfRangeException(nameof(blocksPerStage), blocksPerStage, "A stage needs at least one block.");
@@ -44,6 +47,9 @@ public sealed class SmallResNet : Module<Tensor, Tensor>
         Rho = rho;
         RegisterComponents();
     }
+
+    /// <summary>A new network with the same constructor arguments (a <see cref="ComputeModel"/>'s replica).</summary>
+    public Module<Tensor, Tensor> CreateReplica() => _rebuild();
 
     /// <summary>Number of classes.</summary>
     public int Classes { get; }

@@ -239,7 +239,7 @@ public sealed partial class AdversarialTrainer
             // using: the generator's native handle must outlive the draws (it is finalizable, like TorchSharp's Scalars).
             using var generator = new Generator((ulong)stepSeed, x.device);
             string method = o.MethodMix is { Count: > 0 } mix ? mix[new Random(unchecked((int)stepSeed)).Next(mix.Count)] : o.Method;
-            var attack = AttackRegistry.Create(method, new AttackOptions { InputRange = o.InputRange, Seed = stepSeed + 1, ValidateInputs = false });
+            var attack = AttackRegistry.Create(method, new AttackOptions { InputRange = o.InputRange, Seed = stepSeed + 1, ValidateInputs = false, Compute = o.Compute ?? ComputeOptions.Default });
             var eps = o.Epsilon.Sample(k, generator, x.device);
             var adversarial = attack.Generate(model, x[..k], y[..k], eps);
             input = cat(new[] { adversarial, x[k..] }, 0);
@@ -247,11 +247,16 @@ public sealed partial class AdversarialTrainer
 
         optimizer.zero_grad();
         Tensor logits, loss;
-        if (model is IAuxiliaryClassifier { HasAuxiliaryLogits: true } withAux)
+        // The training pass as o.Compute asks: channels-last input; with bfloat16, a replica whose gradients go to the master.
+        var pass = ComputeModel.For(model, o.Compute ?? ComputeOptions.Default, evaluationOnly: false);
+        var network = pass?.Network ?? model;
+        var networkInput = pass?.Input(input) ?? input;
+        if (network is IAuxiliaryClassifier { HasAuxiliaryLogits: true } withAux)
         {
             // Inception's side classifier adds its own weighted loss, as in the network's original training.
-            var (main, aux) = withAux.ForwardWithAuxiliary(input);
-            logits = main;
+            var (main, aux) = withAux.ForwardWithAuxiliary(networkInput);
+            logits = ComputeModel.Output(main, input);
+            if (aux is not null) aux = ComputeModel.Output(aux, input);
             loss = WeightedLoss(F.cross_entropy(main, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight);
             if (aux is not null)
                 loss = loss.Plus(WeightedLoss(F.cross_entropy(aux, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight)
@@ -259,7 +264,7 @@ public sealed partial class AdversarialTrainer
         }
         else
         {
-            logits = model.call(input);
+            logits = ComputeModel.Output(network.call(networkInput), input);
             loss = WeightedLoss(F.cross_entropy(logits, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight);
         }
         double lossValue = loss.item<float>();
@@ -268,6 +273,7 @@ public sealed partial class AdversarialTrainer
                 $"Training diverged at step {step + 1}: the loss is {lossValue}. Lower the learning rate (now {CurrentLearningRate(optimizer)}), " +
                 "check the inputs for NaN, or use an optimiser with smaller steps.");
         loss.backward();
+        pass?.CopyGradientsToMaster();
         _replicas?.AverageGradients(model.parameters());
         if (o.GradientClipNorm > 0) ClipGradientNorm(model.parameters(), o.GradientClipNorm);
         optimizer.step();

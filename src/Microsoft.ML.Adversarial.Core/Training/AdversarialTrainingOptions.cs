@@ -105,6 +105,14 @@ public class AdversarialTrainingOptions
     public Data.PrefetchOptions Prefetch { get; set; } = new();
 
     /// <summary>
+    /// How the network runs (<see cref="ComputeOptions"/>). The adversarial examples of each step are made on a replica
+    /// synced with the current weights (BatchNorm folded; bfloat16 when <see cref="ComputeOptions.Precision"/> asks);
+    /// the training pass takes channels-last input and, with bfloat16, runs on a bfloat16 replica whose gradients update
+    /// the fp32 master weights. Default: fp32, channels-last, folded.
+    /// </summary>
+    public ComputeOptions Compute { get; set; } = ComputeOptions.Default;
+
+    /// <summary>
     /// The paper's Inception v3 recipe as TensorFlow ran it (docs/training.md lists each setting with its source):
     /// TensorFlow's RMSProp (decay 0.9, momentum 0.9, epsilon 1.0 inside the square root, mean square starting at 1),
     /// learning rate 0.045 multiplied by 0.94 every 2 epochs, label smoothing 0.1, gradient clipping at global norm 2.0,

@@ -67,7 +67,7 @@ public class AdversarialAttackTransformer : ITransformer
     public Attack CreateAttack()
     {
         // The registry gives the options type the method takes; the step settings map onto whichever it is.
-        var options = AttackRegistry.OptionsFor(Info.Name, new AttackOptions { Epsilon = _options.Epsilon, InputRange = Source.InputRange, Seed = Seed });
+        var options = AttackRegistry.OptionsFor(Info.Name, new AttackOptions { Epsilon = _options.Epsilon, InputRange = Source.InputRange, Seed = Seed, Compute = _options.Compute ?? ComputeOptions.Default });
         switch (options)
         {
             case PgdOptions pgd:
@@ -253,6 +253,11 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
         public long? Seed { get; set; }
         /// <summary>Rows attacked at once.</summary>
         public int BatchSize { get; set; } = 256;
+        /// <summary>
+        /// How the network runs: precision (fp32 by default; <see cref="ComputeOptions.BFloat16"/> opt-in), channels-last
+        /// input and BatchNorm folding (<see cref="ComputeOptions"/>).
+        /// </summary>
+        public ComputeOptions Compute { get; set; } = ComputeOptions.Default;
 
         /// <summary>A copy with the column names that default to the classifier's filled in.</summary>
         internal Options ResolvedFor(ImageClassifierTransformer source)

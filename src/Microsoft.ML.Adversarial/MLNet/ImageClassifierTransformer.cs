@@ -144,7 +144,9 @@ public sealed class ImageClassifierTransformer : ITransformer
     public Tensor PredictProbabilities(Tensor images)
     {
         using var _ = inference_mode();
-        return functional.softmax(Model.call(images.to(Device)), 1);
+        // Scoring runs like the attacks: channels-last input, BatchNorm folded (fp32; equal up to rounding).
+        var network = Model.training ? Model : ComputeModel.For(Model, ComputeOptions.Default, evaluationOnly: true) ?? Model;
+        return functional.softmax(network.call(images.to(Device)), 1);
     }
 
     private sealed class Mapper : BatchMapper

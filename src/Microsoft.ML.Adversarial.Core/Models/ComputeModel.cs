@@ -1,0 +1,210 @@
+using System.Runtime.CompilerServices;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.Adversarial.Models;
+
+/// <summary>
+/// A network prepared to run as <see cref="ComputeOptions"/> asks: its input in channels-last order, and, where that
+/// needs a copy (BatchNorm folded, bfloat16), a replica of the network kept in step with the caller's network (the
+/// master, whose fp32 weights the optimizer updates). Logits come back in the input's type (fp32), so losses, argmax
+/// and epsilon steps are computed exactly as on the plain path. The one place layouts, precisions and folding are applied.
+/// </summary>
+/// <remarks>
+/// The replica is a snapshot: after the master's weights change (a training step, loaded weights), call
+/// <see cref="Sync"/>; attacks, evaluators and the trainer get theirs through a cache that syncs on every call. A folded
+/// replica only runs in evaluation mode (BatchNorm's batch statistics are gone). In a reduced-precision replica the
+/// BatchNorm layers keep fp32 weights and statistics (libtorch normalises bfloat16 activations with them), as PyTorch's
+/// autocast does.
+/// </remarks>
+public sealed class ComputeModel : Module<Tensor, Tensor>
+{
+    // Per master: the prepared networks (one per options and mode), built once and synced on each use.
+    private static readonly ConditionalWeakTable<Module, List<ComputeModel>> Cache = new();
+    private readonly Module<Tensor, Tensor> master;
+    private readonly Module<Tensor, Tensor>? replica;
+    private readonly ScalarType _dtype;
+
+    private ComputeModel(Module<Tensor, Tensor> model, ComputeOptions options, bool evaluationOnly, Func<Module<Tensor, Tensor>>? replicaFactory)
+        : base(nameof(ComputeModel))
+    {
+        master = model;
+        Options = options;
+        EvaluationOnly = evaluationOnly;
+        _dtype = options.Precision switch
+        {
+            ComputePrecision.BFloat16 => ScalarType.BFloat16,
+            ComputePrecision.Float16 => ScalarType.Float16,
+            _ => ScalarType.Float32,
+        };
+        bool reduced = _dtype != ScalarType.Float32;
+        bool fold = evaluationOnly && options.FoldBatchNorm && BatchNormFolding.HasFoldable(model)
+            && (replicaFactory is not null || ModelReplicas.CanCreate(model));
+        if (reduced || fold)
+        {
+            replica = replicaFactory?.Invoke() ?? ModelReplicas.TryCreate(model)
+                ?? throw new NotSupportedException(
+                    $"{options.Precision} runs on a copy of the network, and the library cannot rebuild this one ({model.GetType().Name}). " +
+                    "Use a network the library built (ModelSpec, ModelIO.Load or Import), pass a replicaFactory that builds the same architecture " +
+                    "(ComputeModel.Create), or use Precision = Float32.");
+            var first = model.parameters().FirstOrDefault();
+            if (first is not null) replica.to(first.device);
+            // Float32 precision keeps the master's own type (a float64 network stays float64).
+            if (!reduced && first is not null) _dtype = first.dtype;
+            if (replica.parameters().FirstOrDefault()?.dtype != _dtype) replica.to(_dtype);
+            if (reduced) foreach (var m in replica.modules().OfType<BatchNorm2d>()) m.to(ScalarType.Float32);
+            // Evaluation passes need gradients for the input only; a training replica hands its gradients to the master.
+            foreach (var p in replica.parameters()) p.requires_grad_(!evaluationOnly);
+            replica.train(!evaluationOnly && model.training);
+            IsFolded = fold;
+            register_module("replica", replica);
+            Sync();
+        }
+        // The master is not registered: this wrapper never owns, moves or saves it.
+    }
+
+    /// <summary>How the network runs.</summary>
+    public ComputeOptions Options { get; }
+
+    /// <summary>The caller's network.</summary>
+    public Module<Tensor, Tensor> Master => master;
+
+    /// <summary>True when built for evaluation-mode passes only (folding allowed, no parameter gradients).</summary>
+    public bool EvaluationOnly { get; }
+
+    /// <summary>True when passes run on a replica with each BatchNorm folded into its convolution.</summary>
+    public bool IsFolded { get; }
+
+    /// <summary>True when passes run on a replica (folded or reduced precision) rather than on the master.</summary>
+    public bool HasReplica => replica is not null;
+
+    /// <summary>
+    /// Wraps <paramref name="model"/> to run as <paramref name="options"/> asks (a <see cref="ComputeModel"/> is returned as is).
+    /// </summary>
+    /// <param name="model">The network (the master).</param>
+    /// <param name="options">How to run it; null is <see cref="ComputeOptions.Default"/>.</param>
+    /// <param name="evaluationOnly">True when every pass runs in evaluation mode (attacks, scoring): allows BatchNorm folding.</param>
+    /// <param name="replicaFactory">Builds an untrained network of the same architecture, for a custom module the library
+    /// cannot rebuild; only needed for bfloat16/float16 or folding.</param>
+    public static ComputeModel Create(Module<Tensor, Tensor> model, ComputeOptions? options = null, bool evaluationOnly = true,
+        Func<Module<Tensor, Tensor>>? replicaFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (model is ComputeModel prepared) return prepared;
+        return new ComputeModel(model, options ?? ComputeOptions.Default, evaluationOnly, replicaFactory);
+    }
+
+    /// <summary>
+    /// The prepared network for <paramref name="model"/>, cached per master and synced with its current weights on every
+    /// call (a copy of the weights; the replica is built once). What attacks, evaluators and the trainer use.
+    /// Channels-last and folding apply only to networks the library built: a custom module may <c>view()</c> its input,
+    /// which needs the contiguous layout, so it runs as it is (or fails clearly when bfloat16 needs a replica).
+    /// </summary>
+    internal static ComputeModel? For(Module<Tensor, Tensor> model, ComputeOptions options, bool evaluationOnly)
+    {
+        if (model is ComputeModel ready) return ready;
+        bool known = ModelReplicas.CanCreate(model);
+        if (options.Precision == ComputePrecision.Float32 && !(known && (options.ChannelsLast || options.FoldBatchNorm))) return null;
+        // Replicas and folded weights are shared with attacks, which need autograd: never make them as inference tensors.
+        using var normal = inference_mode(false);
+        lock (Cache)
+        {
+            var list = Cache.GetOrCreateValue(model);
+            var cached = list.FirstOrDefault(c => SameOptions(c.Options, options) && c.EvaluationOnly == evaluationOnly);
+            if (cached is not null)
+            {
+                cached.Sync();
+                return cached;
+            }
+            var created = new ComputeModel(model, options, evaluationOnly, null);
+            list.Add(created);
+            return created;
+        }
+    }
+
+    private static bool SameOptions(ComputeOptions a, ComputeOptions b) =>
+        a.Precision == b.Precision && a.ChannelsLast == b.ChannelsLast && a.FoldBatchNorm == b.FoldBatchNorm;
+
+    /// <summary>Copies the master's current weights and statistics into the replica (cast, folded). No-op without a replica.</summary>
+    public void Sync()
+    {
+        if (replica is null) return;
+        using var normal = inference_mode(false);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var target = replica.state_dict();
+        foreach (var (name, value) in master.state_dict())
+        {
+            if (!target.TryGetValue(name, out var r))
+                throw new InvalidOperationException($"The replica has no '{name}': the replica factory must build the same architecture as the network.");
+            r.copy_(value);
+        }
+        if (IsFolded) BatchNormFolding.Fold(master, replica, _dtype);
+    }
+
+    /// <summary>
+    /// The network a pass runs on (the replica, in the master's mode, or the master). Feed it <see cref="Input"/> and
+    /// read its logits through <see cref="Output"/>.
+    /// </summary>
+    internal Module<Tensor, Tensor> Network
+    {
+        get
+        {
+            if (replica is null) return master;
+            // The master's mode decides (attacks, evaluators and the trainer set it); the replica follows.
+            bool trainingPass = master.training;
+            if (trainingPass && EvaluationOnly)
+                throw new InvalidOperationException("This prepared network runs in evaluation mode only (BatchNorm folded, no parameter gradients); use one made for training-mode passes.");
+            if (replica.training != trainingPass) replica.train(trainingPass);
+            return replica;
+        }
+    }
+
+    /// <summary><paramref name="x"/> as <see cref="Network"/> takes it: the replica's type, channels-last when asked.</summary>
+    internal Tensor Input(Tensor x)
+    {
+        var input = replica is not null && x.is_floating_point() && x.dtype != _dtype ? x.to(_dtype) : x;
+        return Options.ChannelsLast ? ToChannelsLast(input) : input;
+    }
+
+    /// <summary>Logits in the type of the caller's input <paramref name="like"/> (fp32).</summary>
+    internal static Tensor Output(Tensor logits, Tensor like) =>
+        logits.dtype == like.dtype || !like.is_floating_point() ? logits : logits.to(like.dtype);
+
+    /// <summary>
+    /// After a training pass on a replica: its parameter gradients, in the master's type, become the master's (the
+    /// optimizer updates the fp32 master weights), and its BatchNorm statistics the master's. No-op without a replica.
+    /// </summary>
+    internal void CopyGradientsToMaster()
+    {
+        if (replica is null) return;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var replicaParameters = replica.named_parameters().ToDictionary(t => t.name, t => t.parameter);
+        foreach (var (name, p) in master.named_parameters())
+        {
+            var g = replicaParameters[name].grad;
+            if (g is null) continue;
+            if (p.grad is null) p.grad = g.to(p.dtype).detach().DetachFromDisposeScope();
+            else p.grad.copy_(g);
+            replicaParameters[name].grad = null;
+        }
+        var replicaBuffers = replica.named_buffers().ToDictionary(t => t.name, t => t.buffer);
+        foreach (var (name, b) in master.named_buffers()) b.copy_(replicaBuffers[name]);
+    }
+
+    /// <summary>Runs the network on <paramref name="x"/>; logits in <paramref name="x"/>'s type.</summary>
+    public override Tensor forward(Tensor x) => Output(Network.call(Input(x)), x);
+
+    /// <summary>
+    /// <paramref name="x"/> in channels-last memory order when it is an image batch [N, C, H, W] with C &gt;= 3 (libtorch
+    /// picks its channels-last convolution kernels from the strides); other tensors unchanged.
+    /// </summary>
+    public static Tensor ToChannelsLast(Tensor x) =>
+        x.dim() == 4 && x.shape[1] >= 3 ? x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) : x;
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{master.GetType().Name} ({Options})";
+}

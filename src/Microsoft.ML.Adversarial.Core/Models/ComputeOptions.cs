@@ -1,0 +1,63 @@
+namespace Microsoft.ML.Adversarial;
+
+/// <summary>Numeric precision of a network's forward and backward passes.</summary>
+public enum ComputePrecision
+{
+    /// <summary>32-bit floats everywhere (the reference).</summary>
+    Float32,
+    /// <summary>
+    /// bfloat16 convolutions and matrix products on a copy of the network (CPUs with AVX512_BF16 or AMX, and CUDA);
+    /// inputs, losses, epsilon steps and the master weights stay 32-bit.
+    /// </summary>
+    BFloat16,
+    /// <summary>16-bit floats on a copy of the network (CUDA; slow on most CPUs). Same rules as <see cref="BFloat16"/>.</summary>
+    Float16,
+}
+
+/// <summary>
+/// How a network runs in attacks, scoring and training: precision, memory layout and BatchNorm folding. The defaults
+/// are the fast 32-bit path, which equals the plain path up to float rounding (docs/performance.md gives the measured
+/// differences); <see cref="ComputePrecision.BFloat16"/> is opt-in and changes results within documented bounds.
+/// </summary>
+public sealed class ComputeOptions
+{
+    /// <summary>Precision of the network's passes; default <see cref="ComputePrecision.Float32"/>.</summary>
+    public ComputePrecision Precision { get; init; } = ComputePrecision.Float32;
+
+    /// <summary>
+    /// Feed image batches (4-D, 3 or more channels) to the network in channels-last memory order, which lets libtorch use
+    /// its faster convolution kernels on CPUs. Values are unchanged; only the order of float additions differs. Default true.
+    /// </summary>
+    public bool ChannelsLast { get; init; } = true;
+
+    /// <summary>
+    /// In evaluation-mode passes (attacks, scoring), fold each BatchNorm into the convolution before it on a copy of the
+    /// network, so one kernel does the work of two. Mathematically the same function, gradients with respect to the
+    /// input included. Applies to the library's networks that pair a convolution with a BatchNorm (Inception v3);
+    /// others run unfolded. Default true.
+    /// </summary>
+    public bool FoldBatchNorm { get; init; } = true;
+
+    /// <summary>The default: 32-bit, channels-last, BatchNorm folded.</summary>
+    public static ComputeOptions Default { get; } = new();
+
+    /// <summary>32-bit, contiguous layout, no folding: exactly the network's own forward pass (the reference for checks).</summary>
+    public static ComputeOptions Plain { get; } = new() { ChannelsLast = false, FoldBatchNorm = false };
+
+    /// <summary>The reduced-precision path: bfloat16 with the default layout and folding.</summary>
+    public static ComputeOptions BFloat16 { get; } = new() { Precision = ComputePrecision.BFloat16 };
+
+    /// <summary>Parses "fp32", "bf16" or "fp16" (also "float32", "bfloat16", "float16").</summary>
+    public static ComputePrecision ParsePrecision(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "fp32" or "float32" or "float" => ComputePrecision.Float32,
+        "bf16" or "bfloat16" => ComputePrecision.BFloat16,
+        "fp16" or "float16" or "half" => ComputePrecision.Float16,
+        _ => throw new ArgumentException($"Unknown precision '{text}'. Use fp32, bf16 or fp16.", nameof(text)),
+    };
+
+    /// <summary>E.g. <c>fp32, channels-last, BatchNorm folded</c>.</summary>
+    public override string ToString() =>
+        $"{(Precision switch { ComputePrecision.BFloat16 => "bf16", ComputePrecision.Float16 => "fp16", _ => "fp32" })}" +
+        $"{(ChannelsLast ? ", channels-last" : "")}{(FoldBatchNorm ? ", BatchNorm folded" : "")}";
+}
