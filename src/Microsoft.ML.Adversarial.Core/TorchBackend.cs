@@ -25,6 +25,7 @@ public static class TorchBackend
         {
             // The first use of torch runs its type initialiser, which loads libtorch and LibTorchSharp.
             _ = torch.random.initial_seed();
+            NativeAllocator.EnsureTuned();
             return null;
         }
         catch (Exception e) when (IsMissingBackend(e))

@@ -26,7 +26,7 @@ internal static class Harness
 
     /// <summary>
     /// The comparison: for each plan and round, each PyTorch (one per <paramref name="pythons"/>) then ours; one column pair
-    /// per PyTorch. <paramref name="options"/> go to the PyTorch side (our Workload does not take them yet).
+    /// per PyTorch. <paramref name="options"/> go to the PyTorch side; ours runs the library's defaults for the same precision.
     /// </summary>
     public static int Compare(int rounds, string[] networks, int threads, string output, string[] pythons, SpeedOptions options)
     {
@@ -42,8 +42,9 @@ internal static class Harness
         if (File.Exists("/proc/loadavg"))
             header.Add($"Load average at start (1 min): {File.ReadAllText("/proc/loadavg").Split(' ')[0]} on {Environment.ProcessorCount} CPUs; measure on an idle machine.");
         header.AddRange(sides.Select(s => s.Describe()));
-        var oursOptions = new SpeedOptions(false, null);   // until Workload takes options: then `options` on both sides
-        header.Add($"PyTorch options: {options}. Ours: {oursOptions}.");
+        // Ours: the library's defaults for the precision asked (bf16 when PyTorch autocasts to bf16).
+        var oursCompute = options.Autocast == "bf16" ? ComputeOptions.BFloat16 : ComputeOptions.Default;
+        header.Add($"PyTorch options: {options}; glibc malloc settings as ours ({PyTorchSide.MallocSettings}). Ours: {oursCompute}.");
         // Column titles: the PyTorch version, with the Python where two columns would otherwise read the same.
         var labels = sides.Select(s => sides.Count(o => o.Label == s.Label) > 1 ? $"{s.Label} ({s.Python})" : s.Label).ToList();
         var refusals = sides.Select(s => s.Refusal).OfType<string>().ToList();
@@ -59,7 +60,7 @@ internal static class Harness
         {
             var ours = new List<double>();
             var theirs = sides.Select(_ => new List<double>()).ToList();
-            using var workload = new Workload(plan.Workload, plan.Network, plan.Batch);
+            using var workload = new Workload(plan.Workload, plan.Network, plan.Batch, oursCompute);
             for (int round = 0; round < rounds; round++)
             {
                 for (int s = 0; s < sides.Count; s++)

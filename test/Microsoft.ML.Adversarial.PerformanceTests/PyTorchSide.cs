@@ -41,6 +41,13 @@ internal sealed record SpeedOptions(bool ChannelsLast, string? Autocast)
 /// </summary>
 internal sealed record PyTorchSide(string Python, string Torch, string Blas, string? BlasLibrary, bool ReferenceBlas, string CpuCapability, int Threads)
 {
+    /// <summary>glibc malloc settings equal to those NativeAllocator applies in our process.</summary>
+    private static readonly (string Name, string Value)[] Malloc =
+        { ("MALLOC_MMAP_THRESHOLD_", "33554432"), ("MALLOC_TRIM_THRESHOLD_", "1073741824"), ("MALLOC_TOP_PAD_", "268435456") };
+
+    /// <summary>The settings as environment assignments, for the header.</summary>
+    public static string MallocSettings => string.Join(" ", Malloc.Select(m => $"{m.Name}={m.Value}"));
+
     public const string DefaultPython = "/usr/bin/python3";
     public const string Fix = "bash build/setup.sh --with-pytorch";
 
@@ -87,6 +94,8 @@ internal sealed record PyTorchSide(string Python, string Torch, string Blas, str
         psi.ArgumentList.Add(Script);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["OMP_NUM_THREADS"] = Invariant(threads);   // torch's OpenMP pool and OpenBLAS's threads
+        // The allocator settings our process applies to itself (NativeAllocator), so neither side pays for page faults the other does not.
+        foreach (var (name, value) in Malloc) psi.Environment[name] = value;
         Process p;
         try
         {

@@ -7,7 +7,7 @@ count, warm-up and repetitions as the C# side.
 
 Usage: /usr/bin/python3 benchmark_pytorch.py WORKLOAD NETWORK BATCH WARMUP REPS THREADS [--channels-last] [--autocast bf16]
        /usr/bin/python3 benchmark_pytorch.py --info [--threads N]      (the environment only, no workload)
-  WORKLOAD: fgsm | step-ll | iter-basic | train-step        NETWORK: smallcnn | inception
+  WORKLOAD: fgsm | step-ll | iter-basic | train-step        NETWORK: smallcnn | inception | resnet50
   --channels-last: model and input in torch.channels_last.
   --autocast bf16: forward passes and losses under torch.autocast("cpu", dtype=torch.bfloat16); gradients, the
                    attack steps and the optimiser stay fp32 (fp32 master weights).
@@ -134,7 +134,7 @@ def main():
     global amp
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("workload", nargs="?", choices=["fgsm", "step-ll", "iter-basic", "train-step"])
-    parser.add_argument("network", nargs="?", choices=["smallcnn", "inception"])
+    parser.add_argument("network", nargs="?", choices=["smallcnn", "inception", "resnet50"])
     for name in ["batch", "warmup", "reps", "threads"]:
         parser.add_argument(name, nargs="?", type=int)
     parser.add_argument("--channels-last", action="store_true", help="model and input in torch.channels_last")
@@ -156,6 +156,9 @@ def main():
     torch.manual_seed(0)
     if network == "smallcnn":
         model, shape, classes = SmallCnn(), (1, 28, 28), 10
+    elif network == "resnet50":
+        import torchvision
+        model, shape, classes = torchvision.models.resnet50(weights=None, num_classes=1000), (3, 224, 224), 1000
     else:
         import torchvision
         model, shape, classes = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1000), (3, 299, 299), 1000

@@ -104,6 +104,7 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     /// </summary>
     internal static ComputeModel? For(Module<Tensor, Tensor> model, ComputeOptions options, bool evaluationOnly)
     {
+        NativeAllocator.EnsureTuned(); // the raw tensor API may never pass an entry point that calls TorchBackend.EnsureLoaded
         if (model is ComputeModel ready) return ready;
         bool known = ModelReplicas.CanCreate(model);
         if (options.Precision == ComputePrecision.Float32 && !(known && (options.ChannelsLast || options.FoldBatchNorm))) return null;
