@@ -2,6 +2,8 @@
 //
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- compare [--rounds 2] [--networks smallcnn,inception] [--output FILE.md]
 //       [--python PATH]... (default /usr/bin/python3; repeat for one column pair per PyTorch) [--channels-last] [--autocast bf16] (PyTorch side)
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- roofline [--networks smallcnn,inception,resnet50] [--workloads fgsm,...] [--output FILE.md]
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- precision --model m.advml [--count 2000]   (bf16 against fp32 on a trained model)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- soak [--batches 2000]
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- gc-stress [--seconds 600]   (issue 13: native lifetimes under forced GCs)
 //   mpirun -np 2 dotnet test/Microsoft.ML.Adversarial.PerformanceTests/bin/Release/net10.0/Microsoft.ML.Adversarial.PerformanceTests.dll allreduce [--rounds 20]   (issue 18, docs/scale.md)
@@ -33,6 +35,8 @@ switch (mode)
     case "roofline":
         return Roofline.Run(Arg("--networks", "smallcnn,inception").Split(','), Arg("--workloads", string.Join(",", Workload.Names)).Split(','), int.Parse(Arg("--threads", "2")),
             int.Parse(Arg("--peak-reps", "10")), rest.Contains("--count-only"), Arg("--output", ""));
+    case "precision":
+        return PrecisionTradeOff.Run(Arg("--model", "m.advml"), int.Parse(Arg("--count", "2000")), int.Parse(Arg("--threads", "2")));
     case "soak":
         return Soak.Run(int.Parse(Arg("--batches", "2000")), int.Parse(Arg("--every", "100")), int.Parse(Arg("--threads", "2")), Arg("--output", ""));
     case "gc-stress":
@@ -52,6 +56,6 @@ switch (mode)
         BenchmarkSwitcher.FromAssembly(typeof(AttackBenchmarks).Assembly).Run(rest);
         return 0;
     default:
-        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, roofline, soak, gc-stress, allreduce, make-folder, stream-train, make-jpegs, decode or bench.");
+        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, roofline, precision, soak, gc-stress, allreduce, make-folder, stream-train, make-jpegs, decode or bench.");
         return 2;
 }

@@ -100,6 +100,21 @@ public sealed class ComputePathTests
     }
 
     [TestMethod]
+    public void AReplicaMadeWhileScoringUnderInferenceModeStillServesAttacks()
+    {
+        using var scope = NewDisposeScope();
+        var model = SmallInception(ScalarType.Float32);
+        var x = rand(2, 3, 75, 75);
+        var y = tensor(new long[] { 1, 2 });
+        // ML.NET scoring runs under inference_mode and is the first to build the folded replica; tensors made there
+        // could not be saved for backward, so the attack after it would fail if the replica's weights were made there.
+        using (inference_mode())
+            ComputeModel.For(model, ComputeOptions.Default, evaluationOnly: true)!.call(x);
+        var adv = Attacks.Fgsm(8).Generate(model, x, y);
+        Assert.AreEqual(8.0 / 255, adv.sub(x).abs().max().item<float>(), 1e-6);
+    }
+
+    [TestMethod]
     public void ChannelsLastOnlyReordersImageBatches()
     {
         using var scope = NewDisposeScope();
