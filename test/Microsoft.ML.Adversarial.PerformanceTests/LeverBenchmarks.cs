@@ -18,13 +18,13 @@ public class LeverBenchmarks
 {
     private Workload _w = null!;
 
-    /// <summary>Two jobs: the allocator as glibc leaves it, and as the library tunes it.</summary>
+    /// <summary>Two jobs (ShortRun: 3 warm-ups, 3 iterations; these workloads take 0.1-1 s an operation): the allocator as glibc leaves it, and as the library tunes it.</summary>
     private sealed class AllocatorJobs : ManualConfig
     {
         public AllocatorJobs()
         {
-            AddJob(Job.Default.WithEnvironmentVariable("ADVML_MALLOC_TUNING", "0").WithId("glibc malloc"));
-            AddJob(Job.Default.WithId("tuned malloc"));
+            AddJob(Job.ShortRun.WithEnvironmentVariable("ADVML_MALLOC_TUNING", "0").WithId("glibc malloc"));
+            AddJob(Job.ShortRun.WithId("tuned malloc"));
         }
     }
 
