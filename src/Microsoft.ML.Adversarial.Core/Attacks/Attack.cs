@@ -73,6 +73,7 @@ public abstract class Attack
         using var scope = torch.NewDisposeScope();
         using var mode = ModelMode.Set(model, Options.GradientsInTrainingMode);
         var batch = Prepare(model, images, labels, epsilon);
+        using var hold = ComputeModel.HoldFor(batch.Model);
         return Run(batch).detach().contiguous().MoveToOuterDisposeScope();
     }
 

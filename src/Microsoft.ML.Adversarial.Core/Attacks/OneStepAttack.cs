@@ -35,6 +35,7 @@ public abstract class OneStepAttack : Attack
         using (ModelMode.Set(model, Options.GradientsInTrainingMode))
         {
             batch = Prepare(model, images, labels, null);
+            using var hold = ComputeModel.HoldFor(batch.Model);
             direction = Direction(batch);
         }
         var results = new Tensor[epsilons.Count];

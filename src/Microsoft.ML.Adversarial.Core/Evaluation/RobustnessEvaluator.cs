@@ -98,6 +98,7 @@ public sealed class RobustnessEvaluator
         // Scoring and every attack run the model as o.Compute asks (one replica, synced once: the weights do not change here).
         var runner = Attack.Runner(model, o.Compute, evaluationOnly: true);
         using (ModelMode.Set(model, training: false))
+        using (ComputeModel.HoldFor(runner))
         using (var batches = EvaluationBatches.Reader(data, o))
         {
             for (int start = 0; start < data.RowCount; start += o.BatchSize)

@@ -58,6 +58,7 @@ public sealed class TransferEvaluator
         {
             // Every model runs as o.Compute asks (ComputeModel), prepared once for the whole study.
             var runners = sources.Concat(targets).Select(kv => kv.Value).Distinct().ToDictionary(m => m, m => Attack.Runner(m, o.Compute, evaluationOnly: true));
+            using var hold = ComputeModel.HoldAll(runners.Values);
             foreach (var (sourceName, sourceModel) in sources)
             {
                 var source = runners[sourceModel];

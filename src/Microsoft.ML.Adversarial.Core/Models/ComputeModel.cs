@@ -14,7 +14,8 @@ namespace Microsoft.ML.Adversarial.Models;
 /// </summary>
 /// <remarks>
 /// The replica is a snapshot: after the master's weights change (a training step, loaded weights), call
-/// <see cref="Sync"/>; attacks, evaluators and the trainer get theirs through a cache that syncs on every call. A folded
+/// <see cref="Sync"/>; attacks, evaluators and the trainer get theirs through a cache that syncs whenever they take
+/// hold of it (one thread at a time runs passes on a replica). A folded
 /// replica only runs in evaluation mode (BatchNorm's batch statistics are gone). In a reduced-precision replica the
 /// BatchNorm layers keep fp32 weights and statistics (libtorch normalises bfloat16 activations with them), as PyTorch's
 /// autocast does.
@@ -26,6 +27,13 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     private readonly Module<Tensor, Tensor> master;
     private readonly Module<Tensor, Tensor>? replica;
     private readonly ScalarType _dtype;
+    // One caller at a time runs passes on a replica: a sync writes its weights in place, which would invalidate the
+    // autograd graph of a pass running on another thread (libtorch aborts the process on that). Reentrant per thread.
+    private readonly object _gate = new();
+    private int _holds;
+    private bool _syncOnHold;
+    private static long _nextId;
+    private readonly long _id = Interlocked.Increment(ref _nextId);
 
     private ComputeModel(Module<Tensor, Tensor> model, ComputeOptions options, bool evaluationOnly, Func<Module<Tensor, Tensor>>? replicaFactory)
         : base(nameof(ComputeModel))
@@ -97,8 +105,9 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// The prepared network for <paramref name="model"/>, cached per master and synced with its current weights on every
-    /// call (a copy of the weights; the replica is built once). What attacks, evaluators and the trainer use.
+    /// The prepared network for <paramref name="model"/>, cached per master (the replica is built once) and synced with
+    /// the master's current weights whenever a caller takes hold of it (<see cref="HoldFor"/>). What attacks, evaluators
+    /// and the trainer use.
     /// Channels-last and folding apply only to networks the library built: a custom module may <c>view()</c> its input,
     /// which needs the contiguous layout, so it runs as it is (or fails clearly when bfloat16 needs a replica).
     /// </summary>
@@ -114,12 +123,9 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
         {
             var list = Cache.GetOrCreateValue(model);
             var cached = list.FirstOrDefault(c => SameOptions(c.Options, options) && c.EvaluationOnly == evaluationOnly);
-            if (cached is not null)
-            {
-                cached.Sync();
-                return cached;
-            }
-            var created = new ComputeModel(model, options, evaluationOnly, null);
+            if (cached is not null) return cached;
+            // Cached networks are synced whenever a caller takes hold of them (Hold), so they follow the master.
+            var created = new ComputeModel(model, options, evaluationOnly, null) { _syncOnHold = true };
             list.Add(created);
             return created;
         }
@@ -128,7 +134,64 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     private static bool SameOptions(ComputeOptions a, ComputeOptions b) =>
         a.Precision == b.Precision && a.ChannelsLast == b.ChannelsLast && a.FoldBatchNorm == b.FoldBatchNorm;
 
-    /// <summary>Copies the master's current weights and statistics into the replica (cast, folded). No-op without a replica.</summary>
+    /// <summary>
+    /// Holds <paramref name="model"/> (when it is a prepared network with a replica) for the caller's passes until the
+    /// result is disposed: other threads wait, and the outermost hold of a network from the cache first syncs its
+    /// replica with the master's current weights. Attacks, evaluators and the trainer hold what they run.
+    /// </summary>
+    internal static Hold HoldFor(Module<Tensor, Tensor> model) => model is ComputeModel { replica: not null } c ? c.Take() : default;
+
+    /// <summary>Holds several prepared networks, always in the same order (no two callers can wait on each other).</summary>
+    internal static IDisposable HoldAll(IEnumerable<Module<Tensor, Tensor>> models)
+    {
+        var holds = models.OfType<ComputeModel>().Where(c => c.replica is not null).Distinct().OrderBy(c => c._id).Select(c => c.Take()).ToList();
+        return new Holds(holds);
+    }
+
+    private Hold Take()
+    {
+        Monitor.Enter(_gate);
+        try
+        {
+            if (_holds == 0 && _syncOnHold) Sync();
+        }
+        catch
+        {
+            Monitor.Exit(_gate);
+            throw;
+        }
+        _holds++;
+        return new Hold(this);
+    }
+
+    /// <summary>A hold on a prepared network (see <see cref="HoldFor"/>); default: nothing held.</summary>
+    internal readonly struct Hold : IDisposable
+    {
+        private readonly ComputeModel? _model;
+
+        internal Hold(ComputeModel model) => _model = model;
+
+        /// <summary>Releases the hold.</summary>
+        public void Dispose()
+        {
+            if (_model is null) return;
+            _model._holds--;
+            Monitor.Exit(_model._gate);
+        }
+    }
+
+    private sealed class Holds(List<Hold> holds) : IDisposable
+    {
+        public void Dispose()
+        {
+            for (int i = holds.Count - 1; i >= 0; i--) holds[i].Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Copies the master's current weights and statistics into the replica (cast, folded). No-op without a replica.
+    /// Call it after changing the master's weights; do not call it while another thread runs passes on this network.
+    /// </summary>
     public void Sync()
     {
         if (replica is null) return;

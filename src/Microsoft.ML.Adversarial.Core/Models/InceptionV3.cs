@@ -196,8 +196,16 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>, IAuxiliaryClassifier, 
         void IBatchNormFoldable.Fold(IBatchNormFoldable source, ScalarType dtype)
         {
             using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
             var (w, cb, norm) = source.Parts;
             var (weight, bias) = BatchNormFolding.Folded(w, cb, norm);
+            // Refreshed in place after the first time: a pass running on another thread never sees a disposed tensor.
+            if (_foldedWeight is not null && _foldedBias is not null && _foldedWeight.dtype == dtype)
+            {
+                _foldedWeight.copy_(weight);
+                _foldedBias.copy_(bias);
+                return;
+            }
             _foldedWeight?.Dispose();
             _foldedBias?.Dispose();
             _foldedWeight = weight.to(dtype).detach().DetachFromDisposeScope();

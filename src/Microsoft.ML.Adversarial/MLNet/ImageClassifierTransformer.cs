@@ -146,6 +146,7 @@ public sealed class ImageClassifierTransformer : ITransformer
         using var _ = inference_mode();
         // Scoring runs like the attacks: channels-last input, BatchNorm folded (fp32; equal up to rounding).
         var network = Model.training ? Model : ComputeModel.For(Model, ComputeOptions.Default, evaluationOnly: true) ?? Model;
+        using var hold = ComputeModel.HoldFor(network);
         return functional.softmax(network.call(images.to(Device)), 1);
     }
 

@@ -115,6 +115,28 @@ public sealed class ComputePathTests
     }
 
     [TestMethod]
+    public void ConcurrentAttacksOnOneModelShareItsReplicaSafely()
+    {
+        var model = SmallInception(ScalarType.Float32);
+        Tensor x = rand(2, 3, 75, 75), y = tensor(new long[] { 1, 2 });
+        var expected = Attacks.Fgsm(8).Generate(model, x, y);
+        // Each call syncs (and refolds) the shared replica while the other thread may be running on it.
+        var errors = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.For(0, 2, _ =>
+        {
+            var fgsm = Attacks.Fgsm(8);
+            for (int i = 0; i < 6; i++)
+            {
+                using var scope = NewDisposeScope();
+                var adv = fgsm.Generate(model, x, y);
+                double agree = adv.eq(expected).to(ScalarType.Float32).mean().item<float>();
+                if (agree < 0.999) errors.Add($"call {i}: only {agree:P2} of the values equal the single-threaded result");
+            }
+        });
+        Assert.AreEqual(0, errors.Count, string.Join("; ", errors));
+    }
+
+    [TestMethod]
     public void ChannelsLastOnlyReordersImageBatches()
     {
         using var scope = NewDisposeScope();
