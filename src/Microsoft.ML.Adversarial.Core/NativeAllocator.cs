@@ -13,6 +13,17 @@ namespace Microsoft.ML.Adversarial;
 internal static class NativeAllocator
 {
     private const int TrimThreshold = -1, TopPad = -2, MmapThreshold = -3; // glibc's M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD
+
+    /// <summary>
+    /// The settings: glibc's environment variable for each (what a process not calling mallopt sets instead, e.g. the
+    /// PyTorch side of the performance comparison), its mallopt parameter and the value.
+    /// </summary>
+    internal static readonly (string Variable, int Parameter, int Value)[] Settings =
+    {
+        ("MALLOC_MMAP_THRESHOLD_", MmapThreshold, 32 << 20),
+        ("MALLOC_TRIM_THRESHOLD_", TrimThreshold, 1 << 30),
+        ("MALLOC_TOP_PAD_", TopPad, 256 << 20),
+    };
     private static readonly Lazy<bool> Tuned = new(Tune, LazyThreadSafetyMode.ExecutionAndPublication);
 
     /// <summary>True when the settings were applied (once per process).</summary>
@@ -21,13 +32,12 @@ internal static class NativeAllocator
     private static bool Tune()
     {
         if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("ADVML_MALLOC_TUNING") == "0") return false;
-        foreach (var name in new[] { "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX" })
+        foreach (var name in Settings.Select(s => s.Variable).Append("MALLOC_ARENA_MAX"))
             if (Environment.GetEnvironmentVariable(name) is not null) return false;
         try
         {
-            bool ok = mallopt(MmapThreshold, 32 << 20) == 1;
-            ok &= mallopt(TrimThreshold, 1 << 30) == 1;
-            ok &= mallopt(TopPad, 256 << 20) == 1;
+            bool ok = true;
+            foreach (var (_, parameter, value) in Settings) ok &= mallopt(parameter, value) == 1;
             return ok;
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)

@@ -41,9 +41,9 @@ internal sealed record SpeedOptions(bool ChannelsLast, string? Autocast)
 /// </summary>
 internal sealed record PyTorchSide(string Python, string Torch, string Blas, string? BlasLibrary, bool ReferenceBlas, string CpuCapability, int Threads)
 {
-    /// <summary>glibc malloc settings equal to those NativeAllocator applies in our process.</summary>
+    /// <summary>The glibc malloc settings NativeAllocator applies in our process, as environment variables.</summary>
     private static readonly (string Name, string Value)[] Malloc =
-        { ("MALLOC_MMAP_THRESHOLD_", "33554432"), ("MALLOC_TRIM_THRESHOLD_", "1073741824"), ("MALLOC_TOP_PAD_", "268435456") };
+        NativeAllocator.Settings.Select(s => (s.Variable, s.Value.ToString(CultureInfo.InvariantCulture))).ToArray();
 
     /// <summary>The settings as environment assignments, for the header.</summary>
     public static string MallocSettings => string.Join(" ", Malloc.Select(m => $"{m.Name}={m.Value}"));
