@@ -24,7 +24,7 @@ public class AttackBenchmarks
     public void Setup()
     {
         torch.set_num_threads(Environment.ProcessorCount);
-        _w = new Workload(Workload, Network, Network == "smallcnn" ? (Workload == "train-step" ? 32 : 256) : 8);
+        _w = new Workload(Workload, Network, Harness.PlanFor(Network, Workload).Batch);
     }
 
     [Benchmark]

@@ -13,16 +13,15 @@ namespace Microsoft.ML.Adversarial.PerformanceTests;
 /// </summary>
 internal static class Harness
 {
-    private sealed record Plan(string Network, string Workload, int Batch, int Warmup, int Reps);
+    internal sealed record Plan(string Network, string Workload, int Batch, int Warmup, int Reps);
 
-    private static IEnumerable<Plan> Plans(IEnumerable<string> networks)
-    {
-        foreach (var n in networks)
-            foreach (var w in Workload.Names)
-                yield return n == "smallcnn"
-                    ? new Plan(n, w, w == "train-step" ? 32 : 256, 3, w == "iter-basic" ? 3 : 10)
-                    : new Plan(n, w, 8, w == "iter-basic" ? 0 : 1, w == "iter-basic" ? 1 : 3);
-    }
+    /// <summary>Batch, warm-up and repetitions of a workload: what `compare` and `roofline` time (the benchmarks take the batch).</summary>
+    internal static Plan PlanFor(string network, string workload) => network == "smallcnn"
+        ? new Plan(network, workload, workload == "train-step" ? 32 : 256, 3, workload == "iter-basic" ? 3 : 10)
+        : new Plan(network, workload, 8, workload == "iter-basic" ? 0 : 1, workload == "iter-basic" ? 1 : 3);
+
+    private static IEnumerable<Plan> Plans(IEnumerable<string> networks) =>
+        networks.SelectMany(n => Workload.Names.Select(w => PlanFor(n, w)));
 
     /// <summary>
     /// The comparison: for each plan and round, each PyTorch (one per <paramref name="pythons"/>) then ours; one column pair

@@ -52,7 +52,7 @@ public class LeverBenchmarks
             "bf16" => ComputeOptions.BFloat16,
             _ => throw new ArgumentException($"Unknown compute '{Compute}'."),
         };
-        _w = new Workload(Workload, Network, 8, compute);
+        _w = new Workload(Workload, Network, Harness.PlanFor(Network, Workload).Batch, compute);
     }
 
     [Benchmark]

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.ML.Adversarial.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -54,11 +55,6 @@ internal static class Roofline
         _ => throw new ArgumentException($"No FLOP model for workload '{workload}'. Known: {string.Join(", ", Workload.Names)}."),
     } / 1e9;
 
-    /// <summary>Batch, warm-up and repetitions of each workload: the same as the comparison with PyTorch (Harness.Plans).</summary>
-    private static (int Batch, int Warmup, int Reps) Plan(string network, string workload) => network == "smallcnn"
-        ? (workload == "train-step" ? 32 : 256, 3, workload == "iter-basic" ? 3 : 10)
-        : (8, workload == "iter-basic" ? 0 : 1, workload == "iter-basic" ? 1 : 3);
-
     private sealed record Peak(string Kernel, bool ReducedPrecision, double Best, double Median, string OutputLayout);
 
     public static int Run(string[] networks, string[] workloads, int threads, int peakReps, bool countOnly, string output)
@@ -109,7 +105,7 @@ internal static class Roofline
             foreach (var name in Workload.Names.Where(w => workloads.Contains(w)))
             {
                 double gflop = GflopPerImage(name, counts[network]);
-                var (batch, warmup, reps) = Plan(network, name);
+                var (_, _, batch, warmup, reps) = Harness.PlanFor(network, name);
                 if (countOnly || !Timed.Contains(network))
                 {
                     string why = countOnly ? "not timed (--count-only)" : "not timed (Workload builds smallcnn and inception only)";
@@ -192,8 +188,8 @@ internal static class Roofline
             var b = randn(n, n).to(dtype);
             var x = randn(batch, channels, side, side).to(dtype);
             var w = (randn(channels, channels, 3, 3) * 0.02).to(dtype);
-            var xl = ChannelsLast(x);
-            var wl = ChannelsLast(w);
+            var xl = ComputeModel.ToChannelsLast(x);
+            var wl = ComputeModel.ToChannelsLast(w);
             var padding = new long[] { 1, 1 };
             var kernels = new (string Name, double Flop, Func<Tensor> Op)[]
             {
@@ -210,9 +206,6 @@ internal static class Roofline
         }
         return peaks;
     }
-
-    /// <summary>An NHWC copy of an NCHW tensor, viewed as NCHW (channels-last strides).</summary>
-    internal static Tensor ChannelsLast(Tensor t) => t.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
 
     private static Peak Measure(string kernel, bool reduced, double flop, Func<Tensor> op, int reps)
     {
