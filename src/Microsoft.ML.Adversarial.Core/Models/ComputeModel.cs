@@ -122,7 +122,7 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
         lock (Cache)
         {
             var list = Cache.GetOrCreateValue(model);
-            var cached = list.FirstOrDefault(c => SameOptions(c.Options, options) && c.EvaluationOnly == evaluationOnly);
+            var cached = list.FirstOrDefault(c => c.Options == options && c.EvaluationOnly == evaluationOnly);
             if (cached is not null) return cached;
             // Cached networks are synced whenever a caller takes hold of them (Hold), so they follow the master.
             var created = new ComputeModel(model, options, evaluationOnly, null) { _syncOnHold = true };
@@ -130,9 +130,6 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
             return created;
         }
     }
-
-    private static bool SameOptions(ComputeOptions a, ComputeOptions b) =>
-        a.Precision == b.Precision && a.ChannelsLast == b.ChannelsLast && a.FoldBatchNorm == b.FoldBatchNorm;
 
     /// <summary>
     /// Holds <paramref name="model"/> (when it is a prepared network with a replica) for the caller's passes until the

@@ -18,8 +18,9 @@ public enum ComputePrecision
 /// How a network runs in attacks, scoring and training: precision, memory layout and BatchNorm folding. The defaults
 /// are the fast 32-bit path, which equals the plain path up to float rounding (docs/performance.md gives the measured
 /// differences); <see cref="ComputePrecision.BFloat16"/> is opt-in and changes results within documented bounds.
+/// Two options with the same settings are equal (a record), so prepared networks are shared between them.
 /// </summary>
-public sealed class ComputeOptions
+public sealed record ComputeOptions
 {
     /// <summary>Precision of the network's passes; default <see cref="ComputePrecision.Float32"/>.</summary>
     public ComputePrecision Precision { get; init; } = ComputePrecision.Float32;
