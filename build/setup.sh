@@ -7,7 +7,10 @@
 #      installed), libgcc-s1, gcc-14-base and base-files 13.x from trixie; /etc/os-release then reads
 #      "Debian GNU/Linux 13 (trixie)" although the rest of the system stays Debian 12 (bookworm).
 #   2. Fashion-MNIST, from Debian's dataset-fashion-mnist package.
-#   3. MPICH (mpirun and libmpich.so.12): distributed training (advml train --distributed) and its 2-rank tests.
+#   3. With --with-mpi: MPICH's runtime (mpirun and libmpich.so.12, packages mpich and libmpich12 without the
+#      recommended libmpich-dev): distributed training (advml train --distributed) and its 2-rank tests. No -dev
+#      package: the library binds MPI at run time, and libmpich-dev would pull bookworm's libc6-dev, which cannot sit
+#      beside the trixie libc6 of step 1 on a minimal system ("held broken packages").
 #   4. With --with-pytorch: Debian's python3-torch, the reference for the PyTorch cross-checks, and an optimised BLAS
 #      (libopenblas0-pthread) behind libblas.so.3: python3-torch is built against the generic BLAS interface, and on
 #      Debian's reference BLAS its matrix products run ~25x slower, which makes `compare` an unfair anchor.
@@ -16,11 +19,13 @@
 set -euo pipefail
 
 WITH_PYTORCH=0
+WITH_MPI=0
 for arg in "$@"; do
   case "$arg" in
     --with-pytorch) WITH_PYTORCH=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown option '$arg' (known: --with-pytorch)" >&2; exit 2 ;;
+    --with-mpi) WITH_MPI=1 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (known: --with-pytorch, --with-mpi)" >&2; exit 2 ;;
   esac
 done
 
@@ -153,9 +158,9 @@ ensure_mpich() {
     return 0
   fi
   if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
-    say "Installing MPICH (Debian packages mpich, libmpich-dev) for distributed training."
+    say "Installing MPICH's runtime (Debian packages mpich and libmpich12, without recommends) for distributed training."
     apt_update_once
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mpich libmpich-dev >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mpich libmpich12 >/dev/null
     if has_mpich; then
       say "MPICH installed."
       return 0
@@ -163,7 +168,7 @@ ensure_mpich() {
   fi
   cat >&2 <<MSG
 setup.sh: MPICH not found (mpirun and libmpich.so.12); distributed training and its tests need it.
-  On Debian/Ubuntu: apt-get install mpich libmpich-dev (as root). Fedora: dnf install mpich, then module load mpi/mpich.
+  On Debian/Ubuntu: apt-get install --no-install-recommends mpich libmpich12 (as root). Fedora: dnf install mpich, then module load mpi/mpich.
   Intel MPI, Cray MPICH and MVAPICH share MPICH's ABI: set ADVML_MPI_LIBRARY to their libmpi.so.12.
 MSG
   exit 1
@@ -241,6 +246,6 @@ fi
 
 ensure_libstdcxx
 ensure_fashion_mnist
-ensure_mpich
+if [ "$WITH_MPI" -eq 1 ]; then ensure_mpich; fi
 if [ "$WITH_PYTORCH" -eq 1 ]; then ensure_pytorch; ensure_optimised_blas; fi
 say "done."
