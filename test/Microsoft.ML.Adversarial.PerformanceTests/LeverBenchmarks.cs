@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial.Models;
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Jobs;
@@ -53,6 +54,11 @@ public class LeverBenchmarks
             _ => throw new ArgumentException($"Unknown compute '{Compute}'."),
         };
         _w = new Workload(Workload, Network, Harness.PlanFor(Network, Workload).Batch, compute);
+        // The accuracy gate: a lever whose outputs differ from the plain path's gets no time.
+        var verdict = _w.Verdict();
+        Console.WriteLine($"// gate: {Network} {Workload} {Compute}: {PerformanceTests.Workload.Gate(verdict)} ({verdict})");
+        if (verdict.Outcome == FastPathOutcome.PlainPath)
+            throw new InvalidOperationException($"{Network} {Workload} {Compute}: outputs differ from the plain path on this CPU ({verdict}); no time counts.");
     }
 
     [Benchmark]

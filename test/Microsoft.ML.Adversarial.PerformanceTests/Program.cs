@@ -1,10 +1,11 @@
 // Performance: BenchmarkDotNet benchmarks, the side-by-side comparison with PyTorch, and the memory soak.
 //
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- compare [--rounds 2] [--networks smallcnn,inception] [--output FILE.md]
-//       [--python PATH]... (default /usr/bin/python3; repeat for one column pair per PyTorch) [--channels-last] [--autocast bf16] (PyTorch side)
+//       [--python PATH]... (default /usr/bin/python3; repeat for one column pair per PyTorch) [--channels-last] [--autocast bf16] [--fuse] (PyTorch side)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- roofline [--networks smallcnn,inception,resnet50] [--workloads fgsm,...] [--output FILE.md]
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- precision --model m.advml [--count 2000]   (bf16 against fp32 on a trained model)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- soak [--batches 2000]
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- kernels [--max-channels 160]   (issue 25: which conv kernels are wrong on this CPU)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- gc-stress [--seconds 600]   (issue 13: native lifetimes under forced GCs)
 //   mpirun -np 2 dotnet test/Microsoft.ML.Adversarial.PerformanceTests/bin/Release/net10.0/Microsoft.ML.Adversarial.PerformanceTests.dll allreduce [--rounds 20]   (issue 18, docs/scale.md)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- bench [BenchmarkDotNet arguments, e.g. --filter *MLNetPath*]
@@ -31,10 +32,12 @@ switch (mode)
 {
     case "compare":
         return Harness.Compare(int.Parse(Arg("--rounds", "2")), Arg("--networks", "smallcnn,inception").Split(','), int.Parse(Arg("--threads", "2")), Arg("--output", ""),
-            All("--python", PyTorchSide.DefaultPython), SpeedOptions.Parse(rest.Contains("--channels-last"), Arg("--autocast", "")));
+            All("--python", PyTorchSide.DefaultPython), SpeedOptions.Parse(rest.Contains("--channels-last"), Arg("--autocast", ""), rest.Contains("--fuse")));
     case "roofline":
         return Roofline.Run(Arg("--networks", "smallcnn,inception").Split(','), Arg("--workloads", string.Join(",", Workload.Names)).Split(','), int.Parse(Arg("--threads", "2")),
             int.Parse(Arg("--peak-reps", "10")), rest.Contains("--count-only"), Arg("--output", ""));
+    case "kernels":
+        return KernelSweep.Run(int.Parse(Arg("--max-channels", "160")), int.Parse(Arg("--threads", "2")));
     case "precision":
         return PrecisionTradeOff.Run(Arg("--model", "m.advml"), int.Parse(Arg("--count", "2000")), int.Parse(Arg("--threads", "2")));
     case "soak":

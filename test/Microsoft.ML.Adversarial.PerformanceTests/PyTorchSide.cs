@@ -8,21 +8,22 @@ namespace Microsoft.ML.Adversarial.PerformanceTests;
 /// The speed options of a <c>compare</c> run: channels-last memory format and bf16 autocast. The PyTorch side gets them
 /// as benchmark_pytorch.py flags (<see cref="PythonArguments"/>); our side's <see cref="Workload"/> does not take them yet.
 /// </summary>
-internal sealed record SpeedOptions(bool ChannelsLast, string? Autocast)
+internal sealed record SpeedOptions(bool ChannelsLast, string? Autocast, bool Fuse = false)
 {
     public static readonly string[] AutocastTypes = { "bf16" };
 
     /// <summary>Reads <c>--channels-last</c> and <c>--autocast TYPE</c> (empty: none); throws naming the option on a bad type.</summary>
-    public static SpeedOptions Parse(bool channelsLast, string autocast)
+    public static SpeedOptions Parse(bool channelsLast, string autocast, bool fuse = false)
     {
         if (autocast.Length > 0 && !AutocastTypes.Contains(autocast))
             throw new ArgumentException($"--autocast '{autocast}' is not supported: use --autocast {string.Join(" or ", AutocastTypes)}, or leave it out for fp32.");
-        return new SpeedOptions(channelsLast, autocast.Length > 0 ? autocast : null);
+        return new SpeedOptions(channelsLast, autocast.Length > 0 ? autocast : null, fuse);
     }
 
     public IEnumerable<string> PythonArguments()
     {
         if (ChannelsLast) yield return "--channels-last";
+        if (Fuse) yield return "--fuse";
         if (Autocast is not null)
         {
             yield return "--autocast";
@@ -31,7 +32,8 @@ internal sealed record SpeedOptions(bool ChannelsLast, string? Autocast)
     }
 
     public override string ToString() =>
-        (ChannelsLast ? "channels-last" : "contiguous (NCHW)") + ", " + (Autocast is null ? "fp32" : $"autocast {Autocast} (fp32 master weights)");
+        (ChannelsLast ? "channels-last" : "contiguous (NCHW)") + (Fuse ? ", BatchNorm fused for attacks (torch.fx)" : "") + ", " +
+        (Autocast is null ? "fp32" : $"autocast {Autocast} (fp32 master weights)");
 }
 
 /// <summary>

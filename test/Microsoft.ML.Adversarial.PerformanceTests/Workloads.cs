@@ -20,11 +20,13 @@ internal sealed class Workload : IDisposable
     private readonly AdversarialTrainer? _trainer;
     private readonly TorchSharp.Modules.OptimizerHelper? _optimizer;
     private long _step;
+    private readonly ComputeOptions _compute;
 
     /// <param name="compute">How the network runs; null is the library's default (fp32, channels-last, BatchNorm folded).</param>
     public Workload(string name, string network, int batch, ComputeOptions? compute = null)
     {
         compute ??= ComputeOptions.Default;
+        _compute = compute;
         Name = name;
         Network = network;
         Batch = batch;
@@ -63,6 +65,20 @@ internal sealed class Workload : IDisposable
         if (_trainer is not null) _trainer.Step(_model, _optimizer!, _x, _y, _step++);
         else _attack!.Generate(_model, _x, _y);
     }
+
+    /// <summary>
+    /// The accuracy gate of this workload's compute path: the run-time check's verdict for its network, batch shape,
+    /// options and mode on this CPU. A speed is printed only beside a path whose outputs equal the plain path's.
+    /// </summary>
+    public FastPathVerdict Verdict() => FastPathCheck.Verify(_model, _compute, _x, training: _trainer is not null);
+
+    /// <summary>The gate as a table cell: "agrees", "agrees after N layer(s) in NCHW", or why no speed counts.</summary>
+    public static string Gate(FastPathVerdict v) => v.Outcome switch
+    {
+        FastPathOutcome.Agrees => "agrees",
+        FastPathOutcome.LayersInPlainLayout => $"agrees with {v.PlainLayoutLayers.Count} layer(s) in NCHW",
+        _ => "DISAGREES (plain path ran)",
+    };
 
     public void Dispose()
     {

@@ -5,10 +5,12 @@ Runs one workload the way Microsoft.ML.Adversarial runs it and prints one JSON l
 repetition and what this PyTorch runs on (version, BLAS, CPU kernels, threads). Same network, batch, epsilon, thread
 count, warm-up and repetitions as the C# side.
 
-Usage: /usr/bin/python3 benchmark_pytorch.py WORKLOAD NETWORK BATCH WARMUP REPS THREADS [--channels-last] [--autocast bf16]
+Usage: /usr/bin/python3 benchmark_pytorch.py WORKLOAD NETWORK BATCH WARMUP REPS THREADS [--channels-last] [--autocast bf16] [--fuse]
        /usr/bin/python3 benchmark_pytorch.py --info [--threads N]      (the environment only, no workload)
   WORKLOAD: fgsm | step-ll | iter-basic | train-step        NETWORK: smallcnn | inception | resnet50
   --channels-last: model and input in torch.channels_last.
+  --fuse: attacks (evaluation-mode passes) run on a copy with each BatchNorm fused into its convolution
+    (torch.fx.experimental.optimization.fuse, PyTorch's own practice); the training step is left as it is.
   --autocast bf16: forward passes and losses under torch.autocast("cpu", dtype=torch.bfloat16); gradients, the
                    attack steps and the optimiser stay fp32 (fp32 master weights).
 """
@@ -139,6 +141,7 @@ def main():
         parser.add_argument(name, nargs="?", type=int)
     parser.add_argument("--channels-last", action="store_true", help="model and input in torch.channels_last")
     parser.add_argument("--autocast", choices=["bf16"], help="forward passes under torch.autocast(cpu, bfloat16)")
+    parser.add_argument("--fuse", action="store_true", help="attacks on a copy with BatchNorm fused into the convolutions (torch.fx)")
     parser.add_argument("--info", action="store_true", help="print the environment (torch, BLAS, CPU capability) and exit")
     parser.add_argument("--threads", dest="info_threads", type=int, help="threads for --info")
     args = parser.parse_args()
@@ -187,6 +190,11 @@ def main():
             opt.step()
     else:
         model.eval()
+        if args.fuse:
+            from torch.fx.experimental.optimization import fuse
+            model = fuse(model)  # traces the eval-mode network; conv + BatchNorm become one convolution
+            if args.channels_last:
+                model = model.to(memory_format=torch.channels_last)
         attack = {"fgsm": fgsm, "step-ll": step_ll, "iter-basic": iter_basic}[workload]
 
         def run():
@@ -198,7 +206,7 @@ def main():
         start = time.perf_counter()
         run()
         seconds.append(time.perf_counter() - start)
-    print(json.dumps({**environment(), "channels_last": args.channels_last, "autocast": args.autocast, "seconds": seconds}))
+    print(json.dumps({**environment(), "channels_last": args.channels_last, "autocast": args.autocast, "fuse": args.fuse, "seconds": seconds}))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ internal static class AttackCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("attack", "Write adversarial examples against a model as PNG folders or IDX files");
-        foreach (var o in new Option[] { ModelPath, Method, Epsilon, Count, Split, Output, Format, Overwrite, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize, CommonOptions.Precision }) c.Options.Add(o);
+        foreach (var o in new Option[] { ModelPath, Method, Epsilon, Count, Split, Output, Format, Overwrite, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize, CommonOptions.Precision, CommonOptions.ComputePath }) c.Options.Add(o);
         CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
         return c;

@@ -28,7 +28,7 @@ internal static class EvaluateCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("evaluate", "Accuracy of a model on clean and adversarial test images, per method and epsilon");
-        foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, MethodOption, FiguresOption, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize, CommonOptions.Precision }) c.Options.Add(o);
+        foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, MethodOption, FiguresOption, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize, CommonOptions.Precision, CommonOptions.ComputePath }) c.Options.Add(o);
         CommonOptions.AddData(c);
         OnnxModels.AddOptions(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));

@@ -69,7 +69,7 @@ internal static class TrainCommand
     {
         var c = new System.CommandLine.Command("train", "Train a classifier, clean (--k 0) or adversarially (the paper's Algorithm 1)");
         foreach (var o in new Option[] { Output, Count, TrainCount, OldBatch, Arch, Rho, Activation, Dropout, Deeper, AuxLogits, K, M, Lambda, Method, MethodMix, Epsilon, Delay,
-                     Optimizer, LearningRate, Preset, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, Distributed, AverageBatchNorm, CommonOptions.Seed, CommonOptions.Device, CommonOptions.Precision })
+                     Optimizer, LearningRate, Preset, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, Distributed, AverageBatchNorm, CommonOptions.Seed, CommonOptions.Device, CommonOptions.Precision, CommonOptions.ComputePath })
             c.Options.Add(o);
         CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));

@@ -19,7 +19,7 @@ internal static class TransferCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("transfer", "Transfer of adversarial examples between models: transfer rate and error rate matrices");
-        foreach (var o in new Option[] { Models, Methods, Epsilons, EvaluateCommand.Count, EvaluateCommand.Output, EvaluateCommand.FiguresOption, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize, CommonOptions.Precision }) c.Options.Add(o);
+        foreach (var o in new Option[] { Models, Methods, Epsilons, EvaluateCommand.Count, EvaluateCommand.Output, EvaluateCommand.FiguresOption, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize, CommonOptions.Precision, CommonOptions.ComputePath }) c.Options.Add(o);
         CommonOptions.AddData(c);
         OnnxModels.AddOptions(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));

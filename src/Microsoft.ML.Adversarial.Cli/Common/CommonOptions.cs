@@ -33,8 +33,25 @@ internal static class CommonOptions
         return option;
     }
 
-    /// <summary>How the models run: --precision, with channels-last and BatchNorm folding on (ComputeOptions' defaults).</summary>
-    public static ComputeOptions Compute(ParseResult p) => new() { Precision = ComputeOptions.ParsePrecision(p.GetValue(Precision)!) };
+    public static readonly Option<string> ComputePath = WithChoices(new Option<string>("--compute")
+    {
+        Description = "checked (default): the fast path (channels-last, BatchNorm folded), checked against the plain path on " +
+                      "the first batch of each shape, with a warning and a fallback where they disagree; plain: the network's own " +
+                      "forward pass (NCHW, unfolded), the reference; unchecked: the fast path without the check",
+        DefaultValueFactory = _ => "checked",
+    }, "checked", "plain", "unchecked");
+
+    /// <summary>How the models run: --precision and --compute (ComputeOptions' defaults: channels-last, BatchNorm folded, checked).</summary>
+    public static ComputeOptions Compute(ParseResult p)
+    {
+        var options = new ComputeOptions { Precision = ComputeOptions.ParsePrecision(p.GetValue(Precision)!) };
+        return p.GetValue(ComputePath) switch
+        {
+            "plain" => options with { ChannelsLast = false, FoldBatchNorm = false },
+            "unchecked" => options with { VerifyFastPath = false },
+            _ => options,
+        };
+    }
 
     public static readonly Option<int> Seed = new("--seed") { Description = "Seed of everything random", DefaultValueFactory = _ => 1 };
 

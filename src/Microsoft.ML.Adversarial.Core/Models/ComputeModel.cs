@@ -34,6 +34,12 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     private bool _syncOnHold;
     private static long _nextId;
     private readonly long _id = Interlocked.Increment(ref _nextId);
+    // The run-time check (FastPathCheck): its verdict per batch shape, the layers it put in the plain layout (with the
+    // hooks that do it) and whether the last pass ran on the replica (a plain-path fallback runs on the master).
+    private readonly Dictionary<string, FastPathVerdict> _verdicts = new();
+    private readonly HashSet<string> _plainLayoutLayers = new();
+    private bool _lastPassOnReplica;
+    private string? _architecture;
 
     private ComputeModel(Module<Tensor, Tensor> model, ComputeOptions options, bool evaluationOnly, Func<Module<Tensor, Tensor>>? replicaFactory)
         : base(nameof(ComputeModel))
@@ -71,6 +77,7 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
             Sync();
         }
         // The master is not registered: this wrapper never owns, moves or saves it.
+        if (FastPathCheck.InjectedFaultLayer is { } faulty) InjectFault(faulty);
     }
 
     /// <summary>How the network runs.</summary>
@@ -206,8 +213,8 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// The network a pass runs on (the replica, in the master's mode, or the master). Feed it <see cref="Input"/> and
-    /// read its logits through <see cref="Output"/>.
+    /// The network a fast pass runs on (the replica, in the master's mode, or the master). Passes go through
+    /// <see cref="Route"/>, which checks the fast path first; read logits through <see cref="Output"/>.
     /// </summary>
     internal Module<Tensor, Tensor> Network
     {
@@ -221,6 +228,92 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
             if (replica.training != trainingPass) replica.train(trainingPass);
             return replica;
         }
+    }
+
+    /// <summary>
+    /// The network and input of a pass on <paramref name="x"/>: the fast path as the options ask, once it has been
+    /// checked against the plain path at this batch shape (<see cref="FastPathCheck"/>: first pass at a shape, then
+    /// remembered), or the master on the plain input where the check sent this shape to the plain path.
+    /// </summary>
+    internal (Module<Tensor, Tensor> Network, Tensor Input) Route(Tensor x)
+    {
+        if (NeedsCheck(x) && VerdictFor(x).Outcome == FastPathOutcome.PlainPath)
+        {
+            _lastPassOnReplica = false;
+            return (master, x);
+        }
+        var network = Network;
+        _lastPassOnReplica = replica is not null;
+        return (network, Input(x));
+    }
+
+    /// <summary>The verdict of the run-time check for <paramref name="x"/>'s shape, running the check on first sight.</summary>
+    internal FastPathVerdict VerdictFor(Tensor x)
+    {
+        lock (_gate)
+        {
+            string key = FastPathCheck.Key(Architecture, x, Options, master.training);
+            if (_verdicts.TryGetValue(key, out var verdict)) return verdict;
+            if (FastPathCheck.TryRecall(key, out verdict))
+                RunInPlainLayout(verdict.PlainLayoutLayers); // the same architecture seen through another master
+            else
+                verdict = FastPathCheck.Run(this, x, key);
+            _verdicts[key] = verdict;
+            return verdict;
+        }
+    }
+
+    /// <summary>True when a pass on <paramref name="x"/> would differ from the plain path's kernels and is to be checked.</summary>
+    private bool NeedsCheck(Tensor x) =>
+        Options.VerifyFastPath && (replica is not null || (Options.ChannelsLast && x.dim() == 4 && x.shape[1] >= 3));
+
+    /// <summary>The master's type and a digest of its parameter names and shapes: what decides which kernels run.</summary>
+    internal string Architecture => _architecture ??= Describe(master);
+
+    private static string Describe(Module<Tensor, Tensor> model)
+    {
+        var inner = model is PixelRangeAdapter adapter ? adapter.Network : model;
+        ulong hash = 14695981039346656037;
+        long count = 0;
+        foreach (var (name, p) in model.named_parameters())
+        {
+            count += p.numel();
+            foreach (char c in name + string.Join(",", p.shape) + ";") hash = (hash ^ c) * 1099511628211;
+        }
+        return $"{inner.GetType().Name} ({count:N0} parameters, #{hash % 0xFFFFFF:x6})";
+    }
+
+    /// <summary>
+    /// Runs the named convolutions of <see cref="Network"/> in the plain (NCHW) layout: their channels-last input is made
+    /// contiguous before them and their output is put back in channels-last order after them. What
+    /// <see cref="FastPathCheck"/> does with the layers that disagree.
+    /// </summary>
+    internal void RunInPlainLayout(IEnumerable<string> layers)
+    {
+        var network = Network;
+        var modules = network.named_modules().ToDictionary(m => m.name, m => m.module);
+        foreach (var name in layers)
+        {
+            if (_plainLayoutLayers.Contains(name) || !modules.TryGetValue(name, out var module) || module is not Module<Tensor, Tensor> layer) continue;
+            var wasChannelsLast = new ThreadLocal<bool>();
+            // The hooks stay for the network's lifetime: the layer runs in the plain layout for every later pass.
+            layer.register_forward_pre_hook((_, input) =>
+            {
+                wasChannelsLast.Value = FastPathCheck.IsChannelsLast(input);
+                return wasChannelsLast.Value ? input.contiguous() : input;
+            });
+            layer.register_forward_hook((_, _, output) => wasChannelsLast.Value ? ToChannelsLast(output) : output);
+            _plainLayoutLayers.Add(name);
+        }
+    }
+
+    /// <summary>Test-only: the convolutions named <paramref name="suffix"/> compute a wrong result on channels-last input.</summary>
+    private void InjectFault(string suffix)
+    {
+        bool anyLayout = FastPathCheck.InjectedFaultAnyLayout && replica is not null;
+        foreach (var (name, module) in Network.named_modules())
+            if (FastPathCheck.IsConvolution(module) && module is Module<Tensor, Tensor> layer && name.EndsWith(suffix, StringComparison.Ordinal))
+                layer.register_forward_hook((_, input, output) => anyLayout || FastPathCheck.IsChannelsLast(input) ? output * -0.5 + 0.1 : output);
     }
 
     /// <summary><paramref name="x"/> as <see cref="Network"/> takes it: the replica's type, channels-last when asked.</summary>
@@ -240,7 +333,7 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     /// </summary>
     internal void CopyGradientsToMaster()
     {
-        if (replica is null) return;
+        if (replica is null || !_lastPassOnReplica) return;
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var replicaParameters = replica.named_parameters().ToDictionary(t => t.name, t => t.parameter);
@@ -257,7 +350,11 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     }
 
     /// <summary>Runs the network on <paramref name="x"/>; logits in <paramref name="x"/>'s type.</summary>
-    public override Tensor forward(Tensor x) => Output(Network.call(Input(x)), x);
+    public override Tensor forward(Tensor x)
+    {
+        var (network, input) = Route(x);
+        return Output(network.call(input), x);
+    }
 
     /// <summary>
     /// <paramref name="x"/> in channels-last memory order when it is an image batch [N, C, H, W] with C &gt;= 3 (libtorch

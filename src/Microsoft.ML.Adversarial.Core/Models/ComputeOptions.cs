@@ -16,8 +16,9 @@ public enum ComputePrecision
 
 /// <summary>
 /// How a network runs in attacks, scoring and training: precision, memory layout and BatchNorm folding. The defaults
-/// are the fast 32-bit path, which equals the plain path up to float rounding (docs/performance.md gives the measured
-/// differences); <see cref="ComputePrecision.BFloat16"/> is opt-in and changes results within documented bounds.
+/// are the fast 32-bit path, checked at run time against the plain path on the caller's network, batch shape and CPU
+/// before its results are used (<see cref="VerifyFastPath"/>: library kernels are wrong for some shapes on some CPUs);
+/// <see cref="ComputePrecision.BFloat16"/> is opt-in and changes results within documented bounds.
 /// Two options with the same settings are equal (a record), so prepared networks are shared between them.
 /// </summary>
 public sealed record ComputeOptions
@@ -38,6 +39,18 @@ public sealed record ComputeOptions
     /// others run unfolded. Default true.
     /// </summary>
     public bool FoldBatchNorm { get; init; } = true;
+
+    /// <summary>
+    /// Before a prepared network's first pass at a batch shape, run that batch through the fast path and through the
+    /// plain path and compare logits and input gradients (and parameter gradients for training passes). On disagreement
+    /// the convolutions that disagree run in the plain layout, or, if that does not cure it, the plain path runs; one
+    /// warning line names the layer. The verdict is kept per architecture, shape, options and CPU for the process
+    /// (<see cref="Models.FastPathCheck"/>). Default true; false trusts the kernels (no check, no fallback).
+    /// </summary>
+    public bool VerifyFastPath { get; init; } = true;
+
+    /// <summary>True when these options run the network exactly as its own forward pass does (nothing to verify).</summary>
+    public bool IsPlain => Precision == ComputePrecision.Float32 && !ChannelsLast && !FoldBatchNorm;
 
     /// <summary>The default: 32-bit, channels-last, BatchNorm folded.</summary>
     public static ComputeOptions Default { get; } = new();
@@ -60,5 +73,5 @@ public sealed record ComputeOptions
     /// <summary>E.g. <c>fp32, channels-last, BatchNorm folded</c>.</summary>
     public override string ToString() =>
         $"{(Precision switch { ComputePrecision.BFloat16 => "bf16", ComputePrecision.Float16 => "fp16", _ => "fp32" })}" +
-        $"{(ChannelsLast ? ", channels-last" : "")}{(FoldBatchNorm ? ", BatchNorm folded" : "")}";
+        $"{(ChannelsLast ? ", channels-last" : "")}{(FoldBatchNorm ? ", BatchNorm folded" : "")}{(VerifyFastPath || IsPlain ? "" : ", unverified")}";
 }

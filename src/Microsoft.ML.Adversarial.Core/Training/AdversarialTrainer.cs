@@ -250,8 +250,7 @@ public sealed partial class AdversarialTrainer
         // The training pass as o.Compute asks: channels-last input; with bfloat16, a replica whose gradients go to the master.
         var pass = ComputeModel.For(model, o.Compute ?? ComputeOptions.Default, evaluationOnly: false);
         using var hold = pass is null ? default : ComputeModel.HoldFor(pass);
-        var network = pass?.Network ?? model;
-        var networkInput = pass?.Input(input) ?? input;
+        var (network, networkInput) = pass?.Route(input) ?? (model, input);
         if (network is IAuxiliaryClassifier { HasAuxiliaryLogits: true } withAux)
         {
             // Inception's side classifier adds its own weighted loss, as in the network's original training.

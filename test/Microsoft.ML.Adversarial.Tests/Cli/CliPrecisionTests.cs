@@ -43,4 +43,30 @@ public sealed class CliPrecisionTests
         StringAssert.Contains(r.Err, "bf16");
         Assert.IsFalse(r.Err.Contains("missing.advml"), "refused while parsing, before the model is opened: " + r.Err);
     }
+
+    /// <summary>--compute: the plain path, the checked fast path and the unchecked one give the same rows on a model
+    /// whose fast path agrees on this CPU; a value outside the three is refused while parsing.</summary>
+    [TestMethod]
+    public void ComputePathOptionRunsPlainCheckedAndUnchecked()
+    {
+        string dir = TestData.TempFolder();
+        var train = Advml(dir, "train", "-o", "m.advml", "--train-count", "500", "--rho", "0.25", "--epochs", "1", "--compute", "plain");
+        Assert.AreEqual(0, train.Code, train.Err);
+        var rows = new Dictionary<string, Dictionary<(string, double), double>>();
+        foreach (var path in new[] { "plain", "checked", "unchecked" })
+        {
+            var r = Advml(dir, "evaluate", "--model", "m.advml", "--count", "200", "--methods", "fgsm", "--epsilons", "8", "--compute", path, "-o", path + ".json");
+            Assert.AreEqual(0, r.Code, r.Err);
+            rows[path] = Rows(Path.Combine(dir, path + ".json"));
+        }
+        foreach (var key in rows["plain"].Keys)
+        {
+            Assert.AreEqual(rows["plain"][key], rows["checked"][key], 0.0051, $"{key}: checked fast path vs plain");
+            Assert.AreEqual(rows["plain"][key], rows["unchecked"][key], 0.0051, $"{key}: unchecked fast path vs plain");
+        }
+        var bad = Advml(dir, "evaluate", "--model", "missing.advml", "--compute", "fastest");
+        Assert.AreNotEqual(0, bad.Code);
+        StringAssert.Contains(bad.Err, "fastest");
+        StringAssert.Contains(bad.Err, "plain");
+    }
 }
