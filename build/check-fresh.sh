@@ -101,14 +101,23 @@ finish() {
   echo "Debian $suite minimal root, commit ${commit:0:7}, profile $profile, $(nproc) cores; full log: $log"
 }
 
+# The commit as a git bundle (a bundle needs a ref: a temporary one, removed at once).
+bundle() {
+  local ref="refs/heads/advml-check-fresh-$$"
+  git -C "$repo" update-ref "$ref" "$1" && git -C "$repo" bundle create "$2" "$ref" >>"$log" 2>&1
+  local rc=$?
+  git -C "$repo" update-ref -d "$ref"
+  return $rc
+}
+
 echo "[fresh] Debian $suite minimal root in $root from $mirror; commit ${commit:0:7}; log $log"
 rc=0
 {
   step debootstrap debootstrap --variant=minbase "$suite" "$root" "$mirror" &&
   mount_root &&
   step user-packages in_root "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ca-certificates git $icu libssl3 zlib1g >/dev/null" &&
-  git -C "$repo" bundle create "$root/root/advml.bundle" "$commit" >>"$log" 2>&1 &&
-  step clone in_root "git clone -q /root/advml.bundle /root/advml && cd /root/advml && git checkout -q $commit" &&
+  bundle "$commit" "$root/root/advml.bundle" &&
+  step clone in_root "git clone -q --no-checkout /root/advml.bundle /root/advml && cd /root/advml && git checkout -q $commit" &&
   step setup in_root "cd /root/advml && bash build/setup.sh" &&
   step build in_root "cd /root/advml && dotnet build -c Release Microsoft.ML.Adversarial.sln" &&
   step main-job in_root "cd /root/advml && bash build/run.sh --profile $profile -o out" &&
