@@ -13,7 +13,8 @@
 #   sudo bash build/check-fresh.sh [--suite bookworm|trixie] [--profile smoke|quick] [--ref COMMIT] [--keep]
 #
 # Root (debootstrap, chroot, mounts) and a Debian host with a reachable Debian mirror (the host's own) are needed;
-# about 4 GB of disk under /var/tmp. With --suite trixie the libstdc++ step of setup.sh must find nothing to do.
+# about 4 GB of disk under /var/tmp. The host's local CA certificates (/usr/local/share/ca-certificates) and
+# NUGET_CERT_REVOCATION_MODE go into the root: a network that inspects TLS needs them, a user's machine does not. With --suite trixie the libstdc++ step of setup.sh must find nothing to do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -77,8 +78,12 @@ step() {  # step NAME COMMAND...: runs, times and records one step; the log keep
   fi
   return "$rc"
 }
+# A network that inspects TLS (a proxy with its own CA, as on this project's machines) needs that CA inside the root
+# too, and NuGet's certificate revocation mode if the host sets one; a user's own fresh machine needs neither.
+network_env=()
+[ -n "${NUGET_CERT_REVOCATION_MODE:-}" ] && network_env+=("NUGET_CERT_REVOCATION_MODE=$NUGET_CERT_REVOCATION_MODE")
 in_root() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/opt/dotnet:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  DOTNET_ROOT=/opt/dotnet DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 LANG=C.UTF-8 TERM=dumb /bin/bash -c "$1"; }
+  DOTNET_ROOT=/opt/dotnet DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 LANG=C.UTF-8 TERM=dumb "${network_env[@]}" /bin/bash -c "$1"; }
 
 mount_root() {
   mount -t proc proc "$root/proc"
@@ -101,6 +106,18 @@ finish() {
   echo "Debian $suite minimal root, commit ${commit:0:7}, profile $profile, $(nproc) cores; full log: $log"
 }
 
+local_cas() {
+  local found=0 f
+  for f in /usr/local/share/ca-certificates/*.crt; do
+    [ -e "$f" ] || continue
+    mkdir -p "$root/usr/local/share/ca-certificates" && cp "$f" "$root/usr/local/share/ca-certificates/" && found=1
+  done
+  if [ "$found" -eq 1 ]; then
+    echo "[fresh] carrying the host's local CA certificates into the root (a TLS-inspecting network)"
+    in_root "update-ca-certificates >/dev/null"
+  fi
+}
+
 # The commit as a git bundle (a bundle needs a ref: a temporary one, removed at once).
 bundle() {
   local ref="refs/heads/advml-check-fresh-$$"
@@ -116,6 +133,7 @@ rc=0
   step debootstrap debootstrap --variant=minbase "$suite" "$root" "$mirror" &&
   mount_root &&
   step user-packages in_root "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ca-certificates git $icu libssl3 zlib1g >/dev/null" &&
+  local_cas &&
   bundle "$commit" "$root/root/advml.bundle" &&
   step clone in_root "git clone -q --no-checkout /root/advml.bundle /root/advml && cd /root/advml && git checkout -q $commit" &&
   step setup in_root "cd /root/advml && bash build/setup.sh" &&

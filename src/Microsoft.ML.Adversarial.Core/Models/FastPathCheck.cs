@@ -109,8 +109,9 @@ public static class FastPathCheck
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        using var mode = ModelMode.Set(model, training);
-        using var prepared = ComputeModel.Create(model, options with { VerifyFastPath = true }, evaluationOnly: !training);
+        var master = model is ComputeModel given ? given.Master : model; // never dispose the caller's prepared network
+        using var mode = ModelMode.Set(master, training);
+        using var prepared = ComputeModel.Create(master, options with { VerifyFastPath = true }, evaluationOnly: !training);
         return prepared.VerdictFor(x);
     }
 
