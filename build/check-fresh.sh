@@ -83,7 +83,7 @@ step() {  # step NAME COMMAND...: runs, times and records one step; the log keep
 network_env=()
 [ -n "${NUGET_CERT_REVOCATION_MODE:-}" ] && network_env+=("NUGET_CERT_REVOCATION_MODE=$NUGET_CERT_REVOCATION_MODE")
 in_root() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/opt/dotnet:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  DOTNET_ROOT=/opt/dotnet DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 LANG=C.UTF-8 TERM=dumb "${network_env[@]}" /bin/bash -c "$1"; }
+  DOTNET_ROOT=/opt/dotnet DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 LANG=C.UTF-8 TERM=dumb ADVML_IN_FRESH_ROOT=1 "${network_env[@]}" /bin/bash -c "$1"; }
 
 mount_root() {
   mount -t proc proc "$root/proc"
