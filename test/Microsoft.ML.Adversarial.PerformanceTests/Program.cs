@@ -6,6 +6,7 @@
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- precision --model m.advml [--count 2000]   (bf16 against fp32 on a trained model)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- soak [--batches 2000]
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- kernels [--max-channels 160]   (issue 25: which conv kernels are wrong on this CPU)
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- candidates [--network inception] [--workloads fgsm,train-step]   (issue 25: correct fast paths, timed with the gate)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- gc-stress [--seconds 600]   (issue 13: native lifetimes under forced GCs)
 //   mpirun -np 2 dotnet test/Microsoft.ML.Adversarial.PerformanceTests/bin/Release/net10.0/Microsoft.ML.Adversarial.PerformanceTests.dll allreduce [--rounds 20]   (issue 18, docs/scale.md)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- bench [BenchmarkDotNet arguments, e.g. --filter *MLNetPath*]
@@ -36,6 +37,9 @@ switch (mode)
     case "roofline":
         return Roofline.Run(Arg("--networks", "smallcnn,inception").Split(','), Arg("--workloads", string.Join(",", Workload.Names)).Split(','), int.Parse(Arg("--threads", "2")),
             int.Parse(Arg("--peak-reps", "10")), rest.Contains("--count-only"), Arg("--output", ""));
+    case "candidates":
+        return Candidates.Run(Arg("--network", "inception"), Arg("--workloads", "fgsm,train-step").Split(','), int.Parse(Arg("--threads", "2")),
+            rest.Contains("--child"), Arg("--child", ""));
     case "kernels":
         return KernelSweep.Run(int.Parse(Arg("--max-channels", "160")), int.Parse(Arg("--threads", "2")));
     case "precision":

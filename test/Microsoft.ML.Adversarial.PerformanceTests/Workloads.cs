@@ -72,6 +72,16 @@ internal sealed class Workload : IDisposable
     /// </summary>
     public FastPathVerdict Verdict() => FastPathCheck.Verify(_model, _compute, _x, training: _trainer is not null);
 
+    /// <summary>
+    /// Runs <paramref name="layers"/> in NCHW on this workload's prepared networks (the attack's and, for the training
+    /// step, the training pass's), as the run-time check does where they are wrong on channels-last input.
+    /// </summary>
+    public void RunInPlainLayout(IReadOnlyList<string> layers)
+    {
+        ComputeModel.For(_model, _compute, evaluationOnly: true)?.RunInPlainLayout(layers);
+        if (_trainer is not null) ComputeModel.For(_model, _compute, evaluationOnly: false)?.RunInPlainLayout(layers);
+    }
+
     /// <summary>The gate as a table cell: "agrees", "agrees after N layer(s) in NCHW", or why no speed counts.</summary>
     public static string Gate(FastPathVerdict v) => v.Outcome switch
     {

@@ -290,8 +290,7 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     /// </summary>
     internal void RunInPlainLayout(IEnumerable<string> layers)
     {
-        var network = Network;
-        var modules = network.named_modules().ToDictionary(m => m.name, m => m.module);
+        var modules = (replica ?? master).named_modules().ToDictionary(m => m.name, m => m.module);
         foreach (var name in layers)
         {
             if (_plainLayoutLayers.Contains(name) || !modules.TryGetValue(name, out var module) || module is not Module<Tensor, Tensor> layer) continue;
@@ -311,7 +310,7 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     private void InjectFault(string suffix)
     {
         bool anyLayout = FastPathCheck.InjectedFaultAnyLayout && replica is not null;
-        foreach (var (name, module) in Network.named_modules())
+        foreach (var (name, module) in (replica ?? master).named_modules())
             if (FastPathCheck.IsConvolution(module) && module is Module<Tensor, Tensor> layer && name.EndsWith(suffix, StringComparison.Ordinal))
                 layer.register_forward_hook((_, input, output) => anyLayout || FastPathCheck.IsChannelsLast(input) ? output * -0.5 + 0.1 : output);
     }

@@ -80,7 +80,7 @@ public static class FastPathCheck
     /// <summary>Called with each warning line (a fast path that disagreed); by default the line goes to standard error.</summary>
     public static event Action<string>? Warned;
 
-    /// <summary>Every verdict of this process, newest last.</summary>
+    /// <summary>Every verdict of this process (in no particular order).</summary>
     public static IReadOnlyList<FastPathVerdict> All => Verdicts.Values.ToList();
 
     /// <summary>The CPU the checks run on: model name and the vector extensions that decide oneDNN's kernels.</summary>
@@ -139,7 +139,7 @@ public static class FastPathCheck
         double Tolerance(double fp32Base, double reducedBase, double cap, double floorValue) => reduced
             ? Math.Max(reducedBase, FloorFactor * floorValue)
             : Math.Min(cap, Math.Max(fp32Base, FloorFactor * floorValue));
-        double logitTolerance = Tolerance(training ? Fp32TrainingBase / 10 : Fp32LogitBase, ReducedLogitBase, LogitCap, floor.Logits);
+        double logitTolerance = Tolerance(training ? Fp32TrainingBase / 10 : Fp32LogitBase, ReducedLogitBase, LogitCap, floor.Logits); // training: 1e-2
         double gradientTolerance = Tolerance(Fp32GradientBase, ReducedGradientBase, GradientCap, floor.Gradient);
         double parameterTolerance = Tolerance(Fp32TrainingBase, ReducedGradientBase, GradientCap, floor.Parameters);
         // Training passes are judged on logits and parameter gradients (what a training step uses); their input gradient,
