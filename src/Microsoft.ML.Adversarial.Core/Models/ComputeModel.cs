@@ -40,12 +40,14 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     private readonly HashSet<string> _plainLayoutLayers = new();
     private bool _lastPassOnReplica;
     private string? _architecture;
+    private readonly Func<Module<Tensor, Tensor>>? _replicaFactory;
 
     private ComputeModel(Module<Tensor, Tensor> model, ComputeOptions options, bool evaluationOnly, Func<Module<Tensor, Tensor>>? replicaFactory)
         : base(nameof(ComputeModel))
     {
         master = model;
         Options = options;
+        _replicaFactory = replicaFactory;
         EvaluationOnly = evaluationOnly;
         _dtype = options.Precision switch
         {
@@ -304,6 +306,17 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
             layer.register_forward_hook((_, _, output) => wasChannelsLast.Value ? ToChannelsLast(output) : output);
             _plainLayoutLayers.Add(name);
         }
+    }
+
+    /// <summary>
+    /// The same network at the same precision in the plain layout, unfolded and unchecked: the reference for what a
+    /// reduced precision alone changes (<see cref="FastPathCheck"/>). The caller disposes it.
+    /// </summary>
+    internal ComputeModel PlainLayoutTwin()
+    {
+        var twin = new ComputeModel(master, Options with { ChannelsLast = false, FoldBatchNorm = false, VerifyFastPath = false }, EvaluationOnly, _replicaFactory);
+        if (twin.replica is not null) twin.replica.train(master.training);
+        return twin;
     }
 
     /// <summary>Test-only: the convolutions named <paramref name="suffix"/> compute a wrong result on channels-last input.</summary>
