@@ -28,7 +28,9 @@ public sealed record ComputeOptions
 
     /// <summary>
     /// Feed image batches (4-D, 3 or more channels) to the network in channels-last memory order, which lets libtorch use
-    /// its faster convolution kernels on CPUs. Values are unchanged; only the order of float additions differs. Default true.
+    /// its faster convolution kernels on CPUs. Where those kernels are right only the order of float additions differs;
+    /// on some CPUs some are not (oneDNN's channels-last 1x1 convolutions on an AVX-512 Zen 5), which
+    /// <see cref="VerifyFastPath"/> catches at run time. Default true.
     /// </summary>
     public bool ChannelsLast { get; init; } = true;
 
