@@ -26,12 +26,15 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
     /// <summary>Called after every iteration with (iteration, best loss so far [n]) of the current run; for tests and tracing.</summary>
     internal Action<int, Tensor>? IterationObserver { get; set; }
 
-    internal static string NameFor(ApgdOptions? o) => (o?.Loss ?? ApgdLoss.CrossEntropy) switch
+    internal static string NameFor(ApgdOptions? o) => ((o?.Loss ?? ApgdLoss.CrossEntropy), o?.Norm == PgdNorm.L2) switch
     {
-        ApgdLoss.Dlr => "apgd-dlr",
-        ApgdLoss.TargetedDlr => "apgd-t",
-        _ => "apgd-ce",
-    } + (o?.Norm == PgdNorm.L2 ? "-l2" : "");
+        (ApgdLoss.Dlr, false) => AttackMethod.ApgdDlr,
+        (ApgdLoss.Dlr, true) => AttackMethod.ApgdDlr + "-l2", // not registered: only built directly
+        (ApgdLoss.TargetedDlr, false) => AttackMethod.ApgdT,
+        (ApgdLoss.TargetedDlr, true) => AttackMethod.ApgdTL2,
+        (_, false) => AttackMethod.ApgdCe,
+        (_, true) => AttackMethod.ApgdCeL2,
+    };
 
     private Tensor Project(AttackBatch b, Tensor x) => Options.Norm == PgdNorm.L2 ? b.ProjectL2(x) : b.Project(x);
 

@@ -34,4 +34,11 @@ public class ApgdOptions : AttackOptions
 
     /// <summary>Targeted DLR only: how many target classes, the clean image's 2nd, 3rd, ... most likely. Default 9 (all of 10 classes).</summary>
     public int TargetClasses { get; set; } = 9;
+
+    /// <summary>The step count is <see cref="Iterations"/>; APGD sets its own step size (2 eps, halved at checkpoints).</summary>
+    public override void ApplySteps(string method, int? iterations, double? stepSize)
+    {
+        RefuseStepSize(method, stepSize, "Auto-PGD, which adapts its step size (2 eps, halved at checkpoints)");
+        if (iterations is int n) Iterations = n;
+    }
 }

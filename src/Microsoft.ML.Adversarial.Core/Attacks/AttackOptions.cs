@@ -43,6 +43,40 @@ public class AttackOptions
         foreach (var p in SharedSettings) p.SetValue(target, p.GetValue(this));
     }
 
+    /// <summary>
+    /// Applies the two settings the ML.NET attack transform and the CLI give every method, a step count and a step size
+    /// (pixel units), as this options type understands them. A setting the method has no use for is refused, naming it
+    /// and the method, never dropped: a user who set it would otherwise get the defaults without a word.
+    /// </summary>
+    /// <param name="method">The method's registry name, for the message.</param>
+    /// <param name="iterations">Steps (or, for a search, queries); null keeps the method's default.</param>
+    /// <param name="stepSize">Step size in pixel units; null keeps the method's default.</param>
+    public virtual void ApplySteps(string method, int? iterations, double? stepSize)
+    {
+        RefuseSteps(method, iterations, "one step of size epsilon: it takes no step count");
+        RefuseStepSize(method, stepSize, "one step of size epsilon: it takes no separate step size");
+    }
+
+    /// <summary>Refuses a step count a method has no use for, saying why.</summary>
+    protected static void RefuseSteps(string method, int? iterations, string why)
+    {
+        if (iterations is not null)
+            throw new ArgumentOutOfRangeException("Iterations", iterations, $"Method '{method}' is {why}; leave Iterations unset (null), or pick an iterative method (iter-basic, pgd-linf, apgd-ce).");
+    }
+
+    /// <summary>Refuses a step size a method has no use for, saying why.</summary>
+    protected static void RefuseStepSize(string method, double? stepSize, string why)
+    {
+        if (stepSize is not null)
+            throw new ArgumentOutOfRangeException("Alpha", stepSize, $"Method '{method}' is {why}; leave Alpha (the step size) unset (null).");
+    }
+
+    /// <summary>
+    /// Options for running this method on a model that returns scores only, or null when it cannot (the default). An
+    /// ensemble with a score-based part (AutoAttack) returns options that run only that part.
+    /// </summary>
+    public virtual AttackOptions? ForScoresOnly() => null;
+
     /// <summary>These options as the type a method takes: this object when it already is one, else a new one with the shared settings.</summary>
     public T As<T>() where T : AttackOptions, new()
     {
@@ -61,6 +95,13 @@ public class IterativeAttackOptions : AttackOptions
 
     /// <summary>Number of steps; null uses the paper's <c>min(eps + 4, 1.25 eps)</c>, truncated, at least 1, per example.</summary>
     public int? Iterations { get; set; }
+
+    /// <summary>The step count is <see cref="Iterations"/>, the step size <see cref="Alpha"/>.</summary>
+    public override void ApplySteps(string method, int? iterations, double? stepSize)
+    {
+        if (iterations is not null) Iterations = iterations;
+        if (stepSize is double alpha) Alpha = alpha;
+    }
 
     /// <summary>The paper's iteration count for an epsilon in pixel units.</summary>
     public static int DefaultIterations(double epsilon) => Math.Max(1, (int)Math.Min(epsilon + 4, 1.25 * epsilon));
@@ -92,4 +133,11 @@ public class PgdOptions : AttackOptions
     public int? TargetClass { get; set; }
     /// <summary>Target the least-likely class of the clean image (overrides <see cref="TargetClass"/>).</summary>
     public bool TargetLeastLikely { get; set; }
+
+    /// <summary>The step count is <see cref="Steps"/> (per restart), the step size <see cref="StepSize"/>.</summary>
+    public override void ApplySteps(string method, int? iterations, double? stepSize)
+    {
+        if (iterations is int steps) Steps = steps;
+        if (stepSize is double size) StepSize = size;
+    }
 }

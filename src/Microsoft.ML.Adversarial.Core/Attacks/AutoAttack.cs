@@ -9,14 +9,14 @@ namespace Microsoft.ML.Adversarial;
 /// (still classified correctly); so the ensemble's robust accuracy is at most each component's. FAB-T counts an example
 /// as broken only when its minimally distorted point lies within epsilon.
 /// </summary>
-public sealed class AutoAttack : Attack
+public sealed class AutoAttack : Attack, IEnsembleAttack
 {
     private readonly Attack[] _components;
 
     /// <summary>Creates the ensemble.</summary>
     /// <param name="options">Its settings; null takes the defaults (standard version, eps 16).</param>
     public AutoAttack(AutoAttackOptions? options = null)
-        : base(options?.Version == AutoAttackVersion.Quick ? "autoattack-quick" : "autoattack", options ?? new AutoAttackOptions())
+        : base(options?.Version == AutoAttackVersion.Quick ? AttackMethod.AutoAttackQuick : AttackMethod.AutoAttack, options ?? new AutoAttackOptions())
     {
         _components = BuildComponents().ToArray();
     }

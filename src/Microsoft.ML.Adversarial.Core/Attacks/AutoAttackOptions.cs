@@ -29,4 +29,22 @@ public class AutoAttackOptions : AttackOptions
 
     /// <summary>Run only the score-based part (Square), for models without gradients (a <see cref="ScoreFunctionModel"/>).</summary>
     public bool GradientFree { get; set; }
+
+    /// <summary>
+    /// The step count is the iterations of APGD and FAB (as in the reference AutoAttack's <c>n_iter</c>); Square's budget
+    /// stays <see cref="SquareQueries"/>. The components set their own step sizes.
+    /// </summary>
+    public override void ApplySteps(string method, int? iterations, double? stepSize)
+    {
+        RefuseStepSize(method, stepSize, "an ensemble whose components set their own step sizes");
+        if (iterations is int n) ApgdIterations = FabIterations = n;
+    }
+
+    /// <summary>The ensemble's score-based part (Square) alone, for a model that returns scores only.</summary>
+    public override AttackOptions? ForScoresOnly()
+    {
+        var copy = (AutoAttackOptions)Clone();
+        copy.GradientFree = true;
+        return copy;
+    }
 }

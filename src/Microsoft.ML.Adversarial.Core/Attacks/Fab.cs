@@ -14,7 +14,7 @@ namespace Microsoft.ML.Adversarial;
 /// perturbation; an example counts as broken (and gets that point) only when it lies within epsilon, as in AutoAttack;
 /// the others keep the clean image. Distances are measured in pixel units whatever the input range.
 /// </summary>
-public sealed class Fab(FabOptions? options = null) : Attack("fab-t", options ?? new FabOptions())
+public sealed class Fab(FabOptions? options = null) : Attack(AttackMethod.FabT, options ?? new FabOptions())
 {
     /// <summary>The settings of this run (budgets, step rules).</summary>
     public new FabOptions Options => (FabOptions)base.Options;

@@ -20,4 +20,11 @@ public class FabOptions : AttackOptions
 
     /// <summary>Backward step: an adversarial iterate moves to <c>x + beta (x_k - x)</c> to look for a closer crossing (beta). Default 0.9.</summary>
     public double Backward { get; set; } = 0.9;
+
+    /// <summary>The step count is <see cref="Iterations"/> per target class; FAB's steps are projections, with no step size to set.</summary>
+    public override void ApplySteps(string method, int? iterations, double? stepSize)
+    {
+        RefuseStepSize(method, stepSize, "FAB, whose steps are projections onto the linearised boundary (no step size)");
+        if (iterations is int n) Iterations = n;
+    }
 }

@@ -6,7 +6,7 @@ namespace Microsoft.ML.Adversarial;
 /// "Fast grad. L2": <c>X + eps * g / ||g||_2</c> with <c>g = grad_X J(X, y_true)</c> in pixel units: the
 /// perturbation's L2 norm is eps pixel values (before clipping).
 /// </summary>
-public sealed class FastGradL2(AttackOptions? options = null) : OneStepAttack("fast-grad-l2", options ?? new AttackOptions())
+public sealed class FastGradL2(AttackOptions? options = null) : OneStepAttack(AttackMethod.FastGradL2, options ?? new AttackOptions())
 {
     /// <inheritdoc/>
     public override bool RequiresLabels => true;

@@ -6,7 +6,7 @@ namespace Microsoft.ML.Adversarial;
 /// "Fast grad. L-inf": <c>X + eps * g / ||g||_inf</c> with <c>g = grad_X J(X, y_true)</c> in pixel units: the
 /// largest change is eps and the others keep their gradient proportions (no sign).
 /// </summary>
-public sealed class FastGradLInf(AttackOptions? options = null) : OneStepAttack("fast-grad-linf", options ?? new AttackOptions())
+public sealed class FastGradLInf(AttackOptions? options = null) : OneStepAttack(AttackMethod.FastGradLInf, options ?? new AttackOptions())
 {
     /// <inheritdoc/>
     public override bool RequiresLabels => true;

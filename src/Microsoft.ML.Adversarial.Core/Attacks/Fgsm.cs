@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Adversarial;
 
 /// <summary>Fast gradient sign method (Goodfellow et al., 2014): <c>X + eps * sign(grad_X J(X, y_true))</c>.</summary>
-public sealed class Fgsm(AttackOptions? options = null) : OneStepAttack("fgsm", options ?? new AttackOptions())
+public sealed class Fgsm(AttackOptions? options = null) : OneStepAttack(AttackMethod.Fgsm, options ?? new AttackOptions())
 {
     /// <inheritdoc/>
     public override bool RequiresLabels => true;

@@ -6,7 +6,7 @@ namespace Microsoft.ML.Adversarial;
 /// "FGSM-pred": FGSM with the model's own prediction in place of the true label,
 /// <c>X + eps * sign(grad_X J(X, argmax p(y|X)))</c>. Needs no labels, so it cannot leak them (section 4.2).
 /// </summary>
-public sealed class FgsmPredicted(AttackOptions? options = null) : OneStepAttack("fgsm-pred", options ?? new AttackOptions())
+public sealed class FgsmPredicted(AttackOptions? options = null) : OneStepAttack(AttackMethod.FgsmPred, options ?? new AttackOptions())
 {
     /// <inheritdoc/>
     protected override Tensor Direction(AttackBatch b)

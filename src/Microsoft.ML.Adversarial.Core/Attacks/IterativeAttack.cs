@@ -65,7 +65,7 @@ public abstract class IterativeAttack : Attack
 }
 
 /// <summary>"Iter. basic": FGSM repeated with small steps, each clipped to the epsilon ball; uses the true label.</summary>
-public sealed class BasicIterative(IterativeAttackOptions? options = null) : IterativeAttack("iter-basic", options ?? new IterativeAttackOptions())
+public sealed class BasicIterative(IterativeAttackOptions? options = null) : IterativeAttack(AttackMethod.IterBasic, options ?? new IterativeAttackOptions())
 {
     /// <inheritdoc/>
     public override bool RequiresLabels => true;
@@ -76,7 +76,7 @@ public sealed class BasicIterative(IterativeAttackOptions? options = null) : Ite
 }
 
 /// <summary>"Iter. l.l.": step l.l. repeated with small steps towards the clean image's least-likely class.</summary>
-public sealed class IterativeLeastLikely(IterativeAttackOptions? options = null) : IterativeAttack("iter-ll", options ?? new IterativeAttackOptions())
+public sealed class IterativeLeastLikely(IterativeAttackOptions? options = null) : IterativeAttack(AttackMethod.IterLL, options ?? new IterativeAttackOptions())
 {
     /// <inheritdoc/>
     protected override int StepSign => -1;

@@ -19,7 +19,7 @@ public sealed class Pgd(PgdOptions? options = null) : Attack(NameFor(options), o
     /// <summary>Untargeted PGD attacks the true labels when given, the prediction otherwise; targeted PGD reads no label.</summary>
     public override bool UsesLabels => !Targeted;
 
-    private static string NameFor(PgdOptions? o) => o?.Norm == PgdNorm.L2 ? "pgd-l2" : "pgd-linf";
+    private static string NameFor(PgdOptions? o) => o?.Norm == PgdNorm.L2 ? AttackMethod.PgdL2 : AttackMethod.PgdLInf;
 
     /// <inheritdoc/>
     protected override void ValidateOptions()

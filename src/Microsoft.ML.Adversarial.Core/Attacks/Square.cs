@@ -12,7 +12,7 @@ namespace Microsoft.ML.Adversarial;
 /// returns scores (logits, or probabilities: the margin's sign is the same), for example a
 /// <see cref="ScoreFunctionModel"/> around a black-box scorer.
 /// </summary>
-public sealed class Square(SquareOptions? options = null) : Attack("square", options ?? new SquareOptions())
+public sealed class Square(SquareOptions? options = null) : Attack(AttackMethod.Square, options ?? new SquareOptions())
 {
     private long _totalQueries;
 

@@ -14,4 +14,11 @@ public class SquareOptions : AttackOptions
     /// unstretched (false), which suits 5000 queries. Set it for small budgets so the squares still shrink.
     /// </summary>
     public bool RescaleSchedule { get; set; }
+
+    /// <summary>Square makes one query per iteration: the step count is the query budget <see cref="Queries"/>.</summary>
+    public override void ApplySteps(string method, int? iterations, double? stepSize)
+    {
+        RefuseStepSize(method, stepSize, "a random search whose square sizes follow a schedule (no step size)");
+        if (iterations is int n) Queries = n;
+    }
 }

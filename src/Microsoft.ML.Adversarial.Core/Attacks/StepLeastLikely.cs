@@ -6,7 +6,7 @@ namespace Microsoft.ML.Adversarial;
 /// "Step l.l.": a step towards the least-likely class, <c>X - eps * sign(grad_X J(X, y_LL))</c> with
 /// <c>y_LL = argmin_y p(y|X)</c>. Uses no label, so it does not leak it; the paper's choice for adversarial training.
 /// </summary>
-public sealed class StepLeastLikely(AttackOptions? options = null) : OneStepAttack("step-ll", options ?? new AttackOptions())
+public sealed class StepLeastLikely(AttackOptions? options = null) : OneStepAttack(AttackMethod.StepLL, options ?? new AttackOptions())
 {
     /// <inheritdoc/>
     protected override Tensor Direction(AttackBatch b)

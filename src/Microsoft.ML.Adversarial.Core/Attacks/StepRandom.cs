@@ -6,7 +6,7 @@ namespace Microsoft.ML.Adversarial;
 /// "Step rnd.": a step towards a class drawn uniformly among those other than the true one,
 /// <c>X - eps * sign(grad_X J(X, y_rnd))</c>.
 /// </summary>
-public sealed class StepRandom(AttackOptions? options = null) : OneStepAttack("step-rnd", options ?? new AttackOptions())
+public sealed class StepRandom(AttackOptions? options = null) : OneStepAttack(AttackMethod.StepRnd, options ?? new AttackOptions())
 {
     /// <inheritdoc/>
     public override bool RequiresLabels => true;

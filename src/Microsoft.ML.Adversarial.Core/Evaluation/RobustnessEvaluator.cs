@@ -10,42 +10,10 @@ namespace Microsoft.ML.Adversarial.Evaluation;
 public sealed class RobustnessOptions : EvaluationOptions
 {
     /// <summary>The paper's comparison: step l.l., FGSM, iter. basic and iter. l.l. at eps 2, 4, 8 and 16.</summary>
-    public RobustnessOptions() : base(new[] { "step-ll", "fgsm", "iter-basic", "iter-ll" }, new[] { 2.0, 4.0, 8.0, 16.0 }) { }
+    public RobustnessOptions() : base(new[] { AttackMethod.StepLL.Name, AttackMethod.Fgsm.Name, AttackMethod.IterBasic.Name, AttackMethod.IterLL.Name }, new[] { 2.0, 4.0, 8.0, 16.0 }) { }
 
     /// <summary>For label-using one-step methods, also attack with the predicted label and compare (section 4.2).</summary>
     public bool CheckLabelLeaking { get; set; } = true;
-}
-
-/// <summary>
-/// Progress of an evaluation: images done out of the total, and the current step. Reports come after each method of
-/// each batch (<see cref="Method"/> set) and after each whole batch (<see cref="Method"/> null); every count only grows,
-/// and the last report has <c>Done == Total</c>, <c>BatchesDone == Batches</c> and <c>StepsDone == Steps</c>.
-/// </summary>
-/// <param name="Stage">What runs: "evaluating MODEL" or "transfer from SOURCE".</param>
-/// <param name="Done">Images whose batch is finished (every method and epsilon).</param>
-/// <param name="Total">Images the whole evaluation goes through (times the number of sources for transfer).</param>
-/// <param name="ImagesPerSecond">Throughput so far.</param>
-public sealed record EvaluationProgress(string Stage, long Done, long Total, double ImagesPerSecond)
-{
-    /// <summary>The method whose adversarial examples were just made and scored; null in a batch-finished report.</summary>
-    public string? Method { get; init; }
-    /// <summary>The epsilons (pixel units) <see cref="Method"/> ran at.</summary>
-    public IReadOnlyList<double>? Epsilons { get; init; }
-    /// <summary>Batches finished.</summary>
-    public long BatchesDone { get; init; }
-    /// <summary>Batches in all.</summary>
-    public long Batches { get; init; }
-    /// <summary>(batch, method) steps finished: the finest unit of work reported.</summary>
-    public long StepsDone { get; init; }
-    /// <summary>(batch, method) steps in all.</summary>
-    public long Steps { get; init; }
-    /// <summary>Fraction of the work done, in [0, 1], by steps (by images when no steps are counted).</summary>
-    public double Fraction => Steps > 0 ? (double)StepsDone / Steps : Total > 0 ? (double)Done / Total : 0;
-
-    /// <inheritdoc/>
-    public override string ToString()
-        => $"{Stage}: {(Method is null ? "" : $"{Method}{(Epsilons is { Count: > 0 } e ? $" at eps {string.Join("/", e)}" : "")}, ")}" +
-           $"batch {BatchesDone}/{Batches}, {Done}/{Total} images, {Fraction:P0}, {ImagesPerSecond:F1} images/s";
 }
 
 /// <summary>
@@ -81,7 +49,7 @@ public sealed class RobustnessEvaluator
         ArgumentNullException.ThrowIfNull(data);
         if (data.RowCount == 0) throw new ArgumentException("The evaluation data set is empty.", nameof(data));
         var o = _options;
-        device ??= model.parameters().FirstOrDefault()?.device ?? CPU;
+        var dev = EvaluationLoop.DeviceFor(model, device);
         var infos = o.Methods.Select(AttackRegistry.Describe).ToList();
         var tallies = new Dictionary<(string, double), Tally>();
         Tally Get(string m, double e) => tallies.TryGetValue((m, e), out var t) ? t : tallies[(m, e)] = new Tally();
@@ -89,24 +57,17 @@ public sealed class RobustnessEvaluator
         var predictedKey = (string name) => name + " (predicted label)";
         string stage = $"evaluating {modelName}";
         var tracker = new ProgressTracker(o.Progress, data.RowCount, o.BatchSize, infos.Count);
-        // The per-example worst case over every attack is reported beside an AutoAttack evaluation.
-        bool worstCase = infos.Any(i => i.Name.StartsWith("autoattack", StringComparison.Ordinal)) && infos.Count(i => !i.IsRandomBaseline) >= 2;
-        // A black box (scores only) gets the score-based methods, and gradient methods are refused here, before any work.
+        // The per-example worst case over every attack is reported beside an ensemble, when there is more than it to compare.
+        bool worstCase = infos.Any(i => i.IsEnsemble) && infos.Count(i => !i.IsRandomBaseline) >= 2;
         var blackBox = ScoreFunctionModel.Inside(model);
         long queriesBefore = blackBox?.Queries ?? 0;
-        var attacks = infos.ToDictionary(i => i.Name, i => blackBox is null ? AttackRegistry.Create(i.Name, o.OptionsFor(i.Name)) : AttackRegistry.CreateForBlackBox(i.Name, o.OptionsFor(i.Name), modelName));
+        var attacks = EvaluationLoop.AttacksFor(o, model, modelName);
         // Scoring and every attack run the model as o.Compute asks (one replica, synced once: the weights do not change here).
         var runner = Attack.Runner(model, o.Compute, evaluationOnly: true);
         using (ModelMode.Set(model, training: false))
         using (ComputeModel.HoldFor(runner))
-        using (var batches = EvaluationBatches.Reader(data, o))
-        {
-            for (int start = 0; start < data.RowCount; start += o.BatchSize)
+            EvaluationLoop.ForEachBatch(data, o, dev, tracker, stage, (x, y, start, count) =>
             {
-                o.CancellationToken.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                int count = Math.Min(o.BatchSize, data.RowCount - start);
-                var (x, y) = batches.Take(start / o.BatchSize, device);
                 Tensor predicted;
                 using (no_grad())
                 {
@@ -121,9 +82,9 @@ public sealed class RobustnessEvaluator
                 foreach (var info in infos)
                 {
                     var attack = attacks[info.Name];
-                    if (attack is AutoAttack ensemble)
+                    if (attack is IEnsembleAttack ensemble)
                     {
-                        Score(info.Name, GenerateEnsemble(ensemble, x, y), x, y, robustToAll, topKToAll);
+                        Score(info.Name, GenerateEnsemble(attack, ensemble, x, y), x, y, robustToAll, topKToAll);
                         tracker.MethodDone(stage, info.Name, o.Epsilons);
                         continue;
                     }
@@ -141,9 +102,7 @@ public sealed class RobustnessEvaluator
                         t.TopK += topKToAll[i].sum().item<long>();
                         t.Count += count;
                     }
-                tracker.BatchDone(stage, count);
-            }
-        }
+            });
 
         void Score(string method, Tensor[] advs, Tensor x, Tensor y, Tensor[]? robustToAll = null, Tensor[]? topKToAll = null)
         {
@@ -157,15 +116,15 @@ public sealed class RobustnessEvaluator
             }
         }
 
-        // The ensemble per epsilon, noting the examples only its score-based part (Square) broke.
-        Tensor[] GenerateEnsemble(AutoAttack ensemble, Tensor x, Tensor y)
+        // The ensemble per epsilon, noting the examples only its score-based part (Square) broke after gradient components ran.
+        Tensor[] GenerateEnsemble(Attack attack, IEnsembleAttack ensemble, Tensor x, Tensor y)
         {
-            int square = ensemble.Components.Select((c, i) => (c, i)).FirstOrDefault(p => p.c is Square && p.i > 0, (null!, -1)).Item2;
+            int scoreBased = ensemble.Components.Select((c, i) => (c, i)).FirstOrDefault(p => !p.c.NeedsGradients && p.i > 0, (null!, -1)).Item2;
             var advs = new Tensor[o.Epsilons.Count];
             for (int i = 0; i < advs.Length; i++)
             {
-                advs[i] = ensemble.Generate(runner, x, y, full(new long[] { x.shape[0] }, o.Epsilons[i], ScalarType.Float32, x.device));
-                if (square >= 0) Get(SquareOnly(ensemble.Name), o.Epsilons[i]).Top1 += ensemble.LastBrokenBy.Count(c => c == square);
+                advs[i] = attack.Generate(runner, x, y, HeldScalars.Full(x.shape[0], o.Epsilons[i], ScalarType.Float32, x.device));
+                if (scoreBased >= 0) Get(SquareOnly(attack.Name), o.Epsilons[i]).Top1 += ensemble.LastBrokenBy.Count(c => c == scoreBased);
             }
             return advs;
         }

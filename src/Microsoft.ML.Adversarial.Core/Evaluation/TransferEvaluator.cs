@@ -10,7 +10,7 @@ namespace Microsoft.ML.Adversarial.Evaluation;
 public sealed class TransferOptions : EvaluationOptions
 {
     /// <summary>The paper's Tables 4 and 6: FGSM, iter. basic and iter. l.l. at eps 16.</summary>
-    public TransferOptions() : base(new[] { "fgsm", "iter-basic", "iter-ll" }, new[] { 16.0 }) { }
+    public TransferOptions() : base(new[] { AttackMethod.Fgsm.Name, AttackMethod.IterBasic.Name, AttackMethod.IterLL.Name }, new[] { 16.0 }) { }
 }
 
 /// <summary>
@@ -40,18 +40,19 @@ public sealed class TransferEvaluator
     /// <param name="sources">Models the examples are made on, by name.</param>
     /// <param name="targets">Models that classify them, by name (may include the sources).</param>
     /// <param name="data">The labelled images.</param>
-    /// <param name="device">Where to run; null is the CPU.</param>
+    /// <param name="device">Where to run; null uses the device of the first source model's parameters (the CPU when it has none), as <see cref="RobustnessEvaluator"/> does.</param>
     public TransferReport Evaluate(IReadOnlyDictionary<string, Module<Tensor, Tensor>> sources, IReadOnlyDictionary<string, Module<Tensor, Tensor>> targets,
         IImageSource data, Device? device = null)
     {
+        ArgumentNullException.ThrowIfNull(sources);
+        ArgumentNullException.ThrowIfNull(targets);
+        ArgumentNullException.ThrowIfNull(data);
         if (sources.Count == 0 || targets.Count == 0) throw new ArgumentException("Give at least one source and one target model.");
         if (data.RowCount == 0) throw new ArgumentException("The evaluation data set is empty.", nameof(data));
         var o = _options;
-        // Sources are attacked; a black-box source (scores only) takes only the methods that need no gradients.
-        foreach (var (name, source) in sources)
-            if (ScoreFunctionModel.Inside(source) is not null)
-                foreach (var m in o.Methods) AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), name);
-        device ??= CPU;
+        // Every source's attacks are made (and a gradient method refused for a black-box source) before any work.
+        var attacksBySource = sources.ToDictionary(kv => kv.Key, kv => EvaluationLoop.AttacksFor(o, kv.Value, kv.Key));
+        var dev = EvaluationLoop.DeviceFor(sources.Values.First(), device);
         var tallies = new Dictionary<(string, string, string, double), Tally>();
         var tracker = new ProgressTracker(o.Progress, data.RowCount, o.BatchSize, o.Methods.Count, sources.Count);
         using (ModelMode.Set(sources.Values.Concat(targets.Values), training: false))
@@ -62,17 +63,12 @@ public sealed class TransferEvaluator
             foreach (var (sourceName, sourceModel) in sources)
             {
                 var source = runners[sourceModel];
-                var attacks = o.Methods.ToDictionary(m => m, m => ScoreFunctionModel.Inside(sourceModel) is not null ? AttackRegistry.CreateForBlackBox(m, o.OptionsFor(m), sourceName) : AttackRegistry.Create(m, o.OptionsFor(m)));
-                using var batches = EvaluationBatches.Reader(data, o);
-                for (int start = 0; start < data.RowCount; start += o.BatchSize)
+                string stage = $"transfer from {sourceName}";
+                EvaluationLoop.ForEachBatch(data, o, dev, tracker, stage, (x, y, start, count) =>
                 {
-                    o.CancellationToken.ThrowIfCancellationRequested();
-                    using var scope = NewDisposeScope();
-                    int count = Math.Min(o.BatchSize, data.RowCount - start);
-                    var (x, y) = batches.Take(start / o.BatchSize, device);
                     Tensor sourceRightClean;
                     using (no_grad()) sourceRightClean = source.call(x).argmax(1).eq(y);
-                    foreach (var (method, attack) in attacks)
+                    foreach (var (method, attack) in attacksBySource[sourceName])
                     {
                         var advs = attack.GenerateForEpsilons(source, x, y, o.Epsilons);
                         using var _ = no_grad();
@@ -93,10 +89,9 @@ public sealed class TransferEvaluator
                                 t.TransferredFooled += counted.Top1Right.logical_not().logical_and(fooled).sum().item<long>();
                             }
                         }
-                        tracker.MethodDone($"transfer from {sourceName}", method, o.Epsilons);
+                        tracker.MethodDone(stage, method, o.Epsilons);
                     }
-                    tracker.BatchDone($"transfer from {sourceName}", count);
-                }
+                });
             }
         }
         var rows = tallies.Select(kv =>

@@ -66,19 +66,9 @@ public class AdversarialAttackTransformer : ITransformer
     /// <summary>A new attack object with this transformer's settings.</summary>
     public Attack CreateAttack()
     {
-        // The registry gives the options type the method takes; the step settings map onto whichever it is.
+        // The registry gives the options type the method takes; that type says what the step settings mean for it.
         var options = AttackRegistry.OptionsFor(Info.Name, new AttackOptions { Epsilon = _options.Epsilon, InputRange = Source.InputRange, Seed = Seed, Compute = _options.Compute ?? ComputeOptions.Default });
-        switch (options)
-        {
-            case PgdOptions pgd:
-                if (_options.Iterations is int steps) pgd.Steps = steps;
-                if (_options.Alpha is double size) pgd.StepSize = size;
-                break;
-            case IterativeAttackOptions iterative:
-                iterative.Iterations = _options.Iterations;
-                if (_options.Alpha is double alpha) iterative.Alpha = alpha;
-                break;
-        }
+        options.ApplySteps(Info.Name, _options.Iterations, _options.Alpha);
         return AttackRegistry.Create(Info.Name, options);
     }
 
@@ -245,9 +235,15 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
         public string? InputColumnName { get; set; }
         /// <summary>Key label column, read by methods that need the true label (FGSM, iter. basic, step rnd., PGD).</summary>
         public string LabelColumnName { get; set; } = "Label";
-        /// <summary>Step size (pixel units) of the iterative methods; null: the paper's 1.</summary>
+        /// <summary>
+        /// Step size (pixel units) of the iterative methods (alpha) and PGD; null: the method's default. Methods that set
+        /// their own (one-step methods, APGD, FAB, Square, AutoAttack) refuse it (<see cref="AttackOptions.ApplySteps"/>).
+        /// </summary>
         public double? Alpha { get; set; }
-        /// <summary>Steps of the iterative methods and PGD; null: the paper's rule.</summary>
+        /// <summary>
+        /// Steps of the iterative methods, PGD (per restart), APGD and FAB; Square's query budget; AutoAttack's APGD and
+        /// FAB iterations. Null: the method's default. One-step methods refuse it (<see cref="AttackOptions.ApplySteps"/>).
+        /// </summary>
         public int? Iterations { get; set; }
         /// <summary>Seed of the method's randomness; null draws one from the MLContext.</summary>
         public long? Seed { get; set; }
@@ -282,7 +278,8 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
         _source = found.Classifier;
         _prefix = found.Prefix;
         _options = (options ?? throw new ArgumentNullException(nameof(options))).ResolvedFor(_source);
-        AttackRegistry.Describe(options.Method); // unknown names fail here, listing the known ones
+        // Unknown names, and step settings the method has no use for, fail here, before any data is read.
+        AttackRegistry.OptionsFor(options.Method).ApplySteps(AttackRegistry.Describe(options.Method).Name, options.Iterations, options.Alpha);
         PixelEpsilon.Check(options.Epsilon, nameof(options.Epsilon));
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options.BatchSize), options.BatchSize, "BatchSize must be at least 1.");
     }

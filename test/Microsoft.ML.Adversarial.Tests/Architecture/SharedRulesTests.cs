@@ -132,6 +132,44 @@ public sealed class SharedRulesTests
         Assert.AreEqual((3, 2.0), (iterOptions.Iterations, iterOptions.Alpha));
     }
 
+    [TestMethod]
+    public void MLNetStepSettingsReachEveryMethodOrAreRefused()
+    {
+        // Issue 29: the transform's Iterations/Alpha were silently dropped for apgd-*, fab-t, square and autoattack.
+        var ml = new MLContext(seed: 1);
+        var images = TestData.Test(20);
+        var classifier = Trained(ml, images);
+        var data = ml.Data.LoadFromImageSet(images);
+        Attack Made(string method, int? iterations, double? alpha) => ml.Transforms.AdversarialAttack(classifier,
+            new AdversarialAttackEstimator.Options { Method = method, Iterations = iterations, Alpha = alpha }).Fit(data).CreateAttack();
+        // What the step count means for each method, read from the options the attack actually runs with.
+        var stepsOf = new Dictionary<Type, Func<AttackOptions, int?>>
+        {
+            [typeof(IterativeAttackOptions)] = o => ((IterativeAttackOptions)o).Iterations,
+            [typeof(PgdOptions)] = o => ((PgdOptions)o).Steps,
+            [typeof(ApgdOptions)] = o => ((ApgdOptions)o).Iterations,
+            [typeof(FabOptions)] = o => ((FabOptions)o).Iterations,
+            [typeof(SquareOptions)] = o => ((SquareOptions)o).Queries,
+            [typeof(AutoAttackOptions)] = o => ((AutoAttackOptions)o).ApgdIterations == ((AutoAttackOptions)o).FabIterations ? ((AutoAttackOptions)o).ApgdIterations : -1,
+        };
+        foreach (var info in AttackRegistry.All)
+        {
+            if (stepsOf.TryGetValue(info.OptionsType, out var steps))
+                Assert.AreEqual(7, steps(Made(info.Name, 7, null).Options), $"{info.Name}: Iterations = 7 did not reach its options");
+            else
+            {
+                var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => Made(info.Name, 7, null), $"{info.Name} takes no step count: refuse it, never drop it");
+                StringAssert.Contains(e.Message, "Iterations");
+                StringAssert.Contains(e.Message, info.Name);
+            }
+        }
+        // A step size: the iterative methods and PGD take one; the adaptive ones (APGD, FAB, Square, AutoAttack) refuse it.
+        Assert.AreEqual(0.5, ((IterativeAttackOptions)Made("iter-basic", null, 0.5).Options).Alpha);
+        Assert.AreEqual(0.5, ((PgdOptions)Made("pgd-linf", null, 0.5).Options).StepSize);
+        foreach (var method in new[] { "apgd-ce", "apgd-t-l2", "fab-t", "square", "autoattack", "fgsm" })
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => Made(method, null, 0.5), method).Message, "Alpha");
+    }
+
     private static ImageClassifierTransformer Trained(MLContext ml, ImageSet images) =>
         ml.MulticlassClassification.Trainers.AdversarialTraining(new AdversarialTrainingEstimator.Options
         {
