@@ -32,7 +32,8 @@ public sealed class ConventionsTests
     {
         var members = typeof(AttackMethod).GetFields(BindingFlags.Public | BindingFlags.Static).Where(f => f.FieldType == typeof(AttackMethod))
             .Select(f => ((AttackMethod)f.GetValue(null)!).Name).ToList();
-        CollectionAssert.AreEquivalent(AttackRegistry.Names.ToList(), members, "one AttackMethod member per registry name, and no other");
+        // Methods registered by tests (AddingAnAttackTests, named "test-...") live in the test assembly, not here.
+        CollectionAssert.AreEquivalent(AttackRegistry.Names.Where(n => !n.StartsWith("test-", StringComparison.Ordinal)).ToList(), members, "one AttackMethod member per registry name, and no other");
         foreach (var paper in new[] { "fgsm", "step-ll", "step-rnd", "iter-basic", "iter-ll", "pgd-linf", "apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack" })
             CollectionAssert.Contains(members, paper);
         Assert.AreEqual(AttackMethod.StepLL, (AttackMethod)"STEP-LL", "names convert, any case, to the member");
