@@ -27,7 +27,7 @@ public abstract class Attack
     /// <summary>Registry name ("fgsm", "step-ll", ...).</summary>
     public string Name { get; }
 
-    /// <summary>The settings: epsilon (pixel units), input range, batch size, seed.</summary>
+    /// <summary>The settings: epsilon (pixel units), input range, seed, compute options and the method's own (<see cref="AttackOptions"/> and its subclasses).</summary>
     public AttackOptions Options { get; }
 
     /// <summary>True when the method needs the true labels (FGSM, iter. basic, step rnd.).</summary>

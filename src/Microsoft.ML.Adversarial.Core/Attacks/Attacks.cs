@@ -103,7 +103,7 @@ public static class Attacks
     public static Square Square(double eps = 8, int queries = 5000, InputRange? range = null, long? seed = null)
         => new(With(new SquareOptions { Queries = queries }, eps, range, seed));
 
-    /// <summary>AutoAttack (Croce and Hein, 2020): APGD-CE, APGD-T and Square in turn, each example keeping the first point that fools the model.</summary>
+    /// <summary>AutoAttack (Croce and Hein, 2020): APGD-CE, APGD-T, FAB-T and Square in turn, each example keeping the first point that fools the model.</summary>
     /// <param name="eps">Perturbation size in pixel units of [0, 255].</param>
     /// <param name="version">The budgets (standard or quick).</param>
     /// <param name="range">The model's input range; null keeps <see cref="AttackOptions.InputRange"/>'s default ([0, 1] images).</param>

@@ -141,7 +141,7 @@ public sealed class StreamingTests
     }
 
     [TestMethod]
-    public void EpochOrderShardsPartitionTheTrainersPermutation()
+    public void EpochOrderIsTheTrainersFixedPermutationPerEpoch()
     {
         const int seed = 11, rows = 1003;
         var whole = EpochOrder.For(seed, 3, rows);
@@ -149,16 +149,8 @@ public sealed class StreamingTests
         new Random(unchecked(seed * 1_000_003 + 3 * 7919)).Shuffle(expected); // the formula seeded runs have always used
         CollectionAssert.AreEqual(expected, whole);
         CollectionAssert.AreEqual(whole, new AdversarialTrainer(new AdversarialTrainingOptions { Seed = seed }).EpochOrder(rows, 3));
-        var shards = Enumerable.Range(0, 4).Select(r => EpochOrder.For(seed, 3, rows, r, 4)).ToArray();
-        CollectionAssert.AreEquivalent(whole, shards.SelectMany(s => s).ToArray(), "the shards together hold every row once");
-        Assert.IsTrue(shards.Max(s => s.Length) - shards.Min(s => s.Length) <= 1);
-        for (int r = 0; r < 4; r++)
-        {
-            Assert.AreEqual(EpochOrder.ShardLength(rows, r, 4), shards[r].Length);
-            CollectionAssert.AreEqual(whole.Where((_, i) => i % 4 == r).ToArray(), shards[r], $"rank {r} takes every 4th position of the permutation");
-        }
         CollectionAssert.AreNotEqual(whole, EpochOrder.For(seed, 4, rows), "each epoch has its own permutation");
-        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => EpochOrder.For(seed, 0, rows, 4, 4));
+        // Sharding over ranks: DistributedTrainingTests.ShardsOfTheRanksMakeTheGlobalMinibatchAndItsAdversarialPart.
     }
 
     [TestMethod]

@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial.Data;
 using System.Diagnostics;
 using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Adversarial.Tests.Cli;
@@ -268,10 +269,14 @@ public sealed class DistributedTrainingTests
     [TestMethod]
     public void ShardsOfTheRanksMakeTheGlobalMinibatchAndItsAdversarialPart()
     {
-        const int rows = 103, m = 8, k = 4, n = 4;
-        var order = Enumerable.Range(0, rows).Reverse().ToArray(); // any permutation
-        var shards = Enumerable.Range(0, n).Select(r => Shard.Take(order, r, n)).ToArray();
-        Assert.IsTrue(shards.All(s => s.Length == rows / n), "every rank takes the same number of rows (and steps)");
+        // The one sharding rule (issue 29: there were two), the one the trainer reads its rows by (LocalEpochOrder).
+        const int seed = 11, rows = 103, m = 8, k = 4, n = 4;
+        var order = EpochOrder.For(seed, 2, rows);
+        CollectionAssert.AreEqual(order, new AdversarialTrainer(new AdversarialTrainingOptions { Seed = seed }).LocalEpochOrder(rows, 2), "one process reads the whole permutation");
+        var shards = Enumerable.Range(0, n).Select(r => EpochOrder.For(seed, 2, rows, r, n)).ToArray();
+        Assert.IsTrue(shards.All(s => s.Length == rows / n && s.Length == EpochOrder.ShardLength(rows, n)), "every rank takes the same number of rows (and steps)");
+        Assert.AreEqual(rows / n * n, shards.SelectMany(s => s).Distinct().Count(), "no row twice");
+        CollectionAssert.AreEquivalent(order.Take(rows / n * n).ToArray(), shards.SelectMany(s => s).ToArray(), "the left-out rows are the permutation's tail");
         for (int step = 0; step < rows / n / (m / n); step++)
         {
             var global = order.Skip(step * m).Take(m).ToHashSet();
@@ -280,7 +285,8 @@ public sealed class DistributedTrainingTests
             var adversarial = shards.SelectMany(s => s.Skip(step * (m / n)).Take(k / n)).ToHashSet();
             Assert.IsTrue(order.Skip(step * m).Take(k).ToHashSet().SetEquals(adversarial), $"step {step}: the ranks' first k/N are the global first k");
         }
-        CollectionAssert.AreEqual(order, Shard.Take(order, 0, 1), "one rank takes the whole order");
+        CollectionAssert.AreNotEqual(EpochOrder.For(seed, 3, rows, 1, n), shards[1], "each epoch has its own rows");
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => EpochOrder.For(seed, 0, rows, n, n));
     }
 
     [TestMethod]

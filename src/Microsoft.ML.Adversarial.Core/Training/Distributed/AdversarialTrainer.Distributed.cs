@@ -45,12 +45,12 @@ public sealed partial class AdversarialTrainer
     }
 
     /// <summary>This rank's rows of <paramref name="epoch"/>'s order (all of them in one process).</summary>
-    private int[] LocalEpochOrder(int rows, long epoch)
-        => _replicas is { } r ? Shard.Take(EpochOrder(rows, epoch), r.Rank, r.Size) : EpochOrder(rows, epoch);
+    internal int[] LocalEpochOrder(int rows, long epoch)
+        => _replicas is { } r ? Data.EpochOrder.For(_seed, epoch, rows, r.Rank, r.Size) : EpochOrder(rows, epoch);
 
     /// <summary>Rows per epoch and minibatch size of this rank.</summary>
     private (int Rows, int Batch) LocalShape(int rows)
-        => _replicas is { } r ? (Shard.RowsPerRank(rows, r.Size), _options.BatchSize / r.Size) : (rows, _options.BatchSize);
+        => _replicas is { } r ? (Data.EpochOrder.ShardLength(rows, r.Size), _options.BatchSize / r.Size) : (rows, _options.BatchSize);
 
     /// <summary>True when the replicas' buffers (BatchNorm statistics) differ and a checkpoint must hold every rank's.</summary>
     private bool KeepsReplicaBuffers(Module<Tensor, Tensor> model)
