@@ -28,7 +28,15 @@ public abstract class EvaluationOptions
     /// The method's name fixes its variant (AutoAttack's version, APGD's loss and norm), whatever the entry says: for
     /// the quick ensemble name "autoattack-quick", for L2 APGD "apgd-ce-l2".
     /// </summary>
-    public Dictionary<string, AttackOptions> MethodOptions { get; } = new(StringComparer.OrdinalIgnoreCase);
+    public Dictionary<string, AttackOptions> MethodOptions { get; private set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>A copy a caller's options can be adapted in without being changed (the method settings copied too).</summary>
+    internal T CopyOf<T>() where T : EvaluationOptions
+    {
+        var copy = (T)MemberwiseClone();
+        copy.MethodOptions = MethodOptions.ToDictionary(kv => kv.Key, kv => kv.Value.Clone(), StringComparer.OrdinalIgnoreCase);
+        return copy;
+    }
 
     /// <summary>
     /// How the models run (precision, channels-last, BatchNorm folding) in scoring and in every attack;

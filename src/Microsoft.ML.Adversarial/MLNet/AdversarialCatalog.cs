@@ -132,7 +132,8 @@ public sealed class AdversarialCatalog
         // A fitted chain: its steps before the classifier make the pixels the classifier reads.
         var found = ClassifierInChain.Find(model, nameof(model));
         var classifier = found.Classifier;
-        options ??= new RobustnessOptions();
+        // The classifier knows its input range; the caller's options stay as they were given.
+        options = (options ?? new RobustnessOptions()).CopyOf<RobustnessOptions>();
         options.InputRange = classifier.InputRange;
         var images = Read(classifier, found.PixelsOf(data), labelColumnName);
         return WithLog(options, "EvaluateRobustness", $"Evaluating {modelName ?? classifier.Spec.ToString()} on {images.RowCount} images",
@@ -141,7 +142,7 @@ public sealed class AdversarialCatalog
 
     private RobustnessReport EvaluateBlackBox(ITransformer model, IDataView data, RobustnessOptions? options, BlackBoxClassifier.Options blackBox, string name)
     {
-        options ??= new RobustnessOptions { Methods = new[] { "square" } };
+        options = options?.CopyOf<RobustnessOptions>() ?? new RobustnessOptions { Methods = new[] { AttackMethod.Square.Name } };
         var images = ImageSetReader.Read(data, blackBox.PixelColumnName, blackBox.LabelColumnName);
         CheckRange(images, options.InputRange, blackBox.PixelColumnName);
         var target = new BlackBoxClassifier(_ml, model, images.ClassNames, images.ImageShape, blackBox, name);
@@ -149,21 +150,13 @@ public sealed class AdversarialCatalog
             () => new RobustnessEvaluator(options).Evaluate(target.AsModule(), images, target.Name, TorchSharp.torch.CPU));
     }
 
-    /// <summary>Runs an evaluation with its progress going to <c>mlContext.Log</c> too (the caller's Progress restored afterwards: the options are the caller's).</summary>
+    /// <summary>Runs an evaluation with its progress going to <c>mlContext.Log</c> too (<paramref name="options"/> is this call's copy of the caller's).</summary>
     private T WithLog<T>(EvaluationOptions options, string operation, string what, Func<T> run)
     {
-        var callerProgress = options.Progress;
-        using var log = new EvaluationLog(_ml, operation, callerProgress);
+        using var log = new EvaluationLog(_ml, operation, options.Progress);
         log.Info($"{what}: {string.Join(", ", options.Methods)} at eps {string.Join(", ", options.Epsilons)}.");
         options.Progress = log;
-        try
-        {
-            return run();
-        }
-        finally
-        {
-            options.Progress = callerProgress;
-        }
+        return run();
     }
 
     /// <summary>
@@ -176,7 +169,7 @@ public sealed class AdversarialCatalog
         ArgumentNullException.ThrowIfNull(models);
         if (models.Count == 0) throw new ArgumentException("Give at least one model.", nameof(models));
         var first = CheckSameInput(models.ToList());
-        options ??= new TransferOptions();
+        options = (options ?? new TransferOptions()).CopyOf<TransferOptions>();
         options.InputRange = first.InputRange;
         var images = Read(first, data, labelColumnName);
         var nets = models.ToDictionary(kv => kv.Key, kv => kv.Value.Model);
@@ -206,7 +199,7 @@ public sealed class AdversarialCatalog
         var first = CheckSameInput(sources.Concat(targets.Where(t => t.Value is ImageClassifierTransformer)
             .Select(t => KeyValuePair.Create(t.Key, (ImageClassifierTransformer)t.Value))).ToList());
         blackBox ??= new BlackBoxClassifier.Options { PixelColumnName = first.PixelColumnName, LabelColumnName = labelColumnName };
-        options ??= new TransferOptions();
+        options = (options ?? new TransferOptions()).CopyOf<TransferOptions>();
         options.InputRange = first.InputRange;
         var images = Read(first, data, labelColumnName);
         var targetModules = targets.ToDictionary(kv => kv.Key, kv => kv.Value is ImageClassifierTransformer c

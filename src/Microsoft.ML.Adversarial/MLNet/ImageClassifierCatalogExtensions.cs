@@ -49,7 +49,7 @@ public static class ImageClassifierCatalogExtensions
         var device = module.parameters().First().device;
         if (architecture is not null) ModelIO.CheckArchitecture(module, description);
         CheckOutputs(module, description, device);
-        return new ImageClassifierTransformer(module, description, device, pixelColumnName, scoreColumnName, predictedLabelColumnName, batchSize, labelColumnName);
+        return new ImageClassifierTransformer(module, description, device, pixelColumnName, scoreColumnName, predictedLabelColumnName, batchSize, labelColumnName, ownsModel: false);
     }
 
     /// <summary>

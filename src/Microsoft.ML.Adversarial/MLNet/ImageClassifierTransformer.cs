@@ -16,12 +16,21 @@ namespace Microsoft.ML.Adversarial.MLNet;
 /// Scores images with a trained TorchSharp classifier: adds <c>Score</c> (softmax probabilities,
 /// <c>Vector&lt;Single, K&gt;</c>, class names as slot names) and <c>PredictedLabel</c> (a key with the class names),
 /// the columns <c>mlContext.MulticlassClassification.Evaluate</c> reads. Rows are scored in batches.
+/// <para>
+/// Disposable, as ML.NET's own TorchSharp transformers are: <see cref="Dispose"/> frees the native network when this
+/// transformer made it (trained by <c>Fit</c>, or loaded); a network you wrapped with <c>ImageClassifier(module, ...)</c>
+/// stays yours to dispose.
+/// </para>
 /// </summary>
-public sealed class ImageClassifierTransformer : ITransformer
+public sealed class ImageClassifierTransformer : ITransformer, IDisposable
 {
+    private readonly bool _ownsModel;
+    private bool _disposed;
+
     internal ImageClassifierTransformer(Module<Tensor, Tensor> model, ModelDescription description, Device device,
-        string pixelColumnName, string scoreColumnName, string predictedLabelColumnName, int batchSize, string labelColumnName = "Label")
+        string pixelColumnName, string scoreColumnName, string predictedLabelColumnName, int batchSize, string labelColumnName = "Label", bool ownsModel = true)
     {
+        _ownsModel = ownsModel;
         LabelColumnName = labelColumnName;
         Model = model;
         Description = description;
@@ -81,9 +90,25 @@ public sealed class ImageClassifierTransformer : ITransformer
     /// <inheritdoc/>
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new BatchRowMapper(inputSchema, MapperFor(inputSchema));
 
+    /// <summary>Frees the native network when this transformer made it (see the class remarks); later calls to score or save it fail, saying so.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        if (_ownsModel) Model.Dispose();
+    }
+
+    private void ThrowIfDisposed()
+    {
+        if (_disposed || ModelPersistence.IsDisposed(Model))
+            throw new ObjectDisposedException(nameof(ImageClassifierTransformer), $"This classifier ({Spec}) has been disposed, and its network with it. " +
+                "Score with a classifier that is still alive: load the model again (mlContext.Model.Load or LoadImageClassifier).");
+    }
+
     /// <summary>Checks the pixel column and lines the outputs up with the label column's classes (by name).</summary>
     private Mapper MapperFor(DataViewSchema schema)
     {
+        ThrowIfDisposed();
         SchemaChecks.PixelShape(schema, PixelColumnName, ImageShape);
         return new Mapper(this, ClassOrder.For(schema, LabelColumnName, ClassNames)) { BatchSize = BatchSize };
     }
@@ -102,7 +127,7 @@ public sealed class ImageClassifierTransformer : ITransformer
     /// <summary>Saved by <c>mlContext.Model.Save</c>: settings (State.json) and the network (Network.zip, a <see cref="ModelIO"/> file).</summary>
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
-        if (ModelPersistence.IsDisposed(Model))
+        if (_disposed || ModelPersistence.IsDisposed(Model))
         {
             ModelPersistence.AbandonFile(ctx);
             throw new ObjectDisposedException(nameof(Model), $"The classifier's {Spec} network has been disposed, so there is nothing to save. " +
