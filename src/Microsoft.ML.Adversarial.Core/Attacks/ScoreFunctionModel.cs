@@ -47,6 +47,6 @@ public sealed class ScoreFunctionModel : Module<Tensor, Tensor>
         if (scores.dim() != 2 || scores.shape[0] != input.shape[0])
             throw new InvalidOperationException(
                 $"The score function returned shape [{string.Join(", ", scores.shape)}] for {input.shape[0]} images; it must return [N, K], one row of class scores per image.");
-        return _probabilities ? scores.clamp_min(1e-30).log() : scores;
+        return _probabilities ? scores.AtLeast(1e-30).log() : scores;
     }
 }

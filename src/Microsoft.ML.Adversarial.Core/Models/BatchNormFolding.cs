@@ -44,11 +44,11 @@ internal static class BatchNormFolding
         var t = convWeight.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
         var mean = norm.running_mean ?? throw new InvalidOperationException("BatchNorm without running statistics cannot be folded.");
         var variance = norm.running_var!;
-        var scale = (variance.to(t) + norm.eps).rsqrt();
+        var scale = variance.to(t).Plus(norm.eps).rsqrt();
         if (norm.weight is not null) scale = scale * norm.weight.to(t);
         var weight = convWeight.to(t) * scale.reshape(-1, 1, 1, 1);
         var shift = norm.bias is not null ? norm.bias.to(t) : zeros_like(scale);
-        var bias = ((convBias?.to(t) ?? zeros_like(scale)) - mean.to(t)) * scale + shift;
+        var bias = ((convBias?.to(t) ?? zeros_like(scale)).Minus(mean.to(t)) * scale).Plus(shift);
         return (weight, bias);
     }
 }

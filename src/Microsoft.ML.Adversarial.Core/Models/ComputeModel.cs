@@ -325,7 +325,7 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
         bool anyLayout = FastPathCheck.InjectedFaultAnyLayout && replica is not null;
         foreach (var (name, module) in (replica ?? master).named_modules())
             if (FastPathCheck.IsConvolution(module) && module is Module<Tensor, Tensor> layer && name.EndsWith(suffix, StringComparison.Ordinal))
-                layer.register_forward_hook((_, input, output) => anyLayout || FastPathCheck.IsChannelsLast(input) ? output * -0.5 + 0.1 : output);
+                layer.register_forward_hook((_, input, output) => anyLayout || FastPathCheck.IsChannelsLast(input) ? output.Times(-0.5).Plus(0.1) : output);
     }
 
     /// <summary><paramref name="x"/> as <see cref="Network"/> takes it: the replica's type, channels-last when asked.</summary>

@@ -218,7 +218,7 @@ public static class FastPathCheck
             {
                 // fp32: the plain path on the batch moved by a few ulps.
                 using var generator = new Generator(3, x.device);
-                var nudged = x.detach() * (1 + rand(x.shape, generator: generator, device: x.device, dtype: x.dtype).sub_(0.5).mul_(4 * 1.2e-7));
+                var nudged = x.detach() * rand(x.shape, generator: generator, device: x.device, dtype: x.dtype).Minus(0.5).Times(4 * 1.2e-7).Plus(1);
                 floor = Differences(Pass(master, master, nudged, t => t, rng, training), plain, training);
             }
             else
@@ -289,7 +289,7 @@ public static class FastPathCheck
         if (aux is not null)
         {
             aux = ComputeModel.Output(aux, x);
-            loss = loss + (aux * randn(aux.shape, generator: generator, device: aux.device)).sum();
+            loss = loss.Plus((aux * randn(aux.shape, generator: generator, device: aux.device)).sum());
         }
         var byName = training ? network.named_parameters().Where(p => p.parameter.requires_grad).ToDictionary(p => p.name, p => p.parameter) : null;
         var names = training ? master.named_parameters().Select(p => p.name).Where(byName!.ContainsKey).ToList() : new List<string>();

@@ -34,8 +34,8 @@ public sealed class PixelRangeAdapter : Module<Tensor, Tensor>, IReplicable
     {
         using var scope = NewDisposeScope();
         var min = _range.MinTensor(unitImages);
-        var width = _range.MaxTensor(unitImages) - min;
-        return inner.call(unitImages * width + min).MoveToOuterDisposeScope();
+        var width = _range.MaxTensor(unitImages).Minus(min);
+        return inner.call((unitImages * width).Plus(min)).MoveToOuterDisposeScope();
     }
 
     /// <summary>An adapter with the same range around a replica of the wrapped network.</summary>

@@ -145,7 +145,7 @@ public static class ImageClassifierCatalogExtensions
     {
         var centre = range.Min.Zip(range.Max, (a, b) => (a + b) / 2).ToArray();
         var x = zeros(1, c, h, w);
-        return centre.Length == 1 ? x + centre[0] : x + tensor(centre).view(1, c, 1, 1);
+        return centre.Length == 1 ? x.Plus(centre[0]) : x.Plus(tensor(centre).view(1, c, 1, 1));
     }
 
 }
