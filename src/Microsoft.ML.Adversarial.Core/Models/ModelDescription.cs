@@ -41,7 +41,8 @@ public sealed record ModelDescription(ModelSpec Spec, int Classes, int Channels,
         if (Spec is null) throw new ArgumentNullException(nameof(Spec), "The description has no Spec (architecture, rho, activation).");
         if (!Enum.IsDefined(Spec.Architecture))
             throw new ArgumentOutOfRangeException(nameof(Spec.Architecture), Spec.Architecture, $"Unknown architecture {Spec.Architecture}.");
-        if (Spec.Architecture == ModelArchitecture.Custom)
+        var architecture = Architectures.Of(Spec.Architecture);
+        if (!architecture.Rebuildable)
             throw new ArgumentException(ModelSpec.CustomCannotBeRebuilt, nameof(Spec));
         Spec.Validate();
         if (Classes < 2 || Classes > MaxClasses)
@@ -50,9 +51,9 @@ public sealed record ModelDescription(ModelSpec Spec, int Classes, int Channels,
             throw new ArgumentException($"ClassNames has {ClassNames.Count} names (or a null one) for {Classes} classes.", nameof(ClassNames));
         if (Channels < 1 || Channels > MaxChannels)
             throw new ArgumentOutOfRangeException(nameof(Channels), Channels, $"Channels must lie in 1..{MaxChannels}; the description says {Channels}.");
-        if (TorchVisionModels.IsTorchVision(Spec.Architecture) && Channels != 3)
-            throw new ArgumentOutOfRangeException(nameof(Channels), Channels, $"{Spec.Architecture} takes 3-channel images; the description says {Channels}.");
-        int minSide = Spec.Architecture == ModelArchitecture.SmallCnn ? 4 : TorchVisionModels.MinSide(Spec.Architecture);
+        if (architecture.Channels is { } channels && Channels != channels)
+            throw new ArgumentOutOfRangeException(nameof(Channels), Channels, $"{Spec.Architecture} takes {channels}-channel images; the description says {Channels}.");
+        int minSide = architecture.MinSide;
         foreach (var (name, side) in new[] { (nameof(Height), Height), (nameof(Width), Width) })
             if (side < minSide || side > MaxSide)
                 throw new ArgumentOutOfRangeException(name, side, $"{Spec.Architecture} takes images of {minSide} to {MaxSide} pixels a side; the description says {name} {side}.");
@@ -65,31 +66,15 @@ public sealed record ModelDescription(ModelSpec Spec, int Classes, int Channels,
     }
 
     /// <summary>
-    /// About how many parameters and buffers the network has (exact for SmallCnn, an upper estimate for the others),
-    /// computed from the numbers alone so that it is safe on any description.
+    /// About how many parameters and buffers the network has (never fewer; exact for SmallCnn and Inception v3, at most
+    /// a few percent above for the others), computed from the numbers alone so that it is safe on any description
+    /// (<see cref="ArchitectureDescriptor"/>). A network the library cannot rebuild has no estimate.
     /// </summary>
     public long EstimateParameterCount()
     {
-        double rho = Spec.Rho;
-        double S(int width) => Math.Max(1, Math.Round(width * rho));
-        double c = Channels, k = Classes, side = Math.Floor(Height / 4.0);
-        double n = Spec.Architecture switch
-        {
-            ModelArchitecture.SmallCnn => (c * 9 + 1) * S(32) + (S(32) * 9 + 1) * S(64) + (S(64) * side * side + 1) * S(128) + (S(128) + 1) * k,
-            ModelArchitecture.SmallResNet => ResNet(S(16), S(32), S(64)),
-            _ when TorchVisionModels.IsTorchVision(Spec.Architecture) => TorchVisionModels.ParameterCount(Spec.Architecture, Classes),
-            // torchvision's Inception v3 has 21.8M parameters without its classifiers; the deeper variant adds two 768-channel blocks.
-            _ => (22e6 * (Spec.Deeper ? 1.25 : 1) + (Spec.AuxLogits ? 3.2e6 : 0)) * Math.Max(rho, 0.1) * Math.Max(rho, 0.1) * 1.2
-                 + c * 9 * S(32) + (S(2048) + 1) * k + (Spec.AuxLogits ? (S(768) + 1) * k : 0),
-        };
+        var architecture = Architectures.Of(Spec.Architecture);
+        var count = architecture.CountParameters ?? throw new NotSupportedException(ModelSpec.CustomCannotBeRebuilt);
+        double n = count(Spec, Classes, Channels, Height);
         return n >= long.MaxValue ? long.MaxValue : (long)Math.Ceiling(n);
-
-        double ResNet(double w1, double w2, double w3)
-        {
-            double blocks = Math.Min(Spec.BlocksPerStage, 1_000_000);
-            double Block(double i, double o) => i * 9 * o + o * 9 * o + 10 * o + (i != o ? i * o + 5 * o : 0);
-            return c * 9 * w1 + 5 * w1 + Block(w1, w1) + Block(w1, w2) + Block(w2, w3)
-                   + (blocks - 1) * (Block(w1, w1) + Block(w2, w2) + Block(w3, w3)) + (w3 + 1) * k;
-        }
     }
 }
