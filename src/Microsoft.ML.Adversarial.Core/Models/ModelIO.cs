@@ -48,7 +48,8 @@ public static partial class ModelIO
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(description);
-        if (description.Spec?.Architecture == ModelArchitecture.Custom) throw new NotSupportedException(ModelSpec.CustomCannotBeRebuilt);
+        if (description.Spec is { } spec && Enum.IsDefined(spec.Architecture) && !Architectures.Of(spec.Architecture).Rebuildable)
+            throw new NotSupportedException(ModelSpec.CustomCannotBeRebuilt);
         description.Validate();
         // A disposed network would be written as a short, unloadable file: refuse before writing anything.
         var parameters = model.parameters().ToList();
