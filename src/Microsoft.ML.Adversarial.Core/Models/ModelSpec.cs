@@ -5,7 +5,10 @@ using static TorchSharp.torch.nn;
 
 namespace Microsoft.ML.Adversarial.Models;
 
-/// <summary>The networks the library can build by name.</summary>
+/// <summary>
+/// The networks the library can build by name (the name model files store). What each one is, its names, builder,
+/// smallest side and parameter count, is its <see cref="ArchitectureDescriptor"/> in <see cref="Architectures.All"/>.
+/// </summary>
 public enum ModelArchitecture
 {
     /// <summary><see cref="Models.SmallCnn"/>: two convolutions and two dense layers, for small grey or colour images.</summary>
