@@ -17,7 +17,8 @@ internal static class ImportCommand
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Model file to write (.advml)", Required = true };
     private static readonly Option<string> Arch = new("--arch")
     {
-        Description = "resnet18, resnet34, resnet50, resnet101, vgg11, vgg11_bn, vgg13, vgg16, vgg16_bn, vgg19, mobilenet_v2, googlenet, alexnet, inception_v3 (or smallcnn, smallresnet)",
+        Description = $"The network the weights are for, by torchvision's name: {string.Join(", ", TorchVisionModels.ByTorchVisionName.Keys)} " +
+                      $"(or {string.Join(", ", Architectures.Rebuildable.Where(d => d.TorchVisionName is null).Select(d => d.Name))})",
         Required = true,
     };
     private static readonly Option<string> Weights = new("--weights") { Description = "torch.save(model.state_dict(), path) file (or TorchSharp weights)", Required = true };

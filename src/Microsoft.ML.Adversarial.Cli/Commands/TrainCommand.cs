@@ -21,7 +21,7 @@ internal static class TrainCommand
     // names every command uses.
     private static readonly Option<int?> TrainCount = CommonOptions.Positive(new("--train-count") { Description = "Old name of --count", Hidden = true });
     private static readonly Option<int?> OldBatch = CommonOptions.Positive(new("--batch", "-m") { Description = "Old name of --batch-size", Hidden = true });
-    private static readonly Option<string> Arch = new("--arch") { Description = "smallcnn, smallresnet or inceptionv3", DefaultValueFactory = _ => "smallcnn" };
+    private static readonly Option<string> Arch = new("--arch") { Description = $"The network: {Architectures.NameList}", DefaultValueFactory = _ => "smallcnn" };
     private static readonly Option<double> Rho = new("--rho") { Description = "Width multiplier of every layer", DefaultValueFactory = _ => 1 };
     private static readonly Option<string> Activation = new("--activation") { Description = "relu, relu6, reludecay[:beta], tanh, elu", DefaultValueFactory = _ => "relu" };
     private static readonly Option<double> Dropout = new("--dropout") { Description = "Dropout before the last layer", DefaultValueFactory = _ => 0 };

@@ -72,8 +72,12 @@ public sealed record ComputeOptions
         _ => throw new ArgumentException($"Unknown precision '{text}'. Use fp32, bf16 or fp16.", nameof(text)),
     };
 
+    /// <summary>The short name <see cref="ParsePrecision"/> reads: "fp32", "bf16" or "fp16".</summary>
+    internal static string PrecisionName(ComputePrecision precision) =>
+        precision switch { ComputePrecision.BFloat16 => "bf16", ComputePrecision.Float16 => "fp16", _ => "fp32" };
+
     /// <summary>E.g. <c>fp32, channels-last, BatchNorm folded</c>.</summary>
     public override string ToString() =>
-        $"{(Precision switch { ComputePrecision.BFloat16 => "bf16", ComputePrecision.Float16 => "fp16", _ => "fp32" })}" +
+        $"{PrecisionName(Precision)}" +
         $"{(ChannelsLast ? ", channels-last" : "")}{(FoldBatchNorm ? ", BatchNorm folded" : "")}{(VerifyFastPath || IsPlain ? "" : ", unverified")}";
 }

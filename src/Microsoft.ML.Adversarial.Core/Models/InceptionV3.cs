@@ -140,6 +140,48 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>, IAuxiliaryClassifier, 
         return (fc.call(dropout.call(x)), aux);
     }
 
+    /// <summary>
+    /// Parameters and buffers (running statistics and BatchNorm's step counter included) of the network these
+    /// arguments build, computed from the numbers alone, layer by layer as the constructor builds it: nothing is
+    /// allocated, so it is safe on any description (<see cref="ModelDescription.EstimateParameterCount"/>).
+    /// </summary>
+    internal static double ParameterCount(int classes, double rho, bool deeper, bool auxLogits, int inChannels)
+    {
+        double total = 0;
+        // BasicConv2d: the convolution (no bias), BatchNorm's weight, bias, running mean and variance, and its counter.
+        double Conv(double inC, int width, int kh, int kw)
+        {
+            double o = Math.Max(1, Math.Round(width * rho));
+            total += inC * o * kh * kw + 4 * o + 1;
+            return o;
+        }
+        double A(double x, int pool) =>
+            Conv(x, 64, 1, 1) + Conv(Conv(x, 48, 1, 1), 64, 5, 5) + Conv(Conv(Conv(x, 64, 1, 1), 96, 3, 3), 96, 3, 3) + Conv(x, pool, 1, 1);
+        double B(double x) => Conv(x, 384, 3, 3) + Conv(Conv(Conv(x, 64, 1, 1), 96, 3, 3), 96, 3, 3) + x;
+        double C(double x, int c7) =>
+            Conv(x, 192, 1, 1) + Conv(Conv(Conv(x, c7, 1, 1), c7, 1, 7), 192, 7, 1)
+            + Conv(Conv(Conv(Conv(Conv(x, c7, 1, 1), c7, 7, 1), c7, 1, 7), c7, 7, 1), 192, 1, 7) + Conv(x, 192, 1, 1);
+        double D(double x) => Conv(Conv(x, 192, 1, 1), 320, 3, 3) + Conv(Conv(Conv(Conv(x, 192, 1, 1), 192, 1, 7), 192, 7, 1), 192, 3, 3) + x;
+        double E(double x)
+        {
+            double o1 = Conv(x, 320, 1, 1), s = Conv(x, 384, 1, 1);
+            double o2 = Conv(s, 384, 1, 3) + Conv(s, 384, 3, 1);
+            double d = Conv(Conv(x, 448, 1, 1), 384, 3, 3);
+            return o1 + o2 + Conv(d, 384, 1, 3) + Conv(d, 384, 3, 1) + Conv(x, 192, 1, 1);
+        }
+        double c = Conv(Conv(Conv(Conv(Conv(inChannels, 32, 3, 3), 32, 3, 3), 64, 3, 3), 80, 1, 1), 192, 3, 3);
+        c = B(A(A(A(c, 32), 64), 64));
+        c = C(C(C(C(c, 128), 160), 160), 192);
+        if (deeper) c = C(C(c, 192), 192);
+        if (auxLogits)
+        {
+            double auxFeatures = Conv(Conv(c, 128, 1, 1), 768, 5, 5); // before adding: "total +=" reads total first
+            total += (auxFeatures + 1) * classes;
+        }
+        c = E(E(D(c)));
+        return total + (c + 1) * classes;
+    }
+
     private static Tensor TransformImageNetInput(Tensor x)
     {
         // Held Scalars (see HeldScalars): these run inside every attack's forward pass.

@@ -2,109 +2,23 @@ using System.IO.Compression;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using TorchSharp;
-using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
 namespace Microsoft.ML.Adversarial.Models;
 
-/// <summary>What a model file says about its network, so that loading can rebuild it.</summary>
-public sealed record ModelDescription(ModelSpec Spec, int Classes, int Channels, int Height, int Width, IReadOnlyList<string>? ClassNames = null)
-{
-    /// <summary>
-    /// The pixel range the network takes (null in files written before it was stored: those models were trained on
-    /// [0, 1], see <see cref="InputRangeOrDefault"/>). Attacks use it to convert epsilon and to clip.
-    /// </summary>
-    public InputRange? InputRange { get; init; }
-
-    /// <summary><see cref="InputRange"/>, or [0, 1] for files that do not say (every model before the field existed was trained on [0, 1]).</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
-    public InputRange InputRangeOrDefault => InputRange ?? Adversarial.InputRange.UnitInterval;
-
-    /// <summary>Most classes a description may declare (ImageNet-21k has 21,841).</summary>
-    public const int MaxClasses = 100_000;
-    /// <summary>Most input channels a description may declare.</summary>
-    public const int MaxChannels = 64;
-    /// <summary>Largest image side a description may declare.</summary>
-    public const int MaxSide = 4096;
-    /// <summary>Most parameters a description may need (4 GB of float32 weights).</summary>
-    public const long MaxParameters = 1_000_000_000;
-
-    /// <summary>Builds the (untrained) network this description describes (after <see cref="Validate"/>).</summary>
-    public Module<Tensor, Tensor> CreateModel()
-    {
-        Validate();
-        return Spec.Create(Classes, (Channels, Height, Width));
-    }
-
-    /// <summary>
-    /// Checks every number before anything is allocated: a damaged or hostile description must give an error, not a
-    /// native crash or an attempt to allocate hundreds of gigabytes. The message names the field and its value.
-    /// </summary>
-    public void Validate()
-    {
-        if (Spec is null) throw new ArgumentNullException(nameof(Spec), "The description has no Spec (architecture, rho, activation).");
-        if (!Enum.IsDefined(Spec.Architecture))
-            throw new ArgumentOutOfRangeException(nameof(Spec.Architecture), Spec.Architecture, $"Unknown architecture {Spec.Architecture}.");
-        if (Spec.Architecture == ModelArchitecture.Custom)
-            throw new ArgumentException(ModelSpec.CustomCannotBeRebuilt, nameof(Spec));
-        Spec.Validate();
-        if (Classes < 2 || Classes > MaxClasses)
-            throw new ArgumentOutOfRangeException(nameof(Classes), Classes, $"A classifier needs 2 to {MaxClasses} classes; the description says {Classes}.");
-        if (ClassNames is not null && (ClassNames.Count != Classes || ClassNames.Any(n => n is null)))
-            throw new ArgumentException($"ClassNames has {ClassNames.Count} names (or a null one) for {Classes} classes.", nameof(ClassNames));
-        if (Channels < 1 || Channels > MaxChannels)
-            throw new ArgumentOutOfRangeException(nameof(Channels), Channels, $"Channels must lie in 1..{MaxChannels}; the description says {Channels}.");
-        if (TorchVisionModels.IsTorchVision(Spec.Architecture) && Channels != 3)
-            throw new ArgumentOutOfRangeException(nameof(Channels), Channels, $"{Spec.Architecture} takes 3-channel images; the description says {Channels}.");
-        int minSide = Spec.Architecture == ModelArchitecture.SmallCnn ? 4 : TorchVisionModels.MinSide(Spec.Architecture);
-        foreach (var (name, side) in new[] { (nameof(Height), Height), (nameof(Width), Width) })
-            if (side < minSide || side > MaxSide)
-                throw new ArgumentOutOfRangeException(name, side, $"{Spec.Architecture} takes images of {minSide} to {MaxSide} pixels a side; the description says {name} {side}.");
-        if (Height != Width)
-            throw new ArgumentException($"{Spec.Architecture} needs square images; the description says {Height}x{Width}.", nameof(Width));
-        long parameters = EstimateParameterCount();
-        if (parameters > MaxParameters)
-            throw new ArgumentOutOfRangeException(nameof(Spec), $"{Spec} for {Channels}x{Height}x{Width} images and {Classes} classes needs about " +
-                $"{parameters:N0} parameters ({parameters * 4.0 / (1L << 30):F0} GiB), more than the {MaxParameters:N0} allowed. Use a smaller rho or smaller images.");
-    }
-
-    /// <summary>
-    /// About how many parameters and buffers the network has (exact for SmallCnn, an upper estimate for the others),
-    /// computed from the numbers alone so that it is safe on any description.
-    /// </summary>
-    public long EstimateParameterCount()
-    {
-        double rho = Spec.Rho;
-        double S(int width) => Math.Max(1, Math.Round(width * rho));
-        double c = Channels, k = Classes, side = Math.Floor(Height / 4.0);
-        double n = Spec.Architecture switch
-        {
-            ModelArchitecture.SmallCnn => (c * 9 + 1) * S(32) + (S(32) * 9 + 1) * S(64) + (S(64) * side * side + 1) * S(128) + (S(128) + 1) * k,
-            ModelArchitecture.SmallResNet => ResNet(S(16), S(32), S(64)),
-            _ when TorchVisionModels.IsTorchVision(Spec.Architecture) => TorchVisionModels.ParameterCount(Spec.Architecture, Classes),
-            // torchvision's Inception v3 has 21.8M parameters without its classifiers; the deeper variant adds two 768-channel blocks.
-            _ => (22e6 * (Spec.Deeper ? 1.25 : 1) + (Spec.AuxLogits ? 3.2e6 : 0)) * Math.Max(rho, 0.1) * Math.Max(rho, 0.1) * 1.2
-                 + c * 9 * S(32) + (S(2048) + 1) * k + (Spec.AuxLogits ? (S(768) + 1) * k : 0),
-        };
-        return n >= long.MaxValue ? long.MaxValue : (long)Math.Ceiling(n);
-
-        double ResNet(double w1, double w2, double w3)
-        {
-            double blocks = Math.Min(Spec.BlocksPerStage, 1_000_000);
-            double Block(double i, double o) => i * 9 * o + o * 9 * o + 10 * o + (i != o ? i * o + 5 * o : 0);
-            return c * 9 * w1 + 5 * w1 + Block(w1, w1) + Block(w1, w2) + Block(w2, w3)
-                   + (blocks - 1) * (Block(w1, w1) + Block(w2, w2) + Block(w3, w3)) + (w3 + 1) * k;
-        }
-    }
-}
-
 /// <summary>
 /// Saving and loading networks: a self-describing model file (a zip holding <c>model.json</c> with the architecture
-/// and <c>weights.bin</c> in TorchSharp's format), raw TorchSharp weights, and PyTorch state dicts
-/// (<c>torch.save(model.state_dict(), path)</c>) or safetensors files, whose names must match the module's.
+/// and <c>weights.bin</c> in TorchSharp's format, each checked by its CRC-32 and SHA-256 before anything is built),
+/// raw TorchSharp weights, and PyTorch state dicts (<c>torch.save(model.state_dict(), path)</c>), whose names must
+/// match the module's.
 /// </summary>
-public static class ModelIO
+/// <remarks>
+/// One class, one file per job: this file is the model file (the zip format and its checks); <c>ModelIO.Weights.cs</c>
+/// loads and checks state dicts; <see cref="ModelDescription"/> (its own file) is what a model file says about its
+/// network and the validation of it.
+/// </remarks>
+public static partial class ModelIO
 {
     /// <summary>Version of the model file layout; files from a newer layout are refused.</summary>
     public const int FormatVersion = 1;
@@ -134,7 +48,8 @@ public static class ModelIO
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(description);
-        if (description.Spec?.Architecture == ModelArchitecture.Custom) throw new NotSupportedException(ModelSpec.CustomCannotBeRebuilt);
+        if (description.Spec is { } spec && Enum.IsDefined(spec.Architecture) && !Architectures.Of(spec.Architecture).Rebuildable)
+            throw new NotSupportedException(ModelSpec.CustomCannotBeRebuilt);
         description.Validate();
         // A disposed network would be written as a short, unloadable file: refuse before writing anything.
         var parameters = model.parameters().ToList();
@@ -267,190 +182,6 @@ public static class ModelIO
         string first = message.Split('\n', 2)[0].TrimEnd();
         int p = first.LastIndexOf(" (Parameter '", StringComparison.Ordinal);
         return p > 0 ? first[..p] : first;
-    }
-
-    /// <summary>The zip format's CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), slicing by 8 bytes.</summary>
-    private static class ZipCrc32
-    {
-        private static readonly uint[] Table = Build();
-
-        private static uint[] Build()
-        {
-            var t = new uint[8 * 256];
-            for (uint i = 0; i < 256; i++)
-            {
-                uint c = i;
-                for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-                t[i] = c;
-            }
-            for (int i = 0; i < 256; i++)
-                for (int s = 1; s < 8; s++)
-                    t[s * 256 + i] = (t[(s - 1) * 256 + i] >> 8) ^ t[t[(s - 1) * 256 + i] & 0xFF];
-            return t;
-        }
-
-        public static uint Compute(ReadOnlySpan<byte> data)
-        {
-            uint crc = 0xFFFFFFFFu;
-            var t = Table;
-            while (data.Length >= 8)
-            {
-                uint lo = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(data) ^ crc;
-                uint hi = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(data[4..]);
-                crc = t[7 * 256 + (lo & 0xFF)] ^ t[6 * 256 + ((lo >> 8) & 0xFF)] ^ t[5 * 256 + ((lo >> 16) & 0xFF)] ^ t[4 * 256 + (lo >> 24)]
-                    ^ t[3 * 256 + (hi & 0xFF)] ^ t[2 * 256 + ((hi >> 8) & 0xFF)] ^ t[256 + ((hi >> 16) & 0xFF)] ^ t[hi >> 24];
-                data = data[8..];
-            }
-            foreach (byte b in data) crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8);
-            return ~crc;
-        }
-    }
-
-    /// <summary>
-    /// Loads weights into an existing module from a TorchSharp weights file (<c>module.save</c>) or a PyTorch state dict
-    /// (<c>torch.save(model.state_dict(), path)</c>, e.g. torchvision's Inception v3 into <see cref="InceptionV3"/>).
-    /// Every parameter and buffer must be present with the same name and shape; otherwise nothing is changed and the
-    /// error lists the differences.
-    /// </summary>
-    /// <param name="model">The network to fill.</param>
-    /// <param name="path">The weights file.</param>
-    /// <param name="skippedPrefixes">File entries under these prefixes that the model does not have are skipped (training-only
-    /// heads such as GoogLeNet's aux1/aux2, see <see cref="TorchVisionModels.TrainingOnlyPrefixes"/>); null skips none.</param>
-    public static void LoadWeights(Module<Tensor, Tensor> model, string path, IReadOnlyCollection<string>? skippedPrefixes = null)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        skippedPrefixes ??= Array.Empty<string>();
-        if (!File.Exists(path)) throw new FileNotFoundException($"Weights file '{path}' does not exist.", path);
-        using var scope = NewDisposeScope();
-        Dictionary<string, Tensor> source;
-        var kind = DetectFormat(path);
-        try
-        {
-            source = kind == WeightsFormat.PyTorch ? ReadPyTorchStateDict(path) : ReadTorchSharpStateDict(path);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            throw new InvalidDataException($"'{path}' could not be read as {kind} weights ({e.Message}). Is the file complete?", e);
-        }
-        var target = model.state_dict();
-        foreach (var key in source.Keys.Where(k => !target.ContainsKey(k) && skippedPrefixes.Any(p => k.StartsWith(p, StringComparison.Ordinal))).ToList())
-            source.Remove(key);
-        if (Differences(target, source, "in the file", "in the model") is { } differences)
-            throw new InvalidDataException(
-                $"'{path}' does not fit {model.GetType().Name}; nothing was loaded.{differences}" +
-                " Build the model with the architecture, width (rho) and class count the weights were trained with.");
-        using var _ = no_grad();
-        foreach (var (name, t) in target)
-            t.copy_(source[name].to(t.dtype));
-    }
-
-    /// <summary>
-    /// Builds the network <paramref name="description"/> names and loads a PyTorch state dict (or TorchSharp weights)
-    /// into it, after checking every name and shape (training-only heads excepted, see
-    /// <see cref="TorchVisionModels.TrainingOnlyPrefixes"/>). The network is returned in evaluation mode.
-    /// </summary>
-    public static Module<Tensor, Tensor> Import(ModelDescription description, string weightsPath, Device? device = null)
-    {
-        ArgumentNullException.ThrowIfNull(description);
-        var model = description.CreateModel();
-        try
-        {
-            LoadWeights(model, weightsPath, TorchVisionModels.TrainingOnlyPrefixes(description.Spec));
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        if (device is not null) model.to(device);
-        model.eval();
-        return model;
-    }
-
-    /// <summary>
-    /// Checks that <paramref name="model"/> is the network <paramref name="description"/> rebuilds (same parameter and
-    /// buffer names and shapes), so that a model file written from it loads again. Throws <see cref="ArgumentException"/>
-    /// listing the differences otherwise.
-    /// </summary>
-    public static void CheckArchitecture(Module<Tensor, Tensor> model, ModelDescription description)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(description);
-        using var scope = NewDisposeScope();
-        using var rebuilt = description.CreateModel();
-        var differences = Differences(rebuilt.state_dict(), model.state_dict(), "in the module", $"in {description.Spec.Architecture}");
-        if (differences is not null)
-            throw new ArgumentException($"The module is not the {description.Spec} network for {description.Channels}x{description.Height}x{description.Width} " +
-                $"images and {description.Classes} classes, so a model file could not rebuild it.{differences} Give the architecture it was built as, or none " +
-                "(it can then be used but not saved).", nameof(model));
-    }
-
-    /// <summary>Names missing from <paramref name="source"/>, names it has beyond <paramref name="target"/>, and shapes that differ; null when none.</summary>
-    private static string? Differences(IReadOnlyDictionary<string, Tensor> target, IReadOnlyDictionary<string, Tensor> source, string inSource, string inTarget)
-    {
-        var missing = target.Keys.Where(k => !source.ContainsKey(k)).ToList();
-        var unexpected = source.Keys.Where(k => !target.ContainsKey(k)).ToList();
-        var wrongShape = target.Where(t => source.TryGetValue(t.Key, out var v) && !v.shape.SequenceEqual(t.Value.shape))
-            .Select(t => $"{t.Key} is [{string.Join(", ", source[t.Key].shape)}] {inSource}, [{string.Join(", ", t.Value.shape)}] {inTarget}").ToList();
-        if (missing.Count + unexpected.Count + wrongShape.Count == 0) return null;
-        static string List(string what, List<string> items) =>
-            items.Count == 0 ? "" : $" {what} ({items.Count}): {string.Join("; ", items.Take(5))}{(items.Count > 5 ? "; ..." : "")}.";
-        return List($"Missing {inSource}", missing) + List($"Not {inTarget}", unexpected) + List("Different shapes", wrongShape);
-    }
-
-    private static Dictionary<string, Tensor> ReadPyTorchStateDict(string path)
-    {
-        using var stream = File.OpenRead(path);
-        var table = PyTorchUnpickler.UnpickleStateDict(stream, leaveOpen: false);
-        var result = new Dictionary<string, Tensor>();
-        foreach (System.Collections.DictionaryEntry e in table)
-            if (e.Value is Tensor t) result[(string)e.Key] = t;
-        return result;
-    }
-
-    private static Dictionary<string, Tensor> ReadTorchSharpStateDict(string path)
-    {
-        // TorchSharp's format: count, then (name, tensor) pairs; read it into a twin dictionary without touching the model.
-        using var reader = new BinaryReader(File.OpenRead(path));
-        long count = DecodeLength(reader);
-        var result = new Dictionary<string, Tensor>();
-        for (long i = 0; i < count; i++)
-        {
-            string name = reader.ReadString();
-            result[name] = TensorExtensionMethods.Load(reader);
-        }
-        return result;
-    }
-
-    // TorchSharp writes counts as 7-bit groups, low bits first, high bit set on all but the last byte.
-    private static long DecodeLength(BinaryReader reader)
-    {
-        long value = 0;
-        for (int shift = 0; shift < 63; shift += 7)
-        {
-            long b = reader.ReadByte();
-            value |= (b & 0x7f) << shift;
-            if ((b & 0x80) == 0) return value;
-        }
-        throw new InvalidDataException("Malformed entry count.");
-    }
-
-    /// <summary>Saves a module's weights as a PyTorch state dict that <c>model.load_state_dict(torch.load(path))</c> reads.</summary>
-    public static void SavePyTorch(Module<Tensor, Tensor> model, string path) => model.save_py(path);
-
-    /// <summary>The names of a module's parameters and buffers, in state-dict order.</summary>
-    public static IReadOnlyList<string> ParameterNames(Module model) => model.state_dict().Keys.ToList();
-
-    internal enum WeightsFormat { TorchSharp, PyTorch }
-
-    internal static WeightsFormat DetectFormat(string path)
-    {
-        Span<byte> head = stackalloc byte[4];
-        using var f = File.OpenRead(path);
-        int n = f.Read(head);
-        // torch.save writes a zip ("PK\x03\x04") since PyTorch 1.6, a pickle (0x80 protocol byte) before.
-        if (n >= 2 && ((head[0] == (byte)'P' && head[1] == (byte)'K') || head[0] == 0x80)) return WeightsFormat.PyTorch;
-        return WeightsFormat.TorchSharp;
     }
 
     internal static string LibraryVersion { get; } =

@@ -5,7 +5,10 @@ using static TorchSharp.torch.nn;
 
 namespace Microsoft.ML.Adversarial.Models;
 
-/// <summary>The networks the library can build by name.</summary>
+/// <summary>
+/// The networks the library can build by name (the name model files store). What each one is, its names, builder,
+/// smallest side and parameter count, is its <see cref="ArchitectureDescriptor"/> in <see cref="Architectures.All"/>.
+/// </summary>
 public enum ModelArchitecture
 {
     /// <summary><see cref="Models.SmallCnn"/>: two convolutions and two dense layers, for small grey or colour images.</summary>
@@ -76,67 +79,37 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
     /// <summary>A new, randomly initialised network for images of <paramref name="shape"/> and <paramref name="classes"/> classes.</summary>
     public Module<Tensor, Tensor> Create(int classes, (int Channels, int Height, int Width) shape)
     {
+        var architecture = Architectures.Of(Architecture);
         if (shape.Height != shape.Width)
             throw new ArgumentException($"{Architecture} needs square images; got {shape.Height}x{shape.Width}. Resize them (ResizeImages) first.");
         // Recorded so a ComputeModel can rebuild the network for its replica (bfloat16, BatchNorm folded).
-        return ModelReplicas.Register(Architecture switch
-        {
-            ModelArchitecture.SmallCnn => new SmallCnn(classes, Rho, Activation, Dropout, inChannels: shape.Channels, imageSide: shape.Height),
-            ModelArchitecture.SmallResNet => new SmallResNet(classes, Rho, Activation, shape.Channels, BlocksPerStage),
-            ModelArchitecture.InceptionV3 when shape.Height < 75 =>
-                throw new ArgumentException($"InceptionV3 needs images of at least 75x75; got {shape.Height}x{shape.Width}. Resize them (ResizeImages) first."),
-            ModelArchitecture.InceptionV3 when TransformInput && shape.Channels != 3 =>
-                throw new ArgumentException($"TransformInput maps the 3 ImageNet-normalised channels; got {shape.Channels}-channel images. Turn TransformInput off or give RGB images."),
-            ModelArchitecture.InceptionV3 => new InceptionV3(classes, Rho, Deeper, AuxLogits, Dropout, Activation, shape.Channels, TransformInput),
-            ModelArchitecture.Custom => throw new NotSupportedException(CustomCannotBeRebuilt),
-            _ when TorchVisionModels.IsTorchVision(Architecture) && shape.Channels != 3 =>
-                throw new ArgumentException($"{Architecture} takes 3-channel images; got {shape.Channels}. Convert grey images to RGB (ConvertToGrayscale off, ExtractPixels with colors RGB)."),
-            _ when TorchVisionModels.IsTorchVision(Architecture) && shape.Height < TorchVisionModels.MinSide(Architecture) =>
-                throw new ArgumentException($"{Architecture} needs images of at least {TorchVisionModels.MinSide(Architecture)}x{TorchVisionModels.MinSide(Architecture)}; got {shape.Height}x{shape.Width}. Resize them (ResizeImages) first."),
-            _ when TorchVisionModels.IsTorchVision(Architecture) => CreateTorchVision(classes),
-            _ => throw new ArgumentOutOfRangeException(nameof(Architecture), Architecture, "Unknown architecture."),
-        }, () => Create(classes, shape));
+        return ModelReplicas.Register(architecture.Create(this, classes, shape), () => Create(classes, shape));
     }
 
     /// <summary>Why a <see cref="ModelArchitecture.Custom"/> network cannot be saved or rebuilt, and what to do.</summary>
-    internal const string CustomCannotBeRebuilt =
-        "The network is a custom module the library cannot rebuild, so it cannot be written to a model file. If it is one of the " +
-        "architectures the library builds (smallcnn, smallresnet, inceptionv3, resnet18/34/50/101, vgg11/13/16/19(_bn), mobilenet_v2, googlenet, alexnet), " +
-        "pass that architecture (a ModelSpec) when wrapping it; otherwise save its weights (ModelIO.SavePyTorch or module.save) and wrap it again after loading them.";
+    internal static string CustomCannotBeRebuilt => Architectures.CustomCannotBeRebuilt;
 
-    private Module<Tensor, Tensor> CreateTorchVision(int classes)
-    {
-        TorchVisionModels.CheckSpec(this);
-        return TorchVisionModels.Create(this, classes);
-    }
-
-    /// <summary>Checks the numbers before anything is built or loaded: rho &gt; 0, dropout in [0, 1), at least one block per stage.</summary>
+    /// <summary>
+    /// Checks the numbers before anything is built or loaded: rho &gt; 0, dropout in [0, 1), at least one block per
+    /// stage, and what the architecture takes (<see cref="ArchitectureDescriptor"/>).
+    /// </summary>
     public void Validate()
     {
+        var architecture = Architectures.Of(Architecture);
         ModelChecks.Width(Rho);
-        TorchVisionModels.CheckSpec(this);
+        architecture.CheckSpec?.Invoke(this);
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, $"Dropout must lie in [0, 1); got {Dropout}.");
         if (BlocksPerStage < 1) throw new ArgumentOutOfRangeException(nameof(BlocksPerStage), BlocksPerStage, "BlocksPerStage must be at least 1.");
-        if (TransformInput && Architecture != ModelArchitecture.InceptionV3)
+        if (TransformInput && !architecture.TakesTransformInput)
             throw new ArgumentException($"TransformInput is torchvision's transform_input of Inception v3; {Architecture} has none. Turn it off.", nameof(TransformInput));
     }
 
     /// <summary>
     /// Parses "smallcnn", "smallresnet", "inceptionv3" (also "inception-v3", "resnet") and torchvision's names
-    /// ("resnet18", "vgg16_bn", "mobilenet_v2", "googlenet", "alexnet", "inception_v3").
+    /// ("resnet18", "vgg16_bn", "mobilenet_v2", "googlenet", "alexnet", "inception_v3"): every name and alias in
+    /// <see cref="Architectures.All"/>.
     /// </summary>
-    public static ModelArchitecture ParseArchitecture(string text)
-    {
-        string key = text.Trim().ToLowerInvariant().Replace("-", "").Replace("_", "");
-        return key switch
-        {
-            "smallcnn" or "cnn" => ModelArchitecture.SmallCnn,
-            "smallresnet" or "resnet" => ModelArchitecture.SmallResNet,
-            "inceptionv3" or "inception" => ModelArchitecture.InceptionV3,
-            _ => TorchVisionModels.ByTorchVisionName.FirstOrDefault(kv => kv.Key.Replace("_", "") == key) is { Key: not null } hit ? hit.Value
-                : throw new ArgumentException($"Unknown architecture '{text}'. Known: smallcnn, smallresnet, inceptionv3, {string.Join(", ", TorchVisionModels.ByTorchVisionName.Keys.Where(k => k != "inception_v3"))}."),
-        };
-    }
+    public static ModelArchitecture ParseArchitecture(string text) => Architectures.Parse(text).Architecture;
 
     private static readonly JsonSerializerOptions Json = new() { Converters = { new JsonStringEnumConverter() } };
 

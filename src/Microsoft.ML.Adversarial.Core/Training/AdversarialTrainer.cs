@@ -120,7 +120,7 @@ public sealed partial class AdversarialTrainer
         (byte[] Bytes, string Path)? savedReplicaBuffers = null; // every rank's BatchNorm statistics (distributed, per replica)
         if (_checkpoints is { Resume: true, Directory: { } dir } && WritesFiles && Checkpoint.Exists(dir))
         {
-            step = Checkpoint.Load(dir, model, optimizer, Fingerprint(model), settings, out savedReplicaBuffers);
+            step = Checkpoint.Load(dir, model, optimizer, Fingerprint(model), settings, out savedReplicaBuffers, SettingsBeforeRecorded);
             _log?.Invoke($"Resumed from step {step} of {total} ({dir}).");
         }
         step = StartReplicas(model, optimizer, step, savedReplicaBuffers);
@@ -372,8 +372,18 @@ public sealed partial class AdversarialTrainer
     private static double CurrentLearningRate(TorchSharp.Modules.OptimizerHelper optimizer) => optimizer.ParamGroups.First().LearningRate;
 
     /// <summary>
-    /// Everything besides the architecture that decides what the steps do: options, seed and data. A resume must match
-    /// all of them (Epochs and MaxSteps may change: training longer is what resuming is for).
+    /// The value of each setting recorded after checkpoints were first written, for a checkpoint that does not record
+    /// it: it was written by a version that trained with that value (every run before the precision was recorded that
+    /// resumed was checked without it, so an older checkpoint is taken as 32-bit).
+    /// </summary>
+    internal static IReadOnlyDictionary<string, string> SettingsBeforeRecorded { get; } = new Dictionary<string, string>
+    {
+        ["Precision"] = ComputeOptions.PrecisionName(ComputePrecision.Float32),
+    };
+
+    /// <summary>
+    /// Everything besides the architecture that decides what the steps do: options, seed, precision and data. A resume
+    /// must match all of them (Epochs and MaxSteps may change: training longer is what resuming is for).
     /// </summary>
     internal Dictionary<string, string> Settings(IImageSource data)
     {
@@ -403,6 +413,10 @@ public sealed partial class AdversarialTrainer
         };
         // Only when on, so checkpoints written before clipping existed still resume.
         if (o.GradientClipNorm > 0) settings["GradientClipNorm"] = N(o.GradientClipNorm);
+        // The precision changes what every step computes (bfloat16 passes round each product). The layout options
+        // (channels-last, BatchNorm folding, the fast-path check) only reorder float additions, like another thread
+        // count, so a resume may change them.
+        settings["Precision"] = ComputeOptions.PrecisionName((o.Compute ?? ComputeOptions.Default).Precision);
         AddDistributedSettings(settings);
         return settings;
     }

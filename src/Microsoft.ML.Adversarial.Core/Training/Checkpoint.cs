@@ -88,9 +88,11 @@ public static class Checkpoint
     /// Loads the newest complete checkpoint into the model and optimiser; returns its step, and in
     /// <paramref name="replicaBuffers"/> the contents of its <see cref="ReplicaBuffersFile"/> (checked like the other
     /// files before anything is loaded; null when the checkpoint has none) with the file's path.
+    /// <paramref name="absentMeans"/> gives, for settings recorded later than others, the value a checkpoint that does
+    /// not record one was written with (so that it still resumes, and a run with another value is refused naming both).
     /// </summary>
     internal static long Load(string directory, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer, string fingerprint,
-        IReadOnlyDictionary<string, string>? settings, out (byte[] Bytes, string Path)? replicaBuffers)
+        IReadOnlyDictionary<string, string>? settings, out (byte[] Bytes, string Path)? replicaBuffers, IReadOnlyDictionary<string, string>? absentMeans = null)
     {
         string folder = Path.Combine(directory, Current);
         if (!File.Exists(Path.Combine(folder, "state.json"))) folder = Path.Combine(directory, Previous);
@@ -110,8 +112,11 @@ public static class Checkpoint
             throw new InvalidDataException(
                 $"Checkpoint '{folder}' was written for another architecture or optimiser.\n  checkpoint: {Shorten(state.Fingerprint)}\n  this run:   {Shorten(fingerprint)}\n" +
                 "Resume with the same model options, or point the run at a new checkpoint folder.");
-        if (state.Settings is { } saved && settings is not null)
+        if (state.Settings is { } recorded && settings is not null)
         {
+            var saved = new Dictionary<string, string>(recorded);
+            foreach (var (key, value) in absentMeans ?? new Dictionary<string, string>())
+                saved.TryAdd(key, value);
             var differences = saved.Keys.Union(settings.Keys).Order(StringComparer.Ordinal)
                 .Where(k => saved.GetValueOrDefault(k) != settings.GetValueOrDefault(k))
                 .Select(k => $"{k}: {saved.GetValueOrDefault(k) ?? "(none)"} vs {settings.GetValueOrDefault(k) ?? "(none)"}").ToList();

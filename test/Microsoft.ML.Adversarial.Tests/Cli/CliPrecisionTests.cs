@@ -34,6 +34,21 @@ public sealed class CliPrecisionTests
     }
 
     [TestMethod]
+    public void ResumingAnFp32CheckpointWithBf16IsRefusedNamingBothPrecisions()
+    {
+        string dir = TestData.TempFolder();
+        string[] Args(params string[] extra) =>
+            new[] { "train", "-o", "m.advml", "--count", "64", "--batch-size", "32", "--k", "0", "--rho", "0.25", "--checkpoint", "ck", "--checkpoint-every", "1" }
+                .Concat(extra).ToArray();
+        var first = Advml(dir, Args("--max-steps", "1"));
+        Assert.AreEqual(0, first.Code, first.Err);
+        var resumed = Advml(dir, Args("--max-steps", "2", "--resume", "--precision", "bf16"));
+        Assert.AreNotEqual(0, resumed.Code, "an fp32 checkpoint resumed in bf16 must be refused:\n" + resumed.Out);
+        StringAssert.Contains(resumed.Err, "Precision: fp32 vs bf16");
+        StringAssert.Contains(resumed.Err, "resume with the checkpoint's settings");
+    }
+
+    [TestMethod]
     public void AnUnknownPrecisionIsRefusedBeforeAnyWork()
     {
         string dir = TestData.TempFolder();

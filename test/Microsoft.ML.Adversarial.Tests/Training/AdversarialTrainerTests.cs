@@ -128,6 +128,59 @@ public sealed class AdversarialTrainerTests
     }
 
     [TestMethod]
+    public void ResumingWithAnotherPrecisionIsRefusedNamingBothValues()
+    {
+        var data = TestData.Train(64);
+        string dir = TestData.TempFolder();
+        var options = new AdversarialTrainingOptions { BatchSize = 32, AdversarialPerBatch = 0, MaxSteps = 2, Optimizer = OptimizerKind.Adam, LearningRate = 1e-3 };
+        new AdversarialTrainer(options, new CheckpointOptions { Directory = dir, Every = 1 }).Train(new SmallCnn(rho: 0.25), data);
+
+        // An fp32 checkpoint resumed in bfloat16 (advml train --resume --precision bf16) would mix two runs.
+        var model = new SmallCnn(rho: 0.25);
+        var before = model.parameters().First().clone();
+        var bf16 = new AdversarialTrainingOptions
+        {
+            BatchSize = 32, AdversarialPerBatch = 0, MaxSteps = 4, Optimizer = OptimizerKind.Adam, LearningRate = 1e-3, Compute = ComputeOptions.BFloat16,
+        };
+        var refused = Assert.ThrowsExactly<InvalidDataException>(() =>
+            new AdversarialTrainer(bf16, new CheckpointOptions { Directory = dir, Resume = true }).Train(model, data));
+        StringAssert.Contains(refused.Message, "Precision: fp32 vs bf16");
+        StringAssert.Contains(refused.Message, "resume with the checkpoint's settings");
+        Assert.IsTrue(model.parameters().First().equal(before).all().item<bool>(), "nothing may be loaded from a checkpoint of another precision");
+
+        // The layout options only reorder float additions: resuming with them changed is allowed.
+        var plainLayout = new AdversarialTrainingOptions
+        {
+            BatchSize = 32, AdversarialPerBatch = 0, MaxSteps = 3, Optimizer = OptimizerKind.Adam, LearningRate = 1e-3, Compute = ComputeOptions.Plain,
+        };
+        var resumed = new AdversarialTrainer(plainLayout, new CheckpointOptions { Directory = dir, Resume = true }).Train(new SmallCnn(rho: 0.25), data);
+        Assert.AreEqual(2, resumed.ResumedFromStep);
+    }
+
+    [TestMethod]
+    public void CheckpointsWrittenBeforeThePrecisionWasRecordedResumeAsFloat32()
+    {
+        var data = TestData.Train(64);
+        string dir = TestData.TempFolder();
+        AdversarialTrainingOptions Options(int steps, ComputeOptions compute) => new()
+        {
+            BatchSize = 32, AdversarialPerBatch = 0, MaxSteps = steps, Optimizer = OptimizerKind.Adam, LearningRate = 1e-3, Compute = compute,
+        };
+        new AdversarialTrainer(Options(2, ComputeOptions.Default), new CheckpointOptions { Directory = dir, Every = 1 }).Train(new SmallCnn(rho: 0.25), data);
+        // Take the precision out of the checkpoint's settings, as in a checkpoint written before it was recorded.
+        string state = Path.Combine(dir, "checkpoint", "state.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(state))!;
+        json["Settings"]!.AsObject().Remove("Precision");
+        File.WriteAllText(state, json.ToJsonString());
+
+        var refused = Assert.ThrowsExactly<InvalidDataException>(() =>
+            new AdversarialTrainer(Options(4, ComputeOptions.BFloat16), new CheckpointOptions { Directory = dir, Resume = true }).Train(new SmallCnn(rho: 0.25), data));
+        StringAssert.Contains(refused.Message, "Precision: fp32 vs bf16");
+        var resumed = new AdversarialTrainer(Options(3, ComputeOptions.Default), new CheckpointOptions { Directory = dir, Resume = true }).Train(new SmallCnn(rho: 0.25), data);
+        Assert.AreEqual(2, resumed.ResumedFromStep);
+    }
+
+    [TestMethod]
     public void CancellationStopsBetweenSteps()
     {
         var data = TestData.Train(128);
