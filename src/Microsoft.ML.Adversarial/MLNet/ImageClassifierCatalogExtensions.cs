@@ -116,7 +116,7 @@ public static class ImageClassifierCatalogExtensions
         if (range.Channels != 1 && range.Channels != shape.Channels)
             throw new ArgumentException($"The input range {range} has {range.Channels} channels but the images have {shape.Channels}.", "inputRange");
         var description = new ModelDescription(spec, classNames.Count, shape.Channels, shape.Height, shape.Width, classNames.ToArray()) { InputRange = range };
-        if (spec.Architecture != ModelArchitecture.Custom) description.Validate();
+        if (Architectures.Of(spec.Architecture).Rebuildable) description.Validate();
         return description;
     }
 

@@ -133,7 +133,7 @@ public sealed class ImageClassifierTransformer : ITransformer, IDisposable
             throw new ObjectDisposedException(nameof(Model), $"The classifier's {Spec} network has been disposed, so there is nothing to save. " +
                 "Save the model before disposing it, or load it again.");
         }
-        if (Spec.Architecture == ModelArchitecture.Custom)
+        if (!Architectures.Of(Spec.Architecture).Rebuildable)
         {
             ModelPersistence.AbandonFile(ctx);
             throw new NotSupportedException(ModelSpec.CustomCannotBeRebuilt);
