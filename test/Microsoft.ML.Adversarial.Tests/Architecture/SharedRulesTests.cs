@@ -25,18 +25,55 @@ public sealed class SharedRulesTests
         CollectionAssert.Contains(adapter, "Microsoft.ML.Data");
     }
 
-    [TestMethod]
-    public void RegistryFlagsAndOptionsTypesAgreeWithEveryAttackClass()
+    /// <summary>Counts the passes that differentiate the input (the input requires grad), around a real network.</summary>
+    private sealed class GradientPassCounter(nn.Module<Tensor, Tensor> inner) : nn.Module<Tensor, Tensor>("GradientPassCounter")
     {
-        foreach (var info in AttackRegistry.All)
+        private readonly nn.Module<Tensor, Tensor> _inner = inner;
+        public int GradientPasses, Passes;
+
+        public override Tensor forward(Tensor x)
         {
-            var attack = AttackRegistry.Create(info.Name);
-            Assert.AreEqual(attack.RequiresLabels, info.RequiresLabels, $"{info.Name}: RequiresLabels");
-            Assert.AreEqual(attack.UsesLabels, info.UsesTrueLabel, $"{info.Name}: UsesTrueLabel");
-            Assert.AreEqual(attack is OneStepAttack, info.IsOneStep, $"{info.Name}: IsOneStep");
-            Assert.AreEqual(attack.IsRandomBaseline, info.IsRandomBaseline, $"{info.Name}: IsRandomBaseline");
-            Assert.AreEqual(info.OptionsType, attack.Options.GetType(), $"{info.Name}: options type");
-            Assert.AreEqual(info.OptionsType, AttackRegistry.OptionsFor(info.Name).GetType(), $"{info.Name}: OptionsFor");
+            Passes++;
+            if (x.requires_grad) GradientPasses++;
+            return _inner.call(x);
+        }
+    }
+
+    [TestMethod]
+    public void RegistryFlagsDescribeWhatEachAttackDoes()
+    {
+        // Issue 29: this test compared the registry's flags with an instance built the way the registry builds them,
+        // which could not fail. Now each flag is checked against what the attack does on a real network and batch.
+        var (x, y) = TrainedModels.EvalBatch(8);
+        var wrongLabels = y.add(HeldScalars.Full(1, 1, ScalarType.Int64, y.device)).remainder(10);
+        foreach (var info in AttackRegistry.All.Where(i => !i.Name.StartsWith("test-", StringComparison.Ordinal)))
+        {
+            Attack Make() => AttackRegistry.Create(info.Name, AttackMethods.AutoAttackTests.CiBudget(info.Name, new AttackOptions { Epsilon = 8, Seed = 3, Compute = ComputeOptions.Plain }));
+            Assert.AreEqual(info.OptionsType, Make().Options.GetType(), $"{info.Name}: options type");
+
+            // RequiresLabels: without labels it refuses to run.
+            bool refused = false;
+            try { Make().Generate(TrainedModels.SmallCnn, x); }
+            catch (ArgumentException e) when (e.ParamName == "labels") { refused = true; }
+            Assert.AreEqual(info.RequiresLabels, refused, $"{info.Name}: RequiresLabels");
+
+            // UsesTrueLabel: other labels give other images.
+            var withTrue = Make().Generate(TrainedModels.SmallCnn, x, y);
+            bool readsLabels = !withTrue.eq(Make().Generate(TrainedModels.SmallCnn, x, wrongLabels)).all().item<bool>();
+            Assert.AreEqual(info.UsesTrueLabel, readsLabels, $"{info.Name}: UsesTrueLabel");
+
+            // NeedsGradients and IsOneStep: how many passes differentiate the input, and how many run at all (a one-step
+            // method takes one direction, from at most one gradient, and scores the clean batch at most once more).
+            var counter = new GradientPassCounter(TrainedModels.SmallCnn);
+            Make().Generate(counter, x, y);
+            Assert.AreEqual(info.NeedsGradients, counter.GradientPasses > 0, $"{info.Name}: NeedsGradients ({counter.GradientPasses} gradient passes)");
+            Assert.AreEqual(info.IsOneStep, counter.GradientPasses <= 1 && counter.Passes <= 2, $"{info.Name}: IsOneStep ({counter.GradientPasses} gradient passes of {counter.Passes})");
+
+            // IsRandomBaseline: the perturbation does not depend on the model at all.
+            var other = new SmallCnn(rho: 0.25);
+            var onOther = Make().Generate(other, x, y);
+            bool modelFree = withTrue.eq(onOther).all().item<bool>();
+            Assert.AreEqual(info.IsRandomBaseline, modelFree, $"{info.Name}: IsRandomBaseline");
         }
         // The facts the paper's analysis relies on.
         Assert.IsTrue(AttackRegistry.Describe("fgsm").RequiresLabels);
