@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
@@ -26,9 +27,9 @@ public sealed class ImageFolderOptions
     /// <summary>Extract one grey channel instead of R, G, B.</summary>
     public bool Grayscale { get; set; }
     /// <summary>Name of the key-typed label column (values: the class folder names).</summary>
-    public string LabelColumnName { get; set; } = "Label";
+    public string LabelColumnName { get; set; } = ColumnNames.Label;
     /// <summary>Name of the pixel column, <c>Vector&lt;Single, C, H, W&gt;</c> with values in [0, 1].</summary>
-    public string PixelColumnName { get; set; } = "Pixels";
+    public string PixelColumnName { get; set; } = ColumnNames.Pixels;
     /// <summary>Column with each image's path relative to <see cref="Folder"/>.</summary>
     public string ImagePathColumnName { get; set; } = ImageFolder.DefaultImagePathColumn;
     /// <summary>How images are fitted to <see cref="Height"/> x <see cref="Width"/> (default: scale, then centre crop).</summary>
@@ -213,7 +214,7 @@ public static class ImageFolder
     /// one folder are kept apart with '~' and the row index.
     /// </summary>
     /// <returns>The number of images written.</returns>
-    public static int Save(IDataView data, string folder, string pixelColumnName = "Pixels", string labelColumnName = "Label",
+    public static int Save(IDataView data, string folder, string pixelColumnName = ColumnNames.Pixels, string labelColumnName = ColumnNames.Label,
         string? fileNameColumnName = null)
     {
         ArgumentNullException.ThrowIfNull(data);

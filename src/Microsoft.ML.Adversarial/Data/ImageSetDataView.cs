@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial;
 using Microsoft.ML.Data;
 
 namespace Microsoft.ML.Adversarial.Data;
@@ -13,7 +14,7 @@ public sealed class ImageSetDataView : IDataView
     /// <param name="images">The images and labels.</param>
     /// <param name="labelColumnName">Name of the key-typed label column.</param>
     /// <param name="pixelColumnName">Name of the pixel column.</param>
-    public ImageSetDataView(ImageSet images, string labelColumnName = "Label", string pixelColumnName = "Pixels")
+    public ImageSetDataView(ImageSet images, string labelColumnName = ColumnNames.Label, string pixelColumnName = ColumnNames.Pixels)
     {
         Images = images ?? throw new ArgumentNullException(nameof(images));
         LabelColumnName = labelColumnName;

@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial;
 using Microsoft.ML.Data;
 
 namespace Microsoft.ML.Adversarial.Data;
@@ -16,7 +17,7 @@ public static class ImageSetReader
     /// <param name="pixelColumnName">The pixel column.</param>
     /// <param name="labelColumnName">The label column: a key whose key values name the classes, or Single indices 0, 1, 2, ...</param>
     /// <param name="expectedShape">When given, the images must have this (C, H, W) shape (a model's input).</param>
-    public static ImageSet Read(IDataView data, string pixelColumnName = "Pixels", string labelColumnName = "Label", (int C, int H, int W)? expectedShape = null)
+    public static ImageSet Read(IDataView data, string pixelColumnName = ColumnNames.Pixels, string labelColumnName = ColumnNames.Label, (int C, int H, int W)? expectedShape = null)
     {
         ArgumentNullException.ThrowIfNull(data);
         var shape = SchemaChecks.PixelShape(data.Schema, pixelColumnName, expectedShape);
@@ -35,7 +36,7 @@ public static class ImageSetReader
     /// <param name="labelColumnName">The label column (as for <see cref="Read"/>).</param>
     /// <param name="expectedShape">When given, the images must have this (C, H, W) shape.</param>
     /// <param name="folder">Where the file goes; null: the temporary folder.</param>
-    public static RowFileSource ReadToFile(IDataView data, string pixelColumnName = "Pixels", string labelColumnName = "Label", (int C, int H, int W)? expectedShape = null,
+    public static RowFileSource ReadToFile(IDataView data, string pixelColumnName = ColumnNames.Pixels, string labelColumnName = ColumnNames.Label, (int C, int H, int W)? expectedShape = null,
         string? folder = null)
     {
         ArgumentNullException.ThrowIfNull(data);

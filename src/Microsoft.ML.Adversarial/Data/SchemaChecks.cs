@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 
@@ -51,7 +52,7 @@ internal static class SchemaChecks
     /// <summary>The class count of a label column: a key (its count) or Single (null: read from the data).</summary>
     public static int? LabelClasses(DataViewSchema schema, string name)
     {
-        var column = Find(schema, name, "Label");
+        var column = Find(schema, name, ColumnNames.Label);
         if (column.Type is KeyDataViewType key)
         {
             if (key.Count < 2 || key.Count > int.MaxValue) throw new ArgumentOutOfRangeException(name, $"Label column '{name}' is a key with {key.Count} values; a classifier needs at least 2.");

@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial;
 using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Data;
@@ -234,7 +235,7 @@ public sealed class AdversarialAttackEstimator : IEstimator<AdversarialAttackTra
         /// <summary>Clean pixel column read; null means <see cref="OutputColumnName"/>.</summary>
         public string? InputColumnName { get; set; }
         /// <summary>Key label column, read by methods that need the true label (FGSM, iter. basic, step rnd., PGD).</summary>
-        public string LabelColumnName { get; set; } = "Label";
+        public string LabelColumnName { get; set; } = ColumnNames.Label;
         /// <summary>
         /// Step size (pixel units) of the iterative methods (alpha) and PGD; null: the method's default. Methods that set
         /// their own (one-step methods, APGD, FAB, Square, AutoAttack) refuse it (<see cref="AttackOptions.ApplySteps"/>).

@@ -38,7 +38,7 @@ public sealed class AdversarialCatalog
     /// <param name="topKPredictionCount">k of the top-k accuracy.</param>
     /// <param name="progress">Receives one report per attacked batch (they also go to <c>mlContext.Log</c>).</param>
     public MulticlassClassificationMetrics Evaluate(ITransformer model, IDataView data, string method = "fgsm", double epsilon = 16,
-        string labelColumnName = "Label", int topKPredictionCount = 5, IProgress<EvaluationProgress>? progress = null)
+        string labelColumnName = ColumnNames.Label, int topKPredictionCount = 5, IProgress<EvaluationProgress>? progress = null)
         => Evaluate(model, data, string.Equals(method, "clean", StringComparison.OrdinalIgnoreCase) ? null : AttackMethod.Parse(method), epsilon, labelColumnName,
             topKPredictionCount, progress);
 
@@ -58,7 +58,7 @@ public sealed class AdversarialCatalog
     /// <param name="topKPredictionCount">k of the top-k accuracy.</param>
     /// <param name="progress">Receives one report per attacked batch (they also go to <c>mlContext.Log</c>).</param>
     public MulticlassClassificationMetrics Evaluate(ITransformer model, IDataView data, AttackMethod? method, double epsilon = 16,
-        string labelColumnName = "Label", int topKPredictionCount = 5, IProgress<EvaluationProgress>? progress = null)
+        string labelColumnName = ColumnNames.Label, int topKPredictionCount = 5, IProgress<EvaluationProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(data);
         var found = ClassifierInChain.Find(model, nameof(model));
@@ -123,7 +123,7 @@ public sealed class AdversarialCatalog
     /// <param name="modelName">The name in the report; null: the model's architecture.</param>
     /// <param name="blackBox">Score the model as a black box with these column names and score-slot classes.</param>
     public RobustnessReport EvaluateRobustness(ITransformer model, IDataView data, RobustnessOptions? options = null,
-        string labelColumnName = "Label", string? modelName = null, BlackBoxClassifier.Options? blackBox = null)
+        string labelColumnName = ColumnNames.Label, string? modelName = null, BlackBoxClassifier.Options? blackBox = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -164,7 +164,7 @@ public sealed class AdversarialCatalog
     /// error rate (Table 6), top-1 and top-5, for each method and epsilon of <paramref name="options"/>.
     /// </summary>
     public TransferReport EvaluateTransfer(IReadOnlyDictionary<string, ImageClassifierTransformer> models, IDataView data, TransferOptions? options = null,
-        string labelColumnName = "Label")
+        string labelColumnName = ColumnNames.Label)
     {
         ArgumentNullException.ThrowIfNull(models);
         if (models.Count == 0) throw new ArgumentException("Give at least one model.", nameof(models));
@@ -190,7 +190,7 @@ public sealed class AdversarialCatalog
     /// <param name="labelColumnName">The key-typed label column.</param>
     /// <param name="blackBox">Column names and score-slot classes of the black-box targets; null: the sources' pixel column, <paramref name="labelColumnName"/>, <c>Score</c>.</param>
     public TransferReport EvaluateTransfer(IReadOnlyDictionary<string, ImageClassifierTransformer> sources, IReadOnlyDictionary<string, ITransformer> targets,
-        IDataView data, TransferOptions? options = null, string labelColumnName = "Label", BlackBoxClassifier.Options? blackBox = null)
+        IDataView data, TransferOptions? options = null, string labelColumnName = ColumnNames.Label, BlackBoxClassifier.Options? blackBox = null)
     {
         ArgumentNullException.ThrowIfNull(sources);
         ArgumentNullException.ThrowIfNull(targets);

@@ -21,7 +21,7 @@ public static class AdversarialTrainerCatalogExtensions
     /// <param name="epochs">Passes over the data.</param>
     /// <param name="model">The network; null: the default <see cref="ModelSpec"/>.</param>
     public static AdversarialTrainingEstimator AdversarialTraining(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
-        string labelColumnName = "Label", string featureColumnName = "Pixels", AttackMethod? method = null, int adversarialPerBatch = 16,
+        string labelColumnName = ColumnNames.Label, string featureColumnName = ColumnNames.Pixels, AttackMethod? method = null, int adversarialPerBatch = 16,
         int epochs = 1, ModelSpec? model = null)
         => AdversarialTraining(catalog, new AdversarialTrainingEstimator.Options
         {
@@ -56,7 +56,7 @@ public static class AdversarialTransformsCatalogExtensions
     /// <param name="inputColumnName">Clean pixel column read; null: <paramref name="outputColumnName"/>.</param>
     /// <param name="labelColumnName">Key label column, read by the methods that use the true label.</param>
     public static AdversarialAttackEstimator AdversarialAttack(this TransformsCatalog catalog, ITransformer sourceModel, AttackMethod method,
-        double epsilon = 16, string? outputColumnName = null, string? inputColumnName = null, string labelColumnName = "Label")
+        double epsilon = 16, string? outputColumnName = null, string? inputColumnName = null, string labelColumnName = ColumnNames.Label)
         => AdversarialAttack(catalog, sourceModel, new AdversarialAttackEstimator.Options
         {
             Method = method ?? throw new ArgumentNullException(nameof(method)), Epsilon = epsilon, OutputColumnName = outputColumnName,
@@ -76,7 +76,7 @@ public static class AdversarialTransformsCatalogExtensions
 
     /// <summary>FGSM (<see cref="AttackMethod.Fgsm"/>): <c>X + eps sign(grad J(X, y_true))</c>; needs the key label column.</summary>
     public static AdversarialAttackEstimator Fgsm(this TransformsCatalog catalog, ITransformer sourceModel, double epsilon = 16,
-        string? outputColumnName = null, string? inputColumnName = null, string labelColumnName = "Label")
+        string? outputColumnName = null, string? inputColumnName = null, string labelColumnName = ColumnNames.Label)
         => AdversarialAttack(catalog, sourceModel, AttackMethod.Fgsm, epsilon, outputColumnName, inputColumnName, labelColumnName);
 
     /// <summary>Step l.l. (<see cref="AttackMethod.StepLL"/>): <c>X - eps sign(grad J(X, y_LL))</c>; needs no label.</summary>
@@ -86,7 +86,7 @@ public static class AdversarialTransformsCatalogExtensions
 
     /// <summary>Step rnd. (<see cref="AttackMethod.StepRnd"/>): step l.l. towards a random wrong class; needs the key label column.</summary>
     public static AdversarialAttackEstimator StepRnd(this TransformsCatalog catalog, ITransformer sourceModel, double epsilon = 16,
-        string? outputColumnName = null, string? inputColumnName = null, string labelColumnName = "Label")
+        string? outputColumnName = null, string? inputColumnName = null, string labelColumnName = ColumnNames.Label)
         => AdversarialAttack(catalog, sourceModel, AttackMethod.StepRnd, epsilon, outputColumnName, inputColumnName, labelColumnName);
 
     /// <summary>Iter. l.l. (<see cref="AttackMethod.IterLL"/>): step l.l. repeated with alpha = 1 for min(eps + 4, 1.25 eps) steps.</summary>
@@ -96,6 +96,6 @@ public static class AdversarialTransformsCatalogExtensions
 
     /// <summary>Iter. basic (<see cref="AttackMethod.IterBasic"/>): FGSM repeated with alpha = 1 for min(eps + 4, 1.25 eps) steps; needs the key label column.</summary>
     public static AdversarialAttackEstimator IterBasic(this TransformsCatalog catalog, ITransformer sourceModel, double epsilon = 16,
-        string? outputColumnName = null, string? inputColumnName = null, string labelColumnName = "Label")
+        string? outputColumnName = null, string? inputColumnName = null, string labelColumnName = ColumnNames.Label)
         => AdversarialAttack(catalog, sourceModel, AttackMethod.IterBasic, epsilon, outputColumnName, inputColumnName, labelColumnName);
 }

@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial;
 using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.Models;
 using Microsoft.ML.Adversarial.Training;
@@ -17,17 +18,17 @@ public sealed class AdversarialTrainingEstimator : IEstimator<ImageClassifierTra
     public sealed class Options : AdversarialTrainingOptions
     {
         /// <summary>Name of the key-typed label column.</summary>
-        public string LabelColumnName { get; set; } = "Label";
+        public string LabelColumnName { get; set; } = ColumnNames.Label;
         /// <summary>
         /// Pixel column: <c>Vector&lt;Single, C, H, W&gt;</c>. "Pixels" (what the library's loaders write), not ML.NET's
         /// "Features": it is a shaped image the attacks also write back, not a flat feature vector (docs/design.md,
         /// "Column names"). Name it when the pipeline's ExtractPixels writes another column.
         /// </summary>
-        public string FeatureColumnName { get; set; } = "Pixels";
+        public string FeatureColumnName { get; set; } = ColumnNames.Pixels;
         /// <summary>Name of the score column the returned transformer adds.</summary>
-        public string ScoreColumnName { get; set; } = "Score";
+        public string ScoreColumnName { get; set; } = ColumnNames.Score;
         /// <summary>Name of the predicted-label column the returned transformer adds.</summary>
-        public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
+        public string PredictedLabelColumnName { get; set; } = ColumnNames.PredictedLabel;
         /// <summary>The network to train.</summary>
         public ModelSpec Model { get; set; } = new();
         /// <summary>"cpu", "cuda" or "cuda:N"; null follows <c>MLContext.GpuDeviceId</c> (CPU when unset).</summary>

@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial;
 using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Data;
 using static TorchSharp.torch;
@@ -23,7 +24,7 @@ public sealed class BlackBoxClassifier
     public sealed class Options
     {
         /// <summary>The pixel column the model reads (ML.NET's image pipeline and this library's default: <c>Pixels</c>).</summary>
-        public string PixelColumnName { get; set; } = "Pixels";
+        public string PixelColumnName { get; set; } = ColumnNames.Pixels;
 
         /// <summary>The key-typed label column given to the model along with the pixels (models may ignore it).</summary>
         public string LabelColumnName { get; set; } = DefaultColumnNames.Label;

@@ -25,7 +25,7 @@ public static class AdversarialDataCatalogExtensions
 
     /// <summary>Loads Fashion-MNIST with full control over folder, split, subset and column names.</summary>
     public static IDataView LoadFromFashionMnist(this DataOperationsCatalog catalog, FashionMnistOptions options,
-        string labelColumnName = "Label", string pixelColumnName = "Pixels")
+        string labelColumnName = ColumnNames.Label, string pixelColumnName = ColumnNames.Pixels)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         TorchBackend.EnsureLoaded();
@@ -33,7 +33,7 @@ public static class AdversarialDataCatalogExtensions
     }
 
     /// <summary>An in-memory <see cref="ImageSet"/> (the TorchSharp-side data set) as an IDataView: key-typed label and pixel vector.</summary>
-    public static IDataView LoadFromImageSet(this DataOperationsCatalog catalog, ImageSet images, string labelColumnName = "Label", string pixelColumnName = "Pixels")
+    public static IDataView LoadFromImageSet(this DataOperationsCatalog catalog, ImageSet images, string labelColumnName = ColumnNames.Label, string pixelColumnName = ColumnNames.Pixels)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         TorchBackend.EnsureLoaded();
@@ -77,7 +77,7 @@ public static class AdversarialDataCatalogExtensions
     /// <param name="fileNameColumnName">A text column naming each file; null: <c>ImagePath</c> when present, else the row index.</param>
     /// <returns>The number of files written.</returns>
     public static int SaveAsImageFolder(this DataOperationsCatalog catalog, IDataView data, string folder,
-        string pixelColumnName = "Pixels", string labelColumnName = "Label", string? fileNameColumnName = null)
+        string pixelColumnName = ColumnNames.Pixels, string labelColumnName = ColumnNames.Label, string? fileNameColumnName = null)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         return ImageFolder.Save(data, folder, pixelColumnName, labelColumnName, fileNameColumnName);

@@ -34,8 +34,8 @@ public static class ImageClassifierCatalogExtensions
     /// <param name="batchSize">Rows scored at once.</param>
     public static ImageClassifierTransformer ImageClassifier(this TransformsCatalog catalog, Module<Tensor, Tensor> module,
         IReadOnlyList<string> classNames, (int Channels, int Height, int Width) imageShape, InputRange? inputRange = null,
-        ModelSpec? architecture = null, string pixelColumnName = "Pixels", string scoreColumnName = "Score",
-        string predictedLabelColumnName = "PredictedLabel", string labelColumnName = "Label", int batchSize = 256)
+        ModelSpec? architecture = null, string pixelColumnName = ColumnNames.Pixels, string scoreColumnName = ColumnNames.Score,
+        string predictedLabelColumnName = ColumnNames.PredictedLabel, string labelColumnName = ColumnNames.Label, int batchSize = 256)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         TorchBackend.EnsureLoaded();
@@ -68,7 +68,7 @@ public static class ImageClassifierCatalogExtensions
     /// <param name="device">"cpu", "cuda" or "cuda:N"; null follows <c>MLContext.GpuDeviceId</c>.</param>
     public static ImageClassifierTransformer ImportPyTorchClassifier(this TransformsCatalog catalog, string architecture, string weightsPath,
         IReadOnlyList<string> classNames, (int Channels, int Height, int Width) imageShape, InputRange? inputRange = null,
-        string pixelColumnName = "Pixels", string? device = null)
+        string pixelColumnName = ColumnNames.Pixels, string? device = null)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         TorchBackend.EnsureLoaded();
@@ -90,8 +90,8 @@ public static class ImageClassifierCatalogExtensions
     /// <param name="pixelColumnName">The pixel column the classifier reads.</param>
     /// <param name="labelColumnName">The label column whose key values order the outputs when the input has it.</param>
     /// <param name="device">"cpu", "cuda" or "cuda:N"; null follows <c>MLContext.GpuDeviceId</c>.</param>
-    public static ImageClassifierTransformer LoadImageClassifier(this ModelOperationsCatalog catalog, string path, string pixelColumnName = "Pixels",
-        string labelColumnName = "Label", string? device = null)
+    public static ImageClassifierTransformer LoadImageClassifier(this ModelOperationsCatalog catalog, string path, string pixelColumnName = ColumnNames.Pixels,
+        string labelColumnName = ColumnNames.Label, string? device = null)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         TorchBackend.EnsureLoaded();
@@ -100,7 +100,7 @@ public static class ImageClassifierCatalogExtensions
             throw new InvalidDataException($"'{path}' is an ML.NET model zip (written by mlContext.Model.Save), not an advml model file; load it with mlContext.Model.Load.");
         var resolved = MLNetEnvironment.ResolveDevice(device, MLNetEnvironment.From(catalog));
         var (model, description) = ModelIO.Load(path, resolved);
-        return new ImageClassifierTransformer(model, description, resolved, pixelColumnName, "Score", "PredictedLabel", 256, labelColumnName);
+        return new ImageClassifierTransformer(model, description, resolved, pixelColumnName, ColumnNames.Score, ColumnNames.PredictedLabel, 256, labelColumnName);
     }
 
     private static ModelDescription Describe(IReadOnlyList<string> classNames, (int Channels, int Height, int Width) shape, InputRange range, ModelSpec spec)

@@ -1,3 +1,4 @@
+using Microsoft.ML.Adversarial;
 using System.Text.Json;
 using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.Models;
@@ -28,7 +29,7 @@ public sealed class ImageClassifierTransformer : ITransformer, IDisposable
     private bool _disposed;
 
     internal ImageClassifierTransformer(Module<Tensor, Tensor> model, ModelDescription description, Device device,
-        string pixelColumnName, string scoreColumnName, string predictedLabelColumnName, int batchSize, string labelColumnName = "Label", bool ownsModel = true)
+        string pixelColumnName, string scoreColumnName, string predictedLabelColumnName, int batchSize, string labelColumnName = ColumnNames.Label, bool ownsModel = true)
     {
         _ownsModel = ownsModel;
         LabelColumnName = labelColumnName;
@@ -159,7 +160,7 @@ public sealed class ImageClassifierTransformer : ITransformer, IDisposable
         // State.json's range is authoritative: files written before model files stored the range have it only there.
         var range = new InputRange(state.RangeMin, state.RangeMax, state.RangeDescription);
         return new ImageClassifierTransformer(model, description with { InputRange = range }, device, state.PixelColumnName, state.ScoreColumnName,
-            state.PredictedLabelColumnName, state.BatchSize, state.LabelColumnName ?? "Label");
+            state.PredictedLabelColumnName, state.BatchSize, state.LabelColumnName ?? ColumnNames.Label);
     }
 
     /// <summary>Saves the network's weights in TorchSharp's format.</summary>
