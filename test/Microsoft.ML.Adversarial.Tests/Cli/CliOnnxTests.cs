@@ -25,6 +25,8 @@ public sealed class CliOnnxTests
         .Single(r => r.GetProperty("Method").GetString() == method && (method == "clean" || r.GetProperty("Epsilon").GetDouble() == epsilon));
 
     [TestMethod]
+
+    [TestCategory("Slow")]
     public void EvaluateScoresAnOnnxModelAsMLNetDoesAttacksItWithSquareAndRefusesGradientMethods()
     {
         string dir = TestData.TempFolder(), onnx = Export(dir);

@@ -88,6 +88,8 @@ public sealed class CliTests
     }
 
     [TestMethod]
+
+    [TestCategory("Slow")]
     public void TrainingKilledWithSigkillResumesToTheSameModel()
     {
         string dir = TestData.TempFolder();
@@ -124,6 +126,8 @@ public sealed class CliTests
     }
 
     [TestMethod]
+
+    [TestCategory("Slow")]
     public void ReproduceWritesTheReportFiguresAndHonestVerdicts()
     {
         string dir = TestData.TempFolder();

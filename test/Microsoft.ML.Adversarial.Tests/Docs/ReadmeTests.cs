@@ -13,6 +13,8 @@ public sealed class ReadmeTests
     public TestContext TestContext { get; set; } = null!;
 
     [TestMethod]
+
+    [TestCategory("Slow")]
     public void ReadmeCSharpBlocksCompileAndRun()
     {
         string readme = File.ReadAllText(Path.Combine(PythonReference.RepoRoot(), "README.md"));

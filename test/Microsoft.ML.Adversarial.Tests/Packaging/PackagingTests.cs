@@ -9,6 +9,7 @@ namespace Microsoft.ML.Adversarial.Tests.Packaging;
 /// the two libraries and the tool (linux-x64 only, to stay near a minute), installs the tool into a private tool path
 /// and runs `advml --help`; this test runs it and checks what it made.
 /// </summary>
+[TestCategory("Slow")]
 [TestClass]
 public sealed class PackagingTests
 {

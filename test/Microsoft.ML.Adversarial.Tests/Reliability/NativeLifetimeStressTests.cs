@@ -12,6 +12,7 @@ namespace Microsoft.ML.Adversarial.Tests.Reliability;
 /// tests run the hot paths while <see cref="GcHammer"/> forces that timing thousands of times a second, and compare
 /// the results bit for bit with a quiet run (a freed Scalar can also be reused and give a silently wrong value).
 /// </summary>
+[TestCategory("Slow")]
 [TestClass]
 public sealed class NativeLifetimeStressTests
 {

@@ -116,6 +116,8 @@ public sealed class DistributedTrainingTests
     }
 
     [TestMethod]
+
+    [TestCategory("Slow")]
     public void TwoRanksOfHalfTheBatchEqualOneRankOfTheWholeBatch()
     {
         string dir = TestData.TempFolder();
@@ -134,6 +136,8 @@ public sealed class DistributedTrainingTests
     }
 
     [TestMethod]
+
+    [TestCategory("Slow")]
     public void DistributedResumeContinuesExactlyAndNeedsTheSameNumberOfRanks()
     {
         string dir = TestData.TempFolder();
@@ -171,6 +175,8 @@ public sealed class DistributedTrainingTests
     }
 
     [TestMethod]
+
+    [TestCategory("Slow")]
     public void DistributedResumeWithBatchNormPerReplicaContinuesExactlyOnEveryRank()
     {
         // SmallResNet has BatchNorm; each rank keeps its own running statistics (no --average-bn), and its adversarial
@@ -204,6 +210,8 @@ public sealed class DistributedTrainingTests
     }
 
     [TestMethod]
+
+    [TestCategory("Slow")]
     public void ReplicaBufferFileIsChecksummedAndGivesEachRankItsOwnStatistics()
     {
         string dir = TestData.TempFolder();
@@ -238,6 +246,8 @@ public sealed class DistributedTrainingTests
     }
 
     [TestMethod]
+
+    [TestCategory("Slow")]
     public void ARankThatFailsStopsEveryRankWithItsError()
     {
         string dir = TestData.TempFolder();

@@ -14,6 +14,7 @@ namespace Microsoft.ML.Adversarial.Tests.Training;
 /// The test therefore trains with FGSM (eps 16, lambda 1) and checks the gain on FGSM examples, and that step l.l.
 /// robustness does not get worse. The step l.l. comparison at scale is in samples/ and docs/results.md.
 /// </remarks>
+[TestCategory("Slow")]
 [TestClass]
 public sealed class RobustnessGainTests
 {
