@@ -25,7 +25,15 @@ public sealed class TemporaryScalarAnalyzer : DiagnosticAnalyzer
         description: "TorchSharp 0.107 gives libtorch only the raw handle of a Scalar made from a number; nothing keeps it alive during the call.",
         helpLinkUri: "https://github.com/dotnet/machinelearning/blob/main/docs/architecture.md");
 
-    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics => ImmutableArray.Create(Rule);
+    /// <summary>ADVML002: a literal 0 that C# turns into TorchSharp's ScalarType (0 is Byte): <c>t.sum(0)</c> binds to <c>sum(ScalarType)</c>.</summary>
+    public const string ZeroAsDtypeId = "ADVML002";
+
+    private static readonly DiagnosticDescriptor ZeroAsDtype = new(ZeroAsDtypeId, "Literal 0 read as a TorchSharp ScalarType",
+        "The literal 0 here is the ScalarType Byte (C# converts 0 to any enum), not a dimension: '{0}' runs {1} with dtype Byte; name the argument (dim: 0) or the type (ScalarType.Byte)",
+        "Reliability", DiagnosticSeverity.Error, isEnabledByDefault: true,
+        description: "TorchSharp overloads such as sum(ScalarType? type) take a bare 0 before sum(long dim): the whole tensor is summed into one byte.");
+
+    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics => ImmutableArray.Create(Rule, ZeroAsDtype);
 
     public override void Initialize(AnalysisContext context)
     {
@@ -36,6 +44,18 @@ public sealed class TemporaryScalarAnalyzer : DiagnosticAnalyzer
             var scalar = start.Compilation.GetTypeByMetadataName("TorchSharp.Scalar");
             var tensor = start.Compilation.GetTypeByMetadataName("TorchSharp.torch+Tensor");
             if (scalar is null) return; // a project without TorchSharp
+            var scalarType = start.Compilation.GetTypeByMetadataName("TorchSharp.torch+ScalarType");
+            if (scalarType is not null)
+                start.RegisterOperationAction(c =>
+                {
+                    var argument = (IArgumentOperation)c.Operation;
+                    if (argument.ArgumentKind != ArgumentKind.Explicit || argument.Parameter is not { } p) return;
+                    var type = p.Type is INamedTypeSymbol { OriginalDefinition.SpecialType: SpecialType.System_Nullable_T } nullable ? nullable.TypeArguments[0] : p.Type;
+                    if (!SymbolEqualityComparer.Default.Equals(type, scalarType)) return;
+                    var value = argument.Value is IConversionOperation conv ? conv.Operand : argument.Value;
+                    if (value is ILiteralOperation && value.Type?.SpecialType == SpecialType.System_Int32)
+                        c.ReportDiagnostic(Diagnostic.Create(ZeroAsDtype, argument.Syntax.GetLocation(), argument.Parent?.Syntax.ToString() ?? argument.Syntax.ToString(), p.ContainingSymbol.Name));
+                }, OperationKind.Argument);
             start.RegisterOperationAction(c =>
             {
                 var conversion = (IConversionOperation)c.Operation;

@@ -106,8 +106,12 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         var bestGrad = grad.clone();
         var bestLoss = loss.clone();
         var eta = b.Epsilon.Times(2).contiguous(); // pixel units [n]
+        // history[i + 1] is the loss after step i. Row 0 stays zero: the first checkpoint's window compares the first
+        // step's loss with zero, as the reference implementation does (its window reads an unwritten zero row there),
+        // not with the start's loss. For cross-entropy (always > 0) the first step so counts as a rise: fewer step
+        // sizes are halved at the first checkpoint. Comparing with the start's loss left more images robust than the
+        // reference on every seed (issue 28).
         var history = zeros(n + 1, b.Count, dtype: loss.dtype, device: loss.device);
-        history[0].copy_(loss);
         var bestAtCheck = bestLoss.clone();
         var halvedAtCheck = ones(b.Count, dtype: ScalarType.Bool, device: x.device);
         int lastCheck = 0;
@@ -133,13 +137,7 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
 
             if (i + 1 - lastCheck == checkpoint)
             {
-                // Condition 1: at most rho of the steps since the last checkpoint raised the loss.
-                var window = history[lastCheck..(i + 2)];
-                var raised = window[1..].gt(window[..^1]).sum(0);
-                var oscillating = raised.Greater(checkpoint * Options.Rho).logical_not();
-                // Condition 2: the step size was kept at the last checkpoint and the best loss has not improved since.
-                var stalled = halvedAtCheck.logical_not().logical_and(bestAtCheck.ge(bestLoss));
-                var halve = oscillating.logical_or(stalled);
+                var halve = HalveAtCheckpoint(history[lastCheck..(i + 2)], checkpoint, Options.Rho, halvedAtCheck, bestAtCheck, bestLoss);
                 eta.copy_(where(halve, eta.Times(0.5), eta));
                 x.copy_(where(b.PerExample(halve), best, x));
                 grad.copy_(where(b.PerExample(halve), bestGrad, grad));
@@ -150,6 +148,22 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
             }
         }
         return (where(b.PerExample(fooled), adversarial, best), fooled);
+    }
+
+    /// <summary>
+    /// Which examples halve their step size at a checkpoint [n]: those whose loss rose on at most rho of the k steps
+    /// since the last checkpoint (<paramref name="window"/>: the k + 1 losses from the last checkpoint's on, [k + 1, n]),
+    /// and those that kept their step size at the last checkpoint without raising their best loss since.
+    /// </summary>
+    internal static Tensor HalveAtCheckpoint(Tensor window, int k, double rho, Tensor halvedAtLastCheck, Tensor bestAtLastCheck, Tensor bestLoss)
+    {
+        // Per example, over the window's rows (dim: 0). A bare sum(0) binds to sum(ScalarType): the whole window summed
+        // into one byte, which made every example look steadily rising, so no step size was ever halved for
+        // oscillating (issue 28: ours left more images robust than the reference; analyzer ADVML002 now refuses it).
+        var raised = window[1..].gt(window[..^1]).sum(dim: 0);
+        var oscillating = raised.Greater(k * rho).logical_not();
+        var stalled = halvedAtLastCheck.logical_not().logical_and(bestAtLastCheck.ge(bestLoss));
+        return oscillating.logical_or(stalled);
     }
 
     /// <summary>Per-example loss [n] (detached), its gradient at <paramref name="x"/>, and whether x is misclassified [n].</summary>
@@ -198,3 +212,4 @@ public sealed class Apgd(ApgdOptions? options = null) : Attack(NameFor(options),
         return zt.Minus(zy) / sorted[.., 0].Minus(sorted[.., 2].Plus(sorted[.., 3]).Times(0.5)).Plus(1e-12);
     }
 }
+

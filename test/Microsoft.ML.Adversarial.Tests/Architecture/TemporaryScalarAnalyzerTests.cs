@@ -45,6 +45,19 @@ public sealed class TemporaryScalarAnalyzerTests
     }
 
     [TestMethod]
+    public void FindsALiteralZeroReadAsADtype()
+    {
+        // The defect of issue 28: APGD's per-example count of rising steps was sum(0), the sum of all as a byte.
+        var d = Analyze("return a.sum(0);").Single();
+        Assert.AreEqual(TemporaryScalarAnalyzer.ZeroAsDtypeId, d.Id);
+        StringAssert.Contains(d.GetMessage(), "dim: 0");
+        Assert.AreEqual(0, Analyze("return a.sum(dim: 0);").Length);
+        Assert.AreEqual(0, Analyze("return a.sum(0L);").Length, "a long is a dimension");
+        Assert.AreEqual(0, Analyze("return a.sum(ScalarType.Float64);").Length, "a named dtype is meant");
+        Assert.AreEqual(0, Analyze("return a.cumsum(0);").Length, "no dtype overload to fall into");
+    }
+
+    [TestMethod]
     public void LetsHeldScalarsAndTensorArithmeticThrough()
     {
         Assert.AreEqual(0, Analyze("return a.add(b, held);").Length);
