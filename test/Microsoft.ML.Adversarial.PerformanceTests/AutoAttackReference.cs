@@ -40,7 +40,7 @@ internal static class AutoAttackReference
         string script = Path.Combine(RepoRoot(), "test", "reference", "autoattack_reference.py");
         var psi = new ProcessStartInfo(python) { RedirectStandardOutput = false, RedirectStandardError = false };
         foreach (var a in new[] { script, folder, "--autoattack", referenceDir, "--attacks", string.Join(",", attacks), "--seeds", string.Join(",", seeds) }) psi.ArgumentList.Add(a);
-        Console.WriteLine($"Reference: fra31/auto-attack {commit}, {python}; network SmallCnn (rho 0.5) trained on {trainCount} Fashion-MNIST images; the first {count} test images; L-inf eps {eps}/255; CPU {Environment.ProcessorCount} cores, {threads} threads.");
+        Console.WriteLine($"Reference: fra31/auto-attack {commit}, {python}; network SmallCnn (rho 0.5) trained as the tests train theirs (ReferenceModels.TrainSmallCnn) on {trainCount} Fashion-MNIST images; the first {count} test images; L-inf eps {eps}/255; CPU {Environment.ProcessorCount} cores, {threads} threads.");
         using (var p = Process.Start(psi)!)
         {
             p.WaitForExit();
@@ -158,43 +158,10 @@ internal static class AutoAttackReference
         return s;
     }
 
-    private static SmallCnn Train(int count)
-    {
-        torch.manual_seed(7);
-        var model = new SmallCnn(rho: 0.5);
-        var data = FashionMnist.Load(new FashionMnistOptions { Folder = FashionMnist.ResolveDefaultFolder(), Split = FashionMnistSplit.Train, Count = count, Subset = SubsetMode.Stratified });
-        var optimizer = torch.optim.Adam(model.parameters(), lr: 2e-3);
-        var rng = new Random(7);
-        model.train();
-        for (int epoch = 0; epoch < 3; epoch++)
-        {
-            var order = Enumerable.Range(0, data.RowCount).ToArray();
-            rng.Shuffle(order);
-            for (int start = 0; start < order.Length; start += 64)
-            {
-                using var scope = torch.NewDisposeScope();
-                var (bx, by) = data.ToTensors(order.AsSpan(start, Math.Min(64, order.Length - start)));
-                optimizer.zero_grad();
-                torch.nn.functional.cross_entropy(model.call(bx), by).backward();
-                optimizer.step();
-            }
-        }
-        model.eval();
-        return model;
-    }
+    private static SmallCnn Train(int count) => Testing.ReferenceModels.TrainSmallCnn(
+        FashionMnist.Load(new FashionMnistOptions { Folder = FashionMnist.ResolveDefaultFolder(), Split = FashionMnistSplit.Train, Count = count, Subset = SubsetMode.Stratified }));
 
-    private static object Write(string folder, string name, Tensor t)
-    {
-        var c = t.detach().cpu().contiguous();
-        string path = Path.Combine(folder, name + ".bin");
-        if (c.dtype == ScalarType.Int64)
-        {
-            File.WriteAllBytes(path, System.Runtime.InteropServices.MemoryMarshal.AsBytes(c.data<long>().ToArray().AsSpan()).ToArray());
-            return new { dtype = "int64", shape = c.shape };
-        }
-        File.WriteAllBytes(path, System.Runtime.InteropServices.MemoryMarshal.AsBytes(c.to(ScalarType.Float32).data<float>().ToArray().AsSpan()).ToArray());
-        return new { dtype = "float32", shape = c.shape };
-    }
+    private static object Write(string folder, string name, Tensor t) => Testing.ReferenceModels.WriteTensor(folder, name, t);
 
     private static string Git(string dir, string args)
     {

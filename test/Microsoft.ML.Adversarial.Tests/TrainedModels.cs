@@ -18,33 +18,7 @@ internal static class TrainedModels
 
     public static (Tensor Images, Tensor Labels) EvalBatch(int count = 256) => EvalData.ToTensors(0, count);
 
-    private static SmallCnn TrainCnn()
-    {
-        torch.manual_seed(7);
-        var model = new SmallCnn(rho: 0.5);
-        var data = TestData.Train(3000);
-        var optimizer = torch.optim.Adam(model.parameters(), lr: 2e-3);
-        var rng = new Random(7);
-        model.train();
-        for (int epoch = 0; epoch < 3; epoch++)
-        {
-            var order = Enumerable.Range(0, data.RowCount).ToArray();
-            rng.Shuffle(order);
-            for (int start = 0; start < order.Length; start += 64)
-            {
-                using var scope = torch.NewDisposeScope();
-                var (x, y) = data.ToTensors(order.AsSpan(start, Math.Min(64, order.Length - start)));
-                optimizer.zero_grad();
-                var loss = torch.nn.functional.cross_entropy(model.call(x), y);
-                loss.backward();
-                optimizer.step();
-            }
-        }
-        model.eval();
-        optimizer.zero_grad();
-        foreach (var p in model.parameters()) p.grad = null;
-        return model;
-    }
+    private static SmallCnn TrainCnn() => Testing.ReferenceModels.TrainSmallCnn(TestData.Train(3000));
 
     public static double Accuracy(torch.nn.Module<Tensor, Tensor> model, Tensor images, Tensor labels)
     {

@@ -56,16 +56,5 @@ public sealed class PyTorchReferenceTests
         }
     }
 
-    private static object Write(string folder, string name, Tensor t)
-    {
-        var c = t.detach().cpu().contiguous();
-        string path = Path.Combine(folder, name + ".bin");
-        if (c.dtype == ScalarType.Int64)
-        {
-            File.WriteAllBytes(path, System.Runtime.InteropServices.MemoryMarshal.AsBytes(c.data<long>().ToArray().AsSpan()).ToArray());
-            return new { dtype = "int64", shape = c.shape };
-        }
-        File.WriteAllBytes(path, System.Runtime.InteropServices.MemoryMarshal.AsBytes(c.to(ScalarType.Float32).data<float>().ToArray().AsSpan()).ToArray());
-        return new { dtype = "float32", shape = c.shape };
-    }
+    private static object Write(string folder, string name, Tensor t) => Testing.ReferenceModels.WriteTensor(folder, name, t);
 }
