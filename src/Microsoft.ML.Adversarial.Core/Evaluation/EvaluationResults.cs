@@ -26,11 +26,11 @@ public sealed record LabelLeakRow(string Model, string Method, double Epsilon, d
 
     /// <summary>The finding in words.</summary>
     public string Verdict => AboveClean
-        ? $"LABEL LEAKING: {Method} at eps {Epsilon.ToString(CultureInfo.InvariantCulture)} gives {TrueLabelTop1:P1}, above clean accuracy {CleanTop1:P1}; " +
-          $"with the predicted label it gives {PredictedLabelTop1:P1}. Report the predicted-label variant or a method that does not use the label."
+        ? string.Create(CultureInfo.InvariantCulture, $"LABEL LEAKING: {Method} at eps {Epsilon} gives {TrueLabelTop1:P1}, above clean accuracy {CleanTop1:P1}; " +
+          $"with the predicted label it gives {PredictedLabelTop1:P1}. Report the predicted-label variant or a method that does not use the label.")
         : TrueLabelHelps
-            ? $"Possible leak: {Method} at eps {Epsilon.ToString(CultureInfo.InvariantCulture)} is weaker with the true label ({TrueLabelTop1:P1}) than with the predicted one ({PredictedLabelTop1:P1})."
-            : $"No leak: {Method} at eps {Epsilon.ToString(CultureInfo.InvariantCulture)} gives {TrueLabelTop1:P1} (true label) and {PredictedLabelTop1:P1} (predicted), clean {CleanTop1:P1}.";
+            ? string.Create(CultureInfo.InvariantCulture, $"Possible leak: {Method} at eps {Epsilon} is weaker with the true label ({TrueLabelTop1:P1}) than with the predicted one ({PredictedLabelTop1:P1}).")
+            : string.Create(CultureInfo.InvariantCulture, $"No leak: {Method} at eps {Epsilon} gives {TrueLabelTop1:P1} (true label) and {PredictedLabelTop1:P1} (predicted), clean {CleanTop1:P1}.");
 }
 
 /// <summary>What <see cref="RobustnessEvaluator"/> found for one model.</summary>
@@ -74,10 +74,10 @@ public sealed class RobustnessReport
         sb.AppendLine($"{Model}");
         sb.AppendLine($"{"method",-14}{"eps",6}{"top-1",16}{"top-5",16}{"adv/clean",11}");
         foreach (var r in Rows)
-            sb.AppendLine($"{r.Method,-14}{(r.Method == "clean" ? "-" : r.Epsilon.ToString(CultureInfo.InvariantCulture)),6}" +
-                $"{$"{r.Top1 * 100:F1} +- {r.Top1Ci95 * 100:F1}",16}{$"{r.Top5 * 100:F1} +- {r.Top5Ci95 * 100:F1}",16}{r.AccuracyRatio,11:F3}");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"{r.Method,-14}{(r.Method == "clean" ? "-" : r.Epsilon.ToString(CultureInfo.InvariantCulture)),6}" +
+                $"{string.Create(CultureInfo.InvariantCulture, $"{r.Top1 * 100:F1} +- {r.Top1Ci95 * 100:F1}"),16}{string.Create(CultureInfo.InvariantCulture, $"{r.Top5 * 100:F1} +- {r.Top5Ci95 * 100:F1}"),16}{r.AccuracyRatio,11:F3}");
         foreach (var l in LabelLeaks.Where(l => l.AboveClean || l.TrueLabelHelps)) sb.AppendLine(l.Verdict);
-        if (BlackBoxQueries is { } queries) sb.AppendLine($"Black-box model: {queries:N0} images scored (queries).");
+        if (BlackBoxQueries is { } queries) sb.AppendLine(CultureInfo.InvariantCulture, $"Black-box model: {queries:N0} images scored (queries).");
         foreach (var w in Warnings) sb.AppendLine("WARNING: " + w);
         return sb.ToString();
     }
@@ -119,7 +119,7 @@ public sealed class TransferReport
                 sb.AppendLine($"{g.Key.Method}, eps {g.Key.Epsilon.ToString(CultureInfo.InvariantCulture)}: {title} (rows: source, columns: target)");
                 sb.AppendLine($"{"",-12}" + string.Concat(targets.Select(t => $"{t,10}")));
                 foreach (var s in sources)
-                    sb.AppendLine($"{s,-12}" + string.Concat(targets.Select(t => g.FirstOrDefault(r => r.Source == s && r.Target == t) is { } r ? $"{pick(r) * 100,9:F1}%" : $"{"-",10}")));
+                    sb.AppendLine($"{s,-12}" + string.Concat(targets.Select(t => g.FirstOrDefault(r => r.Source == s && r.Target == t) is { } r ? string.Create(CultureInfo.InvariantCulture, $"{pick(r) * 100,9:F1}%") : $"{"-",10}")));
             }
         }
         return sb.ToString();

@@ -50,7 +50,7 @@ public sealed record ActivationSpec(ActivationKind Kind = ActivationKind.Relu, d
             _ => throw new ArgumentException($"Unknown activation '{text}'. Known: relu, relu6, reludecay[:beta], tanh, elu."),
         };
         double beta = 0.01;
-        if (parts.Length == 2 && (!double.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out beta) || beta < 0))
+        if (parts.Length == 2 && (!double.TryParse(parts[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out beta) || beta < 0))
             throw new ArgumentException($"ReluDecay beta must be a non-negative number; got '{parts[1]}'.");
         return new ActivationSpec(kind, beta);
     }
