@@ -17,7 +17,7 @@ internal static class AttackCommand
     private static readonly Option<int?> Count = CommonOptions.Positive(new("--count") { Description = "Images to attack (class-balanced)", DefaultValueFactory = _ => 1000 });
     private static readonly Option<string> Split = new("--split") { Description = "test or train", DefaultValueFactory = _ => "test" };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Folder to write", Required = true };
-    private static readonly Option<string> Format = new("--format") { Description = "png (one folder per class) or idx (images + labels, ubyte)", DefaultValueFactory = _ => "png" };
+    private static readonly Option<string> Format = new("--format") { Description = "png (one folder per class) or idx (images as ubyte; labels as ubyte, or 32-bit integers when a class index passes 255)", DefaultValueFactory = _ => "png" };
     private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Write into an --output that holds images (an earlier run's are replaced; never allowed for the input data)" };
     private static readonly string[] IdxNames = { "images-idx-ubyte", "labels-idx1-ubyte" };
 
@@ -99,7 +99,7 @@ internal static class AttackCommand
             for (long i = 0; i < pixels.LongLength; i++) bytes[i] = (byte)Math.Clamp(MathF.Round(pixels[i] * 255f), 0, 255);
             var dims = description.Channels == 1 ? new[] { n, description.Height, description.Width } : new[] { n, description.Channels, description.Height, description.Width };
             IdxFile.Write(Path.Combine(output, "images-idx-ubyte"), dims, bytes);
-            IdxFile.Write(Path.Combine(output, "labels-idx1-ubyte"), new[] { n }, labels.Select(l => (byte)l).ToArray());
+            IdxFile.WriteLabels(Path.Combine(output, "labels-idx1-ubyte"), labels); // 32-bit labels when a class index passes 255
             AnsiConsole.MarkupLine($"Wrote {n} images and labels as IDX to [bold]{Markup.Escape(output)}[/].");
         }
         // --overwrite: once the new set is complete, the earlier run's files that it did not replace go, so the folder
