@@ -167,7 +167,7 @@ public static class ImageFolder
         => new DataOperationsCatalog(env).LoadFromEnumerable(images.Select(i => new ImageEntry { SourcePath = i.RelativePath, Label = i.Label }).ToList());
 
     /// <summary>
-    /// The decoding pipeline: ImageAnalytics LoadImages → ResizeImages → (grey) → ExtractPixels with alpha; the one place
+    /// The decoding pipeline: ImageAnalytics LoadImages → EXIF orientation (<see cref="ImageOrientation"/>) → ResizeImages → (grey) → ExtractPixels with alpha; the one place
     /// image files become pixels (<see cref="Load"/> and the streaming <see cref="ImageFolderSource"/>).
     /// </summary>
     internal static IEstimator<ITransformer> Pipeline(IHostEnvironment env, ImageFolderOptions options, IReadOnlyList<string> classes)
@@ -181,6 +181,7 @@ public static class ImageFolder
                 keyData: data.LoadFromEnumerable(keyData))
             .Append(transforms.CopyColumns(options.ImagePathColumnName, nameof(ImageEntry.SourcePath)))
             .Append(transforms.LoadImages(imageColumn, options.Folder, nameof(ImageEntry.SourcePath)))
+            .Append(new ExifOrientationStep(imageColumn, nameof(ImageEntry.SourcePath), options.Folder)) // photos as shown, before the resize
             .Append(transforms.ResizeImages(imageColumn, options.Width, options.Height, imageColumn, options.Resizing));
         if (options.Grayscale)
             pipeline = pipeline.Append(transforms.ConvertToGrayscale(imageColumn));
