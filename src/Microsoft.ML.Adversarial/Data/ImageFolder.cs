@@ -273,7 +273,7 @@ public static class ImageFolder
                 fileGetter(ref name);
                 fileName = ClassMatch.FolderName(Path.GetFileNameWithoutExtension(name.ToString())) + ".png";
             }
-            else fileName = $"{cursor.Position:D6}.png";
+            else fileName = RowFileName(cursor.Position);
             if (!usedNames.Add(Path.Combine(sub, fileName)))
             {
                 fileName = $"{Path.GetFileNameWithoutExtension(fileName)}~{cursor.Position}.png";
@@ -301,6 +301,19 @@ public static class ImageFolder
         }
         return written;
     }
+
+    /// <summary>
+    /// The files <see cref="Save"/> writes for data without a file-name column, relative to its folder: row i of class
+    /// labels[i] (0-based) goes to that class's folder (<see cref="ClassMatch.FolderNames"/>) as "00000i.png". Lets a
+    /// caller check before writing what the names will be (the CLI's attack keeps the user's own files that way).
+    /// </summary>
+    public static IReadOnlyList<string> RowFiles(IReadOnlyList<string> classNames, IReadOnlyList<uint> labels)
+    {
+        var folders = ClassMatch.FolderNames(classNames, MissingFolder);
+        return labels.Select((label, row) => Path.Combine(folders[(int)label], RowFileName(row))).ToArray();
+    }
+
+    private static string RowFileName(long row) => string.Create(CultureInfo.InvariantCulture, $"{row:D6}.png");
 
     /// <summary>The path column <see cref="Save"/> names files after when no other is given (<see cref="ImageFolderOptions.ImagePathColumnName"/>'s default).</summary>
     public const string DefaultImagePathColumn = "ImagePath";

@@ -48,4 +48,66 @@ public sealed class CliAttackOutputTests
         CollectionAssert.Contains(labels, 256u);
         CollectionAssert.Contains(labels, 1000u);
     }
+
+    private static string[] Attack(int count, params string[] more) =>
+        new[] { "attack", "--model", "m.advml", "--method", "fgsm", "--epsilon", "4", "--count", count.ToString(System.Globalization.CultureInfo.InvariantCulture), "-o", "adv" }
+            .Concat(DataArgs).Concat(more).ToArray();
+
+    private static Dictionary<string, byte[]> Contents(IEnumerable<string> files) => files.ToDictionary(f => f, File.ReadAllBytes);
+
+    /// <summary>
+    /// Item 7: --overwrite deleted the user's own images whose names matched what attack writes (000000.png, ...). Now
+    /// it removes only the files its manifest says an earlier run wrote, leaves the others and says so.
+    /// </summary>
+    [TestMethod]
+    public void OverwriteRemovesOnlyWhatAdvmWroteAndSaysWhatItLeft()
+    {
+        string dir = TestData.TempFolder();
+        MakeDataAndModel(dir, new[] { "a", "b" }, imagesPerClass: 2);
+        // The user's own files, named as attack names its output, where this run does not write.
+        var foreign = new[] { Path.Combine("a", "000100.png"), Path.Combine("b", "000101.png"), Path.Combine("mine", "000000.png"), "000002.png", "images-idx-ubyte" }
+            .Select(f => Path.Combine(dir, "adv", f)).ToArray();
+        foreach (var f in foreign)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(f)!);
+            File.WriteAllText(f, "the user's own file " + f);
+        }
+        var theirs = Contents(foreign);
+
+        var first = CliTests.Advml(dir, Attack(4, "--overwrite"));
+        TestContext.WriteLine(first.Out + first.Err);
+        Assert.AreEqual(0, first.Code, first.Err);
+        foreach (var (f, bytes) in theirs) CollectionAssert.AreEqual(bytes, File.Exists(f) ? File.ReadAllBytes(f) : null, $"'{f}' was not written by advml and must stay as it was");
+        StringAssert.Contains(first.Out, $"{foreign.Length} files advml did not write");
+        var written = Directory.GetFiles(Path.Combine(dir, "adv"), "*.png", SearchOption.AllDirectories).Except(foreign).ToList();
+        Assert.AreEqual(4, written.Count, string.Join(", ", written));
+
+        // A second run with fewer images: the first run's extra images go (they are in the manifest), the user's stay.
+        var second = CliTests.Advml(dir, Attack(2, "--overwrite", "--seed", "5"));
+        Assert.AreEqual(0, second.Code, second.Err);
+        var now = Directory.GetFiles(Path.Combine(dir, "adv"), "*.png", SearchOption.AllDirectories).Except(foreign).ToList();
+        Assert.AreEqual(2, now.Count, "the earlier run's images this run did not replace are removed: " + string.Join(", ", now));
+        foreach (var (f, bytes) in theirs) CollectionAssert.AreEqual(bytes, File.Exists(f) ? File.ReadAllBytes(f) : null, $"'{f}' must survive a second --overwrite");
+    }
+
+    /// <summary>Item 7: a file advml did not write where this run would write is never replaced: the run is refused before any work, naming it.</summary>
+    [TestMethod]
+    public void OverwriteRefusesToReplaceAFileItDidNotWrite()
+    {
+        string dir = TestData.TempFolder();
+        MakeDataAndModel(dir, new[] { "a", "b" }, imagesPerClass: 2);
+        var foreign = Enumerable.Range(0, 4).SelectMany(i => new[] { "a", "b" }.Select(c => Path.Combine(dir, "adv", c, $"{i:D6}.png"))).ToArray();
+        foreach (var f in foreign)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(f)!);
+            File.WriteAllText(f, "the user's own file " + f);
+        }
+        var theirs = Contents(foreign);
+        var r = CliTests.Advml(dir, Attack(4, "--overwrite"));
+        TestContext.WriteLine(r.Out + r.Err);
+        Assert.AreNotEqual(0, r.Code, r.Out);
+        StringAssert.Contains(r.Err, "did not write");
+        StringAssert.Contains(r.Err, "4 such files"); // one image per row: rows 0 to 3, each in its class's folder
+        foreach (var (f, bytes) in theirs) CollectionAssert.AreEqual(bytes, File.ReadAllBytes(f), $"'{f}' must not be replaced");
+    }
 }
