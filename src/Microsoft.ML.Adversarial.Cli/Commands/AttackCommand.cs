@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.IO;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -28,6 +29,9 @@ internal static class AttackCommand
     /// </summary>
     internal const string ManifestName = "advml-manifest.json";
 
+    /// <summary>The lock file a running attack holds in its --output (<see cref="FolderLock"/>; hidden, so folder readers pass it by).</summary>
+    internal const string LockName = ".advml-attack.lock";
+
     private sealed record Manifest(string WrittenBy, IReadOnlyList<string> Files);
 
     public static System.CommandLine.Command Create()
@@ -43,14 +47,30 @@ internal static class AttackCommand
     {
         // A failed attack leaves nothing behind that it created: no folder (an empty one, or one with part of the
         // images), and in an existing folder no new class folders or files; the existing folder itself stays.
-        var undo = OutputFiles.TrackCreated(p.GetValue(Output)!);
+        string output = p.GetValue(Output)!;
+        var undo = OutputFiles.TrackCreated(output);
+        try
+        {
+            RefuseInput(p, output); // before anything is written there, the lock included
+            OutputFiles.EnsureWritable(output, isFolder: true);
+        }
+        catch
+        {
+            undo();
+            throw;
+        }
+        // One attack at a time in a folder (two would mix their images). Refused: what appeared in the folder since
+        // this run started is the other run's, so nothing is undone.
+        using var held = FolderLock.Acquire(output, LockName, holder =>
+            $"--output '{output}' is in use by another attack ({holder}). Two attacks into one folder would mix their images: " +
+            "wait for that run to finish, stop it, or choose another --output.");
         try
         {
             return Attack(p, ct);
         }
         catch
         {
-            undo();
+            undo(); // while the lock is held: no other attack writes there meanwhile
             throw;
         }
     }
@@ -64,8 +84,7 @@ internal static class AttackCommand
         string split = p.GetValue(Split)!.ToLowerInvariant();
         if (split is not ("test" or "train")) throw new CliException($"--split '{split}': use test or train.");
         string output = p.GetValue(Output)!;
-        var (ours, foreign) = CheckOutput(p, output, p.GetValue(Overwrite));
-        OutputFiles.EnsureWritable(output, isFolder: true);
+        var (ours, foreign) = ExistingOutput(output, p.GetValue(Overwrite));
         var device = CommonOptions.ParseDevice(p);
         var (model, description) = CliData.LoadModel(p.GetValue(ModelPath)!, device);
         var data = CliData.OpenSplitFor(p, split == "train", p.GetValue(Count), description, p.GetValue(ModelPath)!);
@@ -133,12 +152,8 @@ internal static class AttackCommand
         return 0;
     }
 
-    /// <summary>
-    /// Refuses an output folder that is, holds or lies inside the input data (even with --overwrite), and one that holds
-    /// images unless --overwrite. Returns the image and IDX files there that an earlier attack wrote (listed in its
-    /// manifest: to remove once the new set is complete) and the others (never removed or replaced), as full paths.
-    /// </summary>
-    private static (IReadOnlyList<string> Ours, IReadOnlyList<string> Foreign) CheckOutput(ParseResult p, string output, bool overwrite)
+    /// <summary>Refuses an output folder that is, holds or lies inside the input data, even with --overwrite (checked before anything is written there).</summary>
+    private static void RefuseInput(ParseResult p, string output)
     {
         var inputs = p.GetValue(CommonOptions.Data) is { } data
             ? new[] { Path.Combine(data, "train"), Path.Combine(data, "test") }
@@ -148,6 +163,15 @@ internal static class AttackCommand
             if (OutputFiles.IsSameOrInside(real, input) || OutputFiles.IsSameOrInside(input, real))
                 throw new CliException($"--output '{output}' is, holds or lies inside the input data '{input}'; adversarial examples never go into their input, " +
                     "not even with --overwrite. Choose a folder of their own (e.g. -o adv-test).");
+    }
+
+    /// <summary>
+    /// Refuses an output folder that holds images unless --overwrite. Returns the image and IDX files there that an
+    /// earlier attack wrote (listed in its manifest: to remove once the new set is complete) and the others (never
+    /// removed or replaced), as full paths.
+    /// </summary>
+    private static (IReadOnlyList<string> Ours, IReadOnlyList<string> Foreign) ExistingOutput(string output, bool overwrite)
+    {
         if (!Directory.Exists(output)) return (Array.Empty<string>(), Array.Empty<string>());
         bool IsOutput(string f) => ImageFolder.ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) || IdxNames.Contains(Path.GetFileName(f));
         // Images directly in the folder or in its class folders: what an earlier attack (or a data set) put there.

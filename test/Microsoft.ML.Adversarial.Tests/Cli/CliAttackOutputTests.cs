@@ -110,4 +110,37 @@ public sealed class CliAttackOutputTests
         StringAssert.Contains(r.Err, "4 such files"); // one image per row: rows 0 to 3, each in its class's folder
         foreach (var (f, bytes) in theirs) CollectionAssert.AreEqual(bytes, File.ReadAllBytes(f), $"'{f}' must not be replaced");
     }
+
+    /// <summary>
+    /// Item 8: two attacks into one folder at once both reported success and left a mix. The second is refused while the
+    /// first runs, naming it; the first finishes and the folder holds its images only.
+    /// </summary>
+    [TestMethod]
+    public void ASecondAttackIntoTheSameFolderIsRefusedWhileTheFirstRuns()
+    {
+        string dir = TestData.TempFolder();
+        string[] Attack(string method, int count) =>
+            new[] { "attack", "--model", "m.advml", "--method", method, "--count", count.ToString(System.Globalization.CultureInfo.InvariantCulture), "-o", "adv", "--overwrite" };
+        var spec = new Microsoft.ML.Adversarial.Models.ModelSpec(Microsoft.ML.Adversarial.Models.ModelArchitecture.SmallCnn, 0.25);
+        TorchSharp.torch.manual_seed(1);
+        using (var model = spec.Create(10, (1, 28, 28)))
+            ModelIO.Save(model, new ModelDescription(spec, 10, 1, 28, 28, FashionMnist.ClassNames.ToArray()), Path.Combine(dir, "m.advml"));
+
+        using var first = CliTests.Start(dir, Attack("iter-basic", 3000)); // long enough to be running when the second starts
+        var err = first.StandardError.ReadToEndAsync();
+        var output = first.StandardOutput.ReadToEndAsync();
+        // The first run is under way once its output folder holds anything (it takes the lock before it writes).
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        string adv = Path.Combine(dir, "adv");
+        while (!(Directory.Exists(adv) && Directory.EnumerateFileSystemEntries(adv).Any()) && !first.HasExited && watch.Elapsed < TimeSpan.FromMinutes(1)) Thread.Sleep(5);
+        var second = CliTests.Advml(dir, Attack("fgsm", 20));
+        first.WaitForExit();
+        TestContext.WriteLine($"second: {second.Code} {second.Err}\nfirst: {first.ExitCode} {output.Result} {err.Result}");
+        if (first.ExitCode == 0 && second.Code == 0 && watch.Elapsed > TimeSpan.FromMinutes(1)) Assert.Inconclusive("the first attack never showed up in its folder");
+        Assert.AreEqual(0, first.ExitCode, err.Result);
+        Assert.AreNotEqual(0, second.Code, "the second attack into the same folder must be refused while the first runs: " + second.Out);
+        StringAssert.Contains(second.Err, "in use by another attack");
+        StringAssert.Contains(second.Err, $"PID {first.Id}");
+        Assert.AreEqual(3000, Directory.GetFiles(adv, "*.png", SearchOption.AllDirectories).Length, "the folder holds the first run's images only");
+    }
 }
