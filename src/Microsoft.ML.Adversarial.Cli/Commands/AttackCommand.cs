@@ -95,6 +95,9 @@ internal static class AttackCommand
         if (clashes.Count > 0)
             throw new CliException($"--output '{output}' holds '{clashes[0]}', which advml did not write (it is not in {ManifestName}), and this run would replace it " +
                 $"({clashes.Count} such files). Move your files out of the folder, or choose another --output.");
+        // Listed before they are written, with the earlier run's: a run killed half-way leaves no file of its own unlisted,
+        // so the rerun (--overwrite) replaces them.
+        WriteManifest(output, full.Concat(ours));
 
         var attack = AttackRegistry.Create(method, new AttackOptions { Epsilon = eps, Seed = p.GetValue(CommonOptions.Seed), InputRange = description.InputRangeOrDefault, Compute = CommonOptions.Compute(p) });
         int n = data.RowCount, size = description.Channels * description.Height * description.Width, batch = p.GetValue(CommonOptions.BatchSize);
@@ -136,16 +139,16 @@ internal static class AttackCommand
             IdxFile.WriteLabels(Path.Combine(output, "labels-idx1-ubyte"), labels); // 32-bit labels when a class index passes 255
             AnsiConsole.MarkupLine($"Wrote {n} images and labels as IDX to [bold]{Markup.Escape(output)}[/].");
         }
-        // The manifest, then --overwrite's clean-up: once the new set is complete, the earlier run's files that it did not
-        // replace go (a mix of two runs would be evaluated as one); only files an earlier run listed in its manifest.
-        OutputFiles.WriteAtomically(Path.Combine(output, ManifestName), JsonSerializer.Serialize(
-            new Manifest("advml attack", planned.Select(f => f.Replace(Path.DirectorySeparatorChar, '/')).ToArray()), new JsonSerializerOptions { WriteIndented = true }));
+        // --overwrite's clean-up: once the new set is complete, the earlier run's files that it did not replace go (a mix
+        // of two runs would be evaluated as one); only files an earlier run listed in its manifest. Then the manifest
+        // lists this run's files alone.
         int removed = 0;
         foreach (var f in ours.Where(f => !full.Contains(f) && File.Exists(f)))
         {
             File.Delete(f);
             removed++;
         }
+        WriteManifest(output, full);
         if (removed > 0) AnsiConsole.MarkupLine($"Removed {removed} images of the earlier run that this run did not replace.");
         if (foreign.Count > 0)
             AnsiConsole.MarkupLine(Markup.Escape($"Left {foreign.Count} files advml did not write in '{output}' as they were (e.g. '{foreign[0]}'); they are not part of this run."));
@@ -181,6 +184,14 @@ internal static class AttackCommand
             throw new CliException($"--output '{output}' already holds {files.Count} image files (e.g. '{files[0]}'); add --overwrite to replace them, or choose a new folder.");
         var listed = ReadManifest(output);
         return (files.Where(listed.Contains).ToList(), files.Where(f => !listed.Contains(f)).ToList());
+    }
+
+    /// <summary>Writes <see cref="ManifestName"/> (atomically): the given files, relative to the folder, with '/' separators.</summary>
+    private static void WriteManifest(string output, IEnumerable<string> fullPaths)
+    {
+        string root = Path.GetFullPath(output);
+        var files = fullPaths.Distinct().Select(f => Path.GetRelativePath(root, f).Replace(Path.DirectorySeparatorChar, '/')).Order(StringComparer.Ordinal).ToArray();
+        OutputFiles.WriteAtomically(Path.Combine(output, ManifestName), JsonSerializer.Serialize(new Manifest("advml attack", files), new JsonSerializerOptions { WriteIndented = true }));
     }
 
     /// <summary>The files an earlier attack listed in <see cref="ManifestName"/>, as full paths; none when there is no manifest (nothing is taken as ours).</summary>

@@ -117,10 +117,19 @@ public static class ImageFolder
             string cls = classes[c];
             if (!Directory.Exists(Path.Combine(folder, cls))) continue;
             // File names only (one class at a time), sorted ordinally: the order of the full paths, which share the folder.
-            var files = Directory.EnumerateFiles(Path.Combine(folder, cls)).Select(Path.GetFileName).OfType<string>()
-                // Hidden files are skipped: among them are temporary files an interrupted Save may leave.
-                .Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) && !f.StartsWith('.'))
-                .Order(StringComparer.Ordinal);
+            // Hidden files are skipped: among them are temporary files an interrupted Save may leave.
+            var all = Directory.EnumerateFiles(Path.Combine(folder, cls)).Select(Path.GetFileName).OfType<string>().Where(f => !f.StartsWith('.')).ToList();
+            var files = all.Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal).ToList();
+            // A class folder with nothing the reader takes would be a class with no images (or, for the caller, a class
+            // missing from the data): refused, saying what is there.
+            if (files.Count == 0)
+            {
+                var skipped = all.Order(StringComparer.Ordinal).ToList();
+                throw new InvalidDataException($"Image folder '{folder}': class folder '{cls}' holds no image files the reader takes ({string.Join(", ", ImageExtensions)})" +
+                    (skipped.Count == 0 ? "; it is empty. Put images in it, or " : $"; {skipped.Count} files skipped ({string.Join(", ", skipped.GroupBy(f => Path.GetExtension(f).ToLowerInvariant()).Select(g => $"{(g.Key.Length == 0 ? "no extension" : g.Key)}: {g.Count()}"))}; " +
+                        $"e.g. {string.Join(", ", skipped.Take(3).Select(f => $"'{f}'"))}). Convert them to PNG or JPEG, or ") +
+                    "remove the folder: a class without images cannot be trained or evaluated.");
+            }
             foreach (string f in files) images.Add(Path.Combine(cls, f), c);
         }
         var list = images.Build();
