@@ -138,6 +138,46 @@ public static class ImageFolder
         return (classes.Select(c => nameOf[c]).ToList(), list);
     }
 
+    /// <summary>
+    /// What the readers leave out of <paramref name="folder"/> or take twice, in words, for the caller to show (the CLI
+    /// prints them): files in class folders in formats the reader does not take (counts per class, the first names), and
+    /// files whose bytes are the same in more than one place (the same image in two class folders is trained and scored
+    /// as both classes). Empty when there is nothing to say. A class with no readable image at all is an error of the
+    /// readers themselves.
+    /// </summary>
+    /// <param name="folder">An image folder: one sub-folder per class.</param>
+    public static IReadOnlyList<string> Warnings(string folder)
+    {
+        var warnings = new List<string>();
+        if (!Directory.Exists(folder)) return warnings;
+        var classes = Directory.GetDirectories(folder).Select(Path.GetFileName).OfType<string>().Where(n => !n.StartsWith('.')).Order(StringComparer.Ordinal).ToList();
+        var files = classes.SelectMany(c => Directory.EnumerateFiles(Path.Combine(folder, c)).Select(Path.GetFileName).OfType<string>()
+            .Where(f => !f.StartsWith('.')).Order(StringComparer.Ordinal).Select(f => (Class: c, Name: f))).ToList();
+        bool Taken(string name) => ImageExtensions.Contains(Path.GetExtension(name).ToLowerInvariant());
+        var skipped = files.Where(f => !Taken(f.Name)).ToList();
+        if (skipped.Count > 0)
+            warnings.Add($"Image folder '{folder}': skipped {skipped.Count} files the reader does not take (it reads {string.Join(", ", ImageExtensions)}): " +
+                string.Join(", ", skipped.GroupBy(f => f.Class).Select(g => $"{g.Key} {g.Count()}")) + "; e.g. " +
+                string.Join(", ", skipped.Take(5).Select(f => $"'{f.Class}/{f.Name}'")) + ". Convert them to PNG or JPEG to use them.");
+        // Same bytes: only files that share their length are hashed. On a folder too large to read for that (past
+        // DuplicateCheckBytes), only files that also share their name: the copy of a file into a second class folder.
+        var taken = files.Where(f => Taken(f.Name)).Select(f => (Path: Path.Combine(folder, f.Class, f.Name), f.Name)).Select(f => (f.Path, f.Name, Length: new FileInfo(f.Path).Length)).ToList();
+        var candidates = taken.GroupBy(f => f.Length).Where(g => g.Count() > 1).ToList();
+        if (candidates.Sum(g => g.Sum(f => f.Length)) > DuplicateCheckBytes)
+            candidates = taken.GroupBy(f => (f.Length, f.Name)).Where(g => g.Count() > 1).Select(g => g.GroupBy(f => f.Length).First()).ToList();
+        var same = candidates
+            .SelectMany(g => g.Select(f => f.Path).GroupBy(f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f)))))
+            .Where(g => g.Count() > 1).Select(g => g.Select(f => Path.GetRelativePath(folder, f)).ToList()).ToList();
+        if (same.Count > 0)
+            warnings.Add($"Image folder '{folder}': {same.Sum(g => g.Count)} files have the same bytes as another ({same.Count} groups), e.g. " +
+                string.Join("; ", same.Take(3).Select(g => string.Join(" = ", g.Select(f => $"'{f}'")))) +
+                ". Each copy is read as an image of its folder's class; remove the copies unless that is meant.");
+        return warnings;
+    }
+
+    /// <summary>At most this many bytes are read to find copies by content (256 MiB); past it, only same-named files are compared.</summary>
+    private const long DuplicateCheckBytes = 256L << 20;
+
     /// <summary>Loads an image folder in <paramref name="mlContext"/> (its log, cancellation and settings).</summary>
     /// <param name="mlContext">The caller's context.</param>
     /// <param name="options">Folder, size, colour and column names.</param>

@@ -143,4 +143,28 @@ public sealed class CliAttackOutputTests
         StringAssert.Contains(second.Err, $"PID {first.Id}");
         Assert.AreEqual(3000, Directory.GetFiles(adv, "*.png", SearchOption.AllDirectories).Length, "the folder holds the first run's images only");
     }
+
+    /// <summary>
+    /// Item 5: files the reader does not take were skipped without a word, and the same image in two class folders was
+    /// taken twice (once as each class). The command now says both.
+    /// </summary>
+    [TestMethod]
+    public void SkippedFilesAndDuplicatesAreReported()
+    {
+        string dir = TestData.TempFolder();
+        MakeDataAndModel(dir, new[] { "a", "b" });
+        string test = Path.Combine(dir, "data", "test");
+        File.WriteAllBytes(Path.Combine(test, "a", "other.png"), Microsoft.ML.Adversarial.Tests.Data.TestImages.Uniform(28, 28, 0, 30));
+        File.Copy(Path.Combine(test, "a", "other.png"), Path.Combine(test, "b", "copy-of-other.png"));
+        File.WriteAllBytes(Path.Combine(test, "a", "scan.tif"), new byte[] { 0x49, 0x49, 0x2A, 0, 8, 0, 0, 0 });
+        File.WriteAllText(Path.Combine(test, "b", "notes.txt"), "not an image");
+        var r = CliTests.Advml(dir, new[] { "attack", "--model", "m.advml", "--method", "fgsm", "-o", "adv" }.Concat(DataArgs).ToArray());
+        TestContext.WriteLine(r.Out + r.Err);
+        Assert.AreEqual(0, r.Code, r.Err);
+        StringAssert.Contains(r.Out, "skipped 2 files");
+        StringAssert.Contains(r.Out, "scan.tif");
+        StringAssert.Contains(r.Out, "notes.txt");
+        StringAssert.Contains(r.Out, "copy-of-other.png");
+        StringAssert.Contains(r.Out, "same bytes");
+    }
 }
