@@ -24,8 +24,9 @@ internal static class AttackCommand
     private static readonly string[] IdxNames = { "images-idx-ubyte", "labels-idx1-ubyte" };
 
     /// <summary>
-    /// The list of the files an attack wrote into its --output (relative paths), written after them: --overwrite removes
-    /// only files listed there, so files the user put in the folder stay whatever their names.
+    /// The list of the files attacks wrote into their --output (relative paths; written before the files, with the earlier
+    /// run's, and after them alone): --overwrite removes or replaces only files listed there, so files the user put in the
+    /// folder stay whatever their names.
     /// </summary>
     internal const string ManifestName = "advml-manifest.json";
 
