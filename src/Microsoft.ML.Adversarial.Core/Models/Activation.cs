@@ -56,7 +56,7 @@ public sealed record ActivationSpec(ActivationKind Kind = ActivationKind.Relu, d
     }
 
     /// <summary>The name the CLI and model files use: "relu", "relu6", "tanh", "elu" or "reludecay:BETA".</summary>
-    public override string ToString() => Kind == ActivationKind.ReluDecay ? $"reludecay:{Beta}" : Kind.ToString().ToLowerInvariant();
+    public override string ToString() => Kind == ActivationKind.ReluDecay ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"reludecay:{Beta}") : Kind.ToString().ToLowerInvariant();
 }
 
 /// <summary>ReluDecay (appendix D): <c>relu(x) / (1 + beta relu(x)^2)</c>, bounded and decaying for large inputs.</summary>

@@ -120,4 +120,27 @@ public sealed class CliCultureTests
         }
         finally { CultureInfo.CurrentCulture = saved; }
     }
+
+    /// <summary>
+    /// Library text that is stored and compared (a model's input range, checkpoint settings, activation and model
+    /// descriptions) is invariant: a checkpoint or model written under one locale reads the same under another.
+    /// (Found by running the CLI tests under de-DE: an imported model's range read "mean [0,485, ...]" in-process.)
+    /// </summary>
+    [TestMethod]
+    public void StoredDescriptionsAreInvariantUnderADecimalCommaCulture()
+    {
+        RequireDecimalCommaCulture();
+        var saved = CultureInfo.CurrentCulture;
+        try
+        {
+            CultureInfo.CurrentCulture = new CultureInfo("de-DE");
+            StringAssert.Contains(InputRange.Normalized(new[] { 0.485f, 0.456f, 0.406f }, new[] { 0.229f, 0.224f, 0.225f }).Description, "mean [0.485, 0.456, 0.406]");
+            StringAssert.Contains(new InputRange(new[] { -0.5f }, new[] { 0.5f }).Description, "[-0.5, 0.5]");
+            Assert.AreEqual("fixed 2.5", Microsoft.ML.Adversarial.Training.EpsilonDistribution.Parse("fixed:2.5").ToString());
+            Assert.AreEqual("uniform [0.5, 16]", Microsoft.ML.Adversarial.Training.EpsilonDistribution.Parse("uniform:0.5:16").ToString());
+            Assert.AreEqual("reludecay:0.01", ActivationSpec.Parse("reludecay:0.01").ToString());
+            StringAssert.Contains(new ModelSpec(ModelArchitecture.SmallCnn, 0.25, null, 0.5).ToString(), "rho 0.25, relu, dropout 0.5");
+        }
+        finally { CultureInfo.CurrentCulture = saved; }
+    }
 }
