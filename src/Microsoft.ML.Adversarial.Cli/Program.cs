@@ -10,6 +10,8 @@ root.Subcommands.Add(EvaluateCommand.Create());
 root.Subcommands.Add(TransferCommand.Create());
 root.Subcommands.Add(ReproduceCommand.Create());
 root.Subcommands.Add(ImportCommand.Create());
+// Numbers are invariant on the command line, in files and on screen, whatever the user's locale (issue 27).
+InvariantNumbers.Use(root);
 
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

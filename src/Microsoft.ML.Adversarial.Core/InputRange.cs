@@ -31,8 +31,11 @@ public sealed class InputRange
                 throw new ArgumentException($"Channel {c}: the range [{min[c]}, {max[c]}] is empty or not finite.");
         Min = min.ToArray();
         Max = max.ToArray();
-        Description = description ?? (min.Count == 1 ? $"[{min[0]}, {max[0]}]" : $"per-channel [{string.Join(", ", min)}] to [{string.Join(", ", max)}]");
+        Description = description ?? (min.Count == 1 ? $"[{List(min)}, {List(max)}]" : $"per-channel [{List(min)}] to [{List(max)}]");
     }
+
+    /// <summary>Numbers as a description shows them: invariant, since a description is stored in model files and compared.</summary>
+    private static string List(IEnumerable<float> values) => string.Join(", ", values.Select(v => v.ToString(System.Globalization.CultureInfo.InvariantCulture)));
 
     /// <summary>Pixels divided by 255: [0, 1]. The default, and what the data loaders produce.</summary>
     public static InputRange UnitInterval { get; } = new(new[] { 0f }, new[] { 1f }, "[0, 1]");
@@ -47,7 +50,7 @@ public sealed class InputRange
         if (mean.Count != std.Count) throw new ArgumentException($"mean has {mean.Count} channels but std has {std.Count}.");
         if (std.Any(s => !(s > 0))) throw new ArgumentException("Every std must be positive.", nameof(std));
         return new InputRange(mean.Select((m, c) => (0 - m) / std[c]).ToArray(), mean.Select((m, c) => (1 - m) / std[c]).ToArray(),
-            $"normalised (mean [{string.Join(", ", mean)}], std [{string.Join(", ", std)}])");
+            $"normalised (mean [{List(mean)}], std [{List(std)}])");
     }
 
     /// <summary>ImageNet normalisation used by torchvision.</summary>

@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Text.Json;
 using Microsoft.ML.Adversarial.Data;
+using Microsoft.ML.Adversarial.IO;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -17,9 +19,21 @@ internal static class AttackCommand
     private static readonly Option<int?> Count = CommonOptions.Positive(new("--count") { Description = "Images to attack (class-balanced)", DefaultValueFactory = _ => 1000 });
     private static readonly Option<string> Split = new("--split") { Description = "test or train", DefaultValueFactory = _ => "test" };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Folder to write", Required = true };
-    private static readonly Option<string> Format = new("--format") { Description = "png (one folder per class) or idx (images + labels, ubyte)", DefaultValueFactory = _ => "png" };
-    private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Write into an --output that holds images (an earlier run's are replaced; never allowed for the input data)" };
+    private static readonly Option<string> Format = new("--format") { Description = "png (one folder per class) or idx (images as ubyte; labels as ubyte, or 32-bit integers when a class index passes 255)", DefaultValueFactory = _ => "png" };
+    private static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Write into an --output that holds images: an earlier run's (listed in its advml-manifest.json) are replaced, other files are kept and never replaced; never allowed for the input data" };
     private static readonly string[] IdxNames = { "images-idx-ubyte", "labels-idx1-ubyte" };
+
+    /// <summary>
+    /// The list of the files attacks wrote into their --output (relative paths; written before the files, with the earlier
+    /// run's, and after them alone): --overwrite removes or replaces only files listed there, so files the user put in the
+    /// folder stay whatever their names.
+    /// </summary>
+    internal const string ManifestName = "advml-manifest.json";
+
+    /// <summary>The lock file a running attack holds in its --output (<see cref="FolderLock"/>; hidden, so folder readers pass it by).</summary>
+    internal const string LockName = ".advml-attack.lock";
+
+    private sealed record Manifest(string WrittenBy, IReadOnlyList<string> Files);
 
     public static System.CommandLine.Command Create()
     {
@@ -34,14 +48,30 @@ internal static class AttackCommand
     {
         // A failed attack leaves nothing behind that it created: no folder (an empty one, or one with part of the
         // images), and in an existing folder no new class folders or files; the existing folder itself stays.
-        var undo = OutputFiles.TrackCreated(p.GetValue(Output)!);
+        string output = p.GetValue(Output)!;
+        var undo = OutputFiles.TrackCreated(output);
+        try
+        {
+            RefuseInput(p, output); // before anything is written there, the lock included
+            OutputFiles.EnsureWritable(output, isFolder: true);
+        }
+        catch
+        {
+            undo();
+            throw;
+        }
+        // One attack at a time in a folder (two would mix their images). Refused: what appeared in the folder since
+        // this run started is the other run's, so nothing is undone.
+        using var held = FolderLock.Acquire(output, LockName, holder =>
+            $"--output '{output}' is in use by another attack ({holder}). Two attacks into one folder would mix their images: " +
+            "wait for that run to finish, stop it, or choose another --output.");
         try
         {
             return Attack(p, ct);
         }
         catch
         {
-            undo();
+            undo(); // while the lock is held: no other attack writes there meanwhile
             throw;
         }
     }
@@ -55,11 +85,20 @@ internal static class AttackCommand
         string split = p.GetValue(Split)!.ToLowerInvariant();
         if (split is not ("test" or "train")) throw new CliException($"--split '{split}': use test or train.");
         string output = p.GetValue(Output)!;
-        var earlier = CheckOutput(p, output, p.GetValue(Overwrite));
-        OutputFiles.EnsureWritable(output, isFolder: true);
+        var (ours, foreign) = ExistingOutput(output, p.GetValue(Overwrite));
         var device = CommonOptions.ParseDevice(p);
         var (model, description) = CliData.LoadModel(p.GetValue(ModelPath)!, device);
         var data = CliData.OpenSplitFor(p, split == "train", p.GetValue(Count), description, p.GetValue(ModelPath)!);
+        // What this run will write, known before the attack: a file the user put there under one of these names is never replaced.
+        var planned = format == "idx" ? IdxNames : ImageFolder.RowFiles(data.ClassNames, Enumerable.Range(0, data.RowCount).Select(data.GetLabel).ToArray());
+        var full = planned.Select(f => Path.GetFullPath(Path.Combine(output, f))).ToHashSet();
+        var clashes = foreign.Where(full.Contains).Order(StringComparer.Ordinal).ToList();
+        if (clashes.Count > 0)
+            throw new CliException($"--output '{output}' holds '{clashes[0]}', which advml did not write (it is not in {ManifestName}), and this run would replace it " +
+                $"({clashes.Count} such files). Move your files out of the folder, or choose another --output.");
+        // Listed before they are written, with the earlier run's: a run killed half-way leaves no file of its own unlisted,
+        // so the rerun (--overwrite) replaces them.
+        WriteManifest(output, full.Concat(ours));
 
         var attack = AttackRegistry.Create(method, new AttackOptions { Epsilon = eps, Seed = p.GetValue(CommonOptions.Seed), InputRange = description.InputRangeOrDefault, Compute = CommonOptions.Compute(p) });
         int n = data.RowCount, size = description.Channels * description.Height * description.Width, batch = p.GetValue(CommonOptions.BatchSize);
@@ -86,7 +125,6 @@ internal static class AttackCommand
             }
             return 0;
         });
-        var writeStart = DateTime.UtcNow;
         var adversarial = new ImageSetDataView(ImageSet.FromFloats(pixels, labels, data.ClassNames, data.ImageShape));
         if (format == "png")
         {
@@ -99,28 +137,27 @@ internal static class AttackCommand
             for (long i = 0; i < pixels.LongLength; i++) bytes[i] = (byte)Math.Clamp(MathF.Round(pixels[i] * 255f), 0, 255);
             var dims = description.Channels == 1 ? new[] { n, description.Height, description.Width } : new[] { n, description.Channels, description.Height, description.Width };
             IdxFile.Write(Path.Combine(output, "images-idx-ubyte"), dims, bytes);
-            IdxFile.Write(Path.Combine(output, "labels-idx1-ubyte"), new[] { n }, labels.Select(l => (byte)l).ToArray());
+            IdxFile.WriteLabels(Path.Combine(output, "labels-idx1-ubyte"), labels); // 32-bit labels when a class index passes 255
             AnsiConsole.MarkupLine($"Wrote {n} images and labels as IDX to [bold]{Markup.Escape(output)}[/].");
         }
-        // --overwrite: once the new set is complete, the earlier run's files that it did not replace go, so the folder
-        // holds this run only (a mix of two runs would be evaluated as one). Only files named as this command names
-        // them: other images are left alone.
+        // --overwrite's clean-up: once the new set is complete, the earlier run's files that it did not replace go (a mix
+        // of two runs would be evaluated as one); only files an earlier run listed in its manifest. Then the manifest
+        // lists this run's files alone.
         int removed = 0;
-        foreach (var f in earlier)
-            if (IsOurs(f) && File.Exists(f) && File.GetLastWriteTimeUtc(f) < writeStart)
-            {
-                File.Delete(f);
-                removed++;
-            }
+        foreach (var f in ours.Where(f => !full.Contains(f) && File.Exists(f)))
+        {
+            File.Delete(f);
+            removed++;
+        }
+        WriteManifest(output, full);
         if (removed > 0) AnsiConsole.MarkupLine($"Removed {removed} images of the earlier run that this run did not replace.");
+        if (foreign.Count > 0)
+            AnsiConsole.MarkupLine(Markup.Escape($"Left {foreign.Count} files advml did not write in '{output}' as they were (e.g. '{foreign[0]}'); they are not part of this run."));
         return 0;
     }
 
-    /// <summary>
-    /// Refuses an output folder that is, holds or lies inside the input data (even with --overwrite), and one that holds
-    /// an earlier run's images unless --overwrite; returns those images (to remove once the new set is complete).
-    /// </summary>
-    private static IReadOnlyList<string> CheckOutput(ParseResult p, string output, bool overwrite)
+    /// <summary>Refuses an output folder that is, holds or lies inside the input data, even with --overwrite (checked before anything is written there).</summary>
+    private static void RefuseInput(ParseResult p, string output)
     {
         var inputs = p.GetValue(CommonOptions.Data) is { } data
             ? new[] { Path.Combine(data, "train"), Path.Combine(data, "test") }
@@ -130,16 +167,50 @@ internal static class AttackCommand
             if (OutputFiles.IsSameOrInside(real, input) || OutputFiles.IsSameOrInside(input, real))
                 throw new CliException($"--output '{output}' is, holds or lies inside the input data '{input}'; adversarial examples never go into their input, " +
                     "not even with --overwrite. Choose a folder of their own (e.g. -o adv-test).");
-        if (!Directory.Exists(output)) return Array.Empty<string>();
-        bool IsOutput(string f) => ImageFolder.ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) || IdxNames.Contains(Path.GetFileName(f));
-        // Images directly in the folder or in its class folders: what an earlier attack (or a data set) put there.
-        var files = Directory.EnumerateFiles(output).Concat(Directory.EnumerateDirectories(output).SelectMany(Directory.EnumerateFiles)).Where(IsOutput).ToList();
-        if (files.Count > 0 && !overwrite)
-            throw new CliException($"--output '{output}' already holds {files.Count} image files (e.g. '{files[0]}'); add --overwrite to replace them, or choose a new folder.");
-        return files;
     }
 
-    /// <summary>A file named as this command names its output: 000123.png (or its temporary .000123.tmp.png) or an IDX file.</summary>
-    private static bool IsOurs(string path) =>
-        IdxNames.Contains(Path.GetFileName(path)) || System.Text.RegularExpressions.Regex.IsMatch(Path.GetFileName(path), @"^(\d{6,}\.png|\.\d{6,}\.tmp\.png)$");
+    /// <summary>
+    /// Refuses an output folder that holds images unless --overwrite. Returns the image and IDX files there that an
+    /// earlier attack wrote (listed in its manifest: to remove once the new set is complete) and the others (never
+    /// removed or replaced), as full paths.
+    /// </summary>
+    private static (IReadOnlyList<string> Ours, IReadOnlyList<string> Foreign) ExistingOutput(string output, bool overwrite)
+    {
+        if (!Directory.Exists(output)) return (Array.Empty<string>(), Array.Empty<string>());
+        bool IsOutput(string f) => ImageFolder.ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) || IdxNames.Contains(Path.GetFileName(f));
+        // Images directly in the folder or in its class folders: what an earlier attack (or a data set) put there.
+        var files = Directory.EnumerateFiles(output).Concat(Directory.EnumerateDirectories(output).SelectMany(Directory.EnumerateFiles)).Where(IsOutput)
+            .Select(Path.GetFullPath).ToList();
+        if (files.Count > 0 && !overwrite)
+            throw new CliException($"--output '{output}' already holds {files.Count} image files (e.g. '{files[0]}'); add --overwrite to replace them, or choose a new folder.");
+        var listed = ReadManifest(output);
+        return (files.Where(listed.Contains).ToList(), files.Where(f => !listed.Contains(f)).ToList());
+    }
+
+    /// <summary>Writes <see cref="ManifestName"/> (atomically): the given files, relative to the folder, with '/' separators.</summary>
+    private static void WriteManifest(string output, IEnumerable<string> fullPaths)
+    {
+        string root = Path.GetFullPath(output);
+        var files = fullPaths.Distinct().Select(f => Path.GetRelativePath(root, f).Replace(Path.DirectorySeparatorChar, '/')).Order(StringComparer.Ordinal).ToArray();
+        OutputFiles.WriteAtomically(Path.Combine(output, ManifestName), JsonSerializer.Serialize(new Manifest("advml attack", files), new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    /// <summary>The files an earlier attack listed in <see cref="ManifestName"/>, as full paths; none when there is no manifest (nothing is taken as ours).</summary>
+    private static HashSet<string> ReadManifest(string output)
+    {
+        string path = Path.Combine(output, ManifestName);
+        if (!File.Exists(path)) return new HashSet<string>();
+        Manifest? manifest;
+        try { manifest = JsonSerializer.Deserialize<Manifest>(File.ReadAllText(path)); }
+        catch (JsonException e)
+        {
+            throw new CliException($"--output '{output}': its {ManifestName} (the list of files an earlier attack wrote) is unreadable ({CliException.OneLine(e.Message)}). " +
+                "Delete it and the earlier run's images, or choose another --output.");
+        }
+        string root = Path.GetFullPath(output);
+        return (manifest?.Files ?? Array.Empty<string>())
+            .Select(f => Path.GetFullPath(Path.Combine(root, f.Replace('/', Path.DirectorySeparatorChar))))
+            .Where(f => OutputFiles.IsSameOrInside(f, root)) // a manifest never names a file outside its folder
+            .ToHashSet();
+    }
 }

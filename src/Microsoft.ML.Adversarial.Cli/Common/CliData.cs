@@ -32,6 +32,7 @@ internal static class CliData
         string split = Path.Combine(folder, train ? "train" : "test");
         if (!Directory.Exists(split))
             throw new CliException($"'{split}' does not exist. --data expects a folder with train/ and test/ subfolders, each holding one folder per class.");
+        ShowWarnings(split);
         int size = p.GetValue(CommonOptions.ImageSize);
         var ml = new MLContext(seed: p.GetValue(CommonOptions.Seed));
         var view = ml.Data.LoadFromImageFolder(new ImageFolderOptions { Folder = split, Height = size, Width = size, Grayscale = p.GetValue(CommonOptions.Grayscale) });
@@ -56,9 +57,16 @@ internal static class CliData
         string split = Path.Combine(folder, train ? "train" : "test");
         if (!Directory.Exists(split))
             throw new CliException($"'{split}' does not exist. --data expects a folder with train/ and test/ subfolders, each holding one folder per class.");
+        ShowWarnings(split);
         int size = p.GetValue(CommonOptions.ImageSize);
         return ImageFolderSource.Open(new ImageFolderOptions { Folder = split, Height = size, Width = size, Grayscale = p.GetValue(CommonOptions.Grayscale) },
             new MLContext(seed: p.GetValue(CommonOptions.Seed)));
+    }
+
+    /// <summary>What the image-folder readers leave out of a split or take twice (<see cref="ImageFolder.Warnings"/>), one line each.</summary>
+    private static void ShowWarnings(string split)
+    {
+        foreach (var w in ImageFolder.Warnings(split)) Spectre.Console.AnsiConsole.MarkupLine($"[yellow]WARNING:[/] {Spectre.Console.Markup.Escape(w)}");
     }
 
     /// <summary>

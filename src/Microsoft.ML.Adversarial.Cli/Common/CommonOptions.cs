@@ -133,7 +133,7 @@ internal static class CommonOptions
         var list = new List<double>();
         foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            if (!double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var e))
+            if (!InvariantNumbers.TryParse(part, out var e))
                 throw new CliException($"Epsilon '{part}' is not a number in [0, 255] (pixel values).");
             if (PixelEpsilon.Problem(e) is { } problem) throw new CliException($"Epsilon '{part}': {problem}");
             if (list.Contains(e)) throw new CliException($"{option} '{text}' lists {part} twice; list each epsilon once.");

@@ -63,7 +63,7 @@ internal static class MethodSettings
                 : throw new CliException(error($"{name} takes a whole number >= {min}; '{value}' is not one."));
         }
         if (type == typeof(double))
-            return double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && double.IsFinite(d) ? d
+            return InvariantNumbers.TryParse(value, out double d) && double.IsFinite(d) ? d
                 : throw new CliException(error($"{name} takes a number; '{value}' is not one."));
         if (type == typeof(bool))
             return bool.TryParse(value, out bool b) ? b : throw new CliException(error($"{name} takes true or false; '{value}' is neither."));

@@ -93,7 +93,7 @@ internal static class ReportWriter
 
         var ratios = new[] { "adv-rho0.5", "adv-step-ll", "adv-rho2" }.Select(m => r.Row(m, "step-ll", 16).AccuracyRatio).ToArray();
         Add("F1-capacity", "For adversarially trained models the adv/clean ratio (step l.l., eps 16) grows with rho",
-            "grows with rho, approaching 1 at rho 2", $"rho 0.5: {ratios[0]:F3}, 1: {ratios[1]:F3}, 2: {ratios[2]:F3}", ratios[0] <= ratios[1] && ratios[1] <= ratios[2], "adv-rho0.5", "adv-step-ll", "adv-rho2");
+            "grows with rho, approaching 1 at rho 2", string.Create(CultureInfo.InvariantCulture, $"rho 0.5: {ratios[0]:F3}, 1: {ratios[1]:F3}, 2: {ratios[2]:F3}"), ratios[0] <= ratios[1] && ratios[1] <= ratios[2], "adv-rho0.5", "adv-step-ll", "adv-rho2");
 
         var fig2 = Reproduction.Epsilons.Select(e => r.Figure2.Get("A", "B", "fgsm", e).TransferRate).ToArray();
         Add("F2-eps", "FGSM transfer rate (A to B) grows with epsilon", "grows from ~25% at eps 2 to ~56% at eps 16",
@@ -119,10 +119,10 @@ internal static class ReportWriter
         var sb = new StringBuilder();
         sb.AppendLine("# Adversarial Machine Learning at Scale, at CPU scale");
         sb.AppendLine();
-        sb.AppendLine($"Written by `advml reproduce --profile {r.Profile.Name}` on {DateTime.UtcNow:yyyy-MM-dd}: Fashion-MNIST-sized data, {r.TrainCount} training images, " +
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Written by `advml reproduce --profile {r.Profile.Name}` on {DateTime.UtcNow:yyyy-MM-dd}: Fashion-MNIST-sized data, {r.TrainCount} training images, " +
             $"{Counted.Of(r.Profile.Epochs, "epoch")}, Adam (lr 0.001), minibatch 32; adversarial training with k = 16 of 32, lambda 0.3, epsilon ~ |N(0, 8)| in [0, 16]. " +
             $"Test: {r.TestCount} images ({r.IterativeTestCount} for iterative methods). {Environment.ProcessorCount} CPU cores, {r.Elapsed.TotalMinutes:F1} minutes. " +
-            "Models are SmallCnn (rho 1, relu) unless stated; the paper used Inception v3 on ImageNet, so absolute numbers differ; the comparisons are what carry over.");
+            $"Models are SmallCnn (rho 1, relu) unless stated; the paper used Inception v3 on ImageNet, so absolute numbers differ; the comparisons are what carry over.");
         sb.AppendLine();
         sb.AppendLine($"Accuracies are top-1 unless stated, in percent; [low, high] is the {Wilson.Name} score interval (honest at 0% and 100%, unlike " +
             "the normal approximation's ± 0.0). A difference counts only where it exceeds the two intervals combined. A finding judged on a model " +
@@ -200,7 +200,7 @@ internal static class ReportWriter
         sb.AppendLine("| --- | --- | --- | --- | --- | --- |");
         foreach (var (rho, b, a) in new[] { ("0.5", "base-rho0.5", "adv-rho0.5"), ("1", "A", "adv-step-ll"), ("2", "base-rho2", "adv-rho2") })
             foreach (var (kind, m) in new[] { ("clean", b), ("step l.l.", a) })
-                sb.AppendLine($"| {rho} | {kind} | {P(r.Row(m, "clean", 0).Top1)} | {r.Row(m, "step-ll", 16).AccuracyRatio:F3} | {r.Row(m, "iter-ll", 2).AccuracyRatio:F3} | {r.Row(m, "iter-basic", 16).AccuracyRatio:F3} |");
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| {rho} | {kind} | {P(r.Row(m, "clean", 0).Top1)} | {r.Row(m, "step-ll", 16).AccuracyRatio:F3} | {r.Row(m, "iter-ll", 2).AccuracyRatio:F3} | {r.Row(m, "iter-basic", 16).AccuracyRatio:F3} |");
         sb.AppendLine();
 
         sb.AppendLine("## Table 7: activations under step l.l. adversarial training");
@@ -212,7 +212,7 @@ internal static class ReportWriter
         sb.AppendLine();
         sb.AppendLine("| name | role | network | training time |");
         sb.AppendLine("| --- | --- | --- | --- |");
-        foreach (var m in r.Models.Values) sb.AppendLine($"| {m.Plan.Name} | {m.Plan.Role} | {m.Plan.Spec} | {m.TrainSeconds:F0} s |");
+        foreach (var m in r.Models.Values) sb.AppendLine(CultureInfo.InvariantCulture, $"| {m.Plan.Name} | {m.Plan.Role} | {m.Plan.Spec} | {m.TrainSeconds:F0} s |");
         sb.AppendLine();
         sb.AppendLine("## Figures");
         sb.AppendLine();

@@ -10,7 +10,7 @@ namespace Microsoft.ML.Adversarial.Data;
 
 /// <summary>
 /// An IDX image file (unsigned bytes, N x H x W, as MNIST and Fashion-MNIST) read row by row at its offset, never
-/// loaded whole: memory holds the labels (one byte a row) and nothing of the pixels, which read as value / 255 like
+/// loaded whole: memory holds the labels (one number a row) and nothing of the pixels, which read as value / 255 like
 /// <see cref="ImageSet.FromBytes"/>. Reads are positional (<see cref="RandomAccess"/>), so the prefetching reader's
 /// workers read in parallel. A gzip-compressed file cannot be read at an offset: it is decompressed once into a cache
 /// file (<see cref="DefaultCacheFolder"/>, or the folder given), named by the compressed file's name, size and time, and
@@ -20,7 +20,7 @@ public sealed class IdxImageSource : IImageSource, IDisposable
 {
     private const int HeaderBytes = 16; // magic + three dimensions
     private readonly SafeFileHandle _file;
-    private readonly byte[] _labels;
+    private readonly uint[] _labels;
     private readonly int _imageSize;
     private readonly string _identity;
 
@@ -39,7 +39,7 @@ public sealed class IdxImageSource : IImageSource, IDisposable
     /// <inheritdoc/>
     public IReadOnlyList<string> ClassNames { get; }
 
-    private IdxImageSource(SafeFileHandle file, string imagesPath, byte[] labels, int height, int width, IReadOnlyList<string> classNames, string identity)
+    private IdxImageSource(SafeFileHandle file, string imagesPath, uint[] labels, int height, int width, IReadOnlyList<string> classNames, string identity)
     {
         _file = file;
         ImagesPath = imagesPath;
@@ -63,7 +63,7 @@ public sealed class IdxImageSource : IImageSource, IDisposable
         ArgumentNullException.ThrowIfNull(imagesPath);
         ArgumentNullException.ThrowIfNull(labelsPath);
         if (!File.Exists(imagesPath)) throw new FileNotFoundException($"IDX file '{imagesPath}' does not exist.", imagesPath);
-        var labels = IdxFile.Read(labelsPath, 1).Data;
+        var labels = IdxFile.ReadLabels(labelsPath);
         string readable = IsGzip(imagesPath) ? Decompressed(imagesPath, cacheFolder ?? DefaultCacheFolder) : imagesPath;
         var handle = File.OpenHandle(readable, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         try
@@ -86,7 +86,7 @@ public sealed class IdxImageSource : IImageSource, IDisposable
             if (n != labels.Length)
                 throw new InvalidDataException($"'{imagesPath}' holds {n} images but '{labelsPath}' holds {labels.Length} labels; the two files belong to different sets or one is damaged. " +
                     "Use the matching pair from one release.");
-            int classes = classNames?.Count ?? (labels.Length == 0 ? 1 : labels.Max() + 1);
+            int classes = classNames?.Count ?? (labels.Length == 0 ? 1 : (int)labels.Max() + 1);
             for (int i = 0; i < labels.Length; i++)
                 if (labels[i] >= classes)
                     throw new InvalidDataException($"IDX file '{labelsPath}' has label {labels[i]} at row {i}, but there are {classes} classes; the file is corrupt or belongs to another data set.");
@@ -142,12 +142,14 @@ public sealed class IdxImageSource : IImageSource, IDisposable
     /// <summary>Closes the file.</summary>
     public void Dispose() => _file.Dispose();
 
-    private static string Identity(string imagesPath, byte[] labels)
+    private static string Identity(string imagesPath, uint[] labels)
     {
         var info = new FileInfo(imagesPath);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(Encoding.UTF8.GetBytes($"idx;{info.Name};{info.Length};"));
-        hash.AppendData(labels);
+        // One byte a label while they fit (the identity checkpoints of byte-labelled sets were written with), four past 255.
+        if (labels.All(l => l <= byte.MaxValue)) hash.AppendData(labels.Select(l => (byte)l).ToArray());
+        else hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(labels.AsSpan()));
         return Convert.ToHexString(hash.GetHashAndReset())[..32];
     }
 

@@ -6,13 +6,21 @@ using System.Text.Json.Serialization;
 namespace Microsoft.ML.Adversarial.Evaluation;
 
 /// <summary>
-/// Accuracy of one model on one kind of input: clean (<see cref="Method"/> "clean", epsilon 0) or adversarial.
-/// Confidence intervals are 95% normal-approximation half-widths, 1.96 sqrt(p (1 - p) / n) (the paper's appendix A).
+/// Accuracy of one model on one kind of input: clean (<see cref="Method"/> "clean", epsilon 0) or adversarial, on
+/// <see cref="Count"/> images. Each accuracy comes with its Wilson 95% score interval (<see cref="Wilson"/>, the one
+/// interval everywhere): <see cref="Top1Low"/> to <see cref="Top1High"/>, which, unlike the normal approximation, does
+/// not shrink to nothing at 0% or 100%.
 /// </summary>
-public sealed record AccuracyRow(string Model, string Method, double Epsilon, int Count, double Top1, double Top5, double Top1Ci95, double Top5Ci95,
-    double AccuracyRatio)
+public sealed record AccuracyRow(string Model, string Method, double Epsilon, int Count, double Top1, double Top5, double AccuracyRatio)
 {
-    internal static double Ci95(double p, int n) => n == 0 ? double.NaN : 1.96 * Math.Sqrt(p * (1 - p) / n);
+    /// <summary>Lower bound of the Wilson 95% interval of <see cref="Top1"/> (NaN when <see cref="Count"/> is 0).</summary>
+    public double Top1Low => Wilson.OfRate(Top1, Count).Low;
+    /// <summary>Upper bound of the Wilson 95% interval of <see cref="Top1"/> (NaN when <see cref="Count"/> is 0).</summary>
+    public double Top1High => Wilson.OfRate(Top1, Count).High;
+    /// <summary>Lower bound of the Wilson 95% interval of <see cref="Top5"/> (NaN when <see cref="Count"/> is 0).</summary>
+    public double Top5Low => Wilson.OfRate(Top5, Count).Low;
+    /// <summary>Upper bound of the Wilson 95% interval of <see cref="Top5"/> (NaN when <see cref="Count"/> is 0).</summary>
+    public double Top5High => Wilson.OfRate(Top5, Count).High;
 }
 
 /// <summary>A label-leaking check (section 4.2) for one label-using one-step method at one epsilon.</summary>
@@ -26,11 +34,11 @@ public sealed record LabelLeakRow(string Model, string Method, double Epsilon, d
 
     /// <summary>The finding in words.</summary>
     public string Verdict => AboveClean
-        ? $"LABEL LEAKING: {Method} at eps {Epsilon.ToString(CultureInfo.InvariantCulture)} gives {TrueLabelTop1:P1}, above clean accuracy {CleanTop1:P1}; " +
-          $"with the predicted label it gives {PredictedLabelTop1:P1}. Report the predicted-label variant or a method that does not use the label."
+        ? string.Create(CultureInfo.InvariantCulture, $"LABEL LEAKING: {Method} at eps {Epsilon} gives {TrueLabelTop1:P1}, above clean accuracy {CleanTop1:P1}; " +
+          $"with the predicted label it gives {PredictedLabelTop1:P1}. Report the predicted-label variant or a method that does not use the label.")
         : TrueLabelHelps
-            ? $"Possible leak: {Method} at eps {Epsilon.ToString(CultureInfo.InvariantCulture)} is weaker with the true label ({TrueLabelTop1:P1}) than with the predicted one ({PredictedLabelTop1:P1})."
-            : $"No leak: {Method} at eps {Epsilon.ToString(CultureInfo.InvariantCulture)} gives {TrueLabelTop1:P1} (true label) and {PredictedLabelTop1:P1} (predicted), clean {CleanTop1:P1}.";
+            ? string.Create(CultureInfo.InvariantCulture, $"Possible leak: {Method} at eps {Epsilon} is weaker with the true label ({TrueLabelTop1:P1}) than with the predicted one ({PredictedLabelTop1:P1}).")
+            : string.Create(CultureInfo.InvariantCulture, $"No leak: {Method} at eps {Epsilon} gives {TrueLabelTop1:P1} (true label) and {PredictedLabelTop1:P1} (predicted), clean {CleanTop1:P1}.");
 }
 
 /// <summary>What <see cref="RobustnessEvaluator"/> found for one model.</summary>
@@ -72,20 +80,34 @@ public sealed class RobustnessReport
     {
         var sb = new StringBuilder();
         sb.AppendLine($"{Model}");
-        sb.AppendLine($"{"method",-14}{"eps",6}{"top-1",16}{"top-5",16}{"adv/clean",11}");
+        sb.AppendLine($"{"method",-14}{"eps",6}{"n",7}{"top-1 % [" + Wilson.Name + "]",26}{"top-5 % [" + Wilson.Name + "]",26}{"adv/clean",11}");
         foreach (var r in Rows)
-            sb.AppendLine($"{r.Method,-14}{(r.Method == "clean" ? "-" : r.Epsilon.ToString(CultureInfo.InvariantCulture)),6}" +
-                $"{$"{r.Top1 * 100:F1} +- {r.Top1Ci95 * 100:F1}",16}{$"{r.Top5 * 100:F1} +- {r.Top5Ci95 * 100:F1}",16}{r.AccuracyRatio,11:F3}");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"{r.Method,-14}{(r.Method == "clean" ? "-" : r.Epsilon.ToString(CultureInfo.InvariantCulture)),6}{r.Count,7}" +
+                $"{Wilson.Format(r.Top1, r.Count),26}{Wilson.Format(r.Top5, r.Count),26}{r.AccuracyRatio,11:F3}");
         foreach (var l in LabelLeaks.Where(l => l.AboveClean || l.TrueLabelHelps)) sb.AppendLine(l.Verdict);
-        if (BlackBoxQueries is { } queries) sb.AppendLine($"Black-box model: {queries:N0} images scored (queries).");
+        if (BlackBoxQueries is { } queries) sb.AppendLine(CultureInfo.InvariantCulture, $"Black-box model: {queries:N0} images scored (queries).");
         foreach (var w in Warnings) sb.AppendLine("WARNING: " + w);
         return sb.ToString();
     }
 }
 
 /// <summary>Transfer of adversarial examples from one source model to one target (Tables 4 and 6).</summary>
+/// <remarks>
+/// Rates come with their Wilson 95% intervals (<see cref="Wilson"/>): the transfer rate over the <see cref="SourceFooled"/>
+/// examples that fooled the source, the error rate over all <see cref="Count"/>.
+/// </remarks>
 public sealed record TransferRow(string Source, string Target, string Method, double Epsilon, int Count, double TargetTop1, double TargetTop5,
-    int SourceFooled, double TransferRate, double ErrorRate);
+    int SourceFooled, double TransferRate, double ErrorRate)
+{
+    /// <summary>Lower bound of the Wilson 95% interval of <see cref="TransferRate"/> (n = <see cref="SourceFooled"/>; NaN when 0).</summary>
+    public double TransferRateLow => Wilson.OfRate(TransferRate, SourceFooled).Low;
+    /// <summary>Upper bound of the Wilson 95% interval of <see cref="TransferRate"/> (n = <see cref="SourceFooled"/>; NaN when 0).</summary>
+    public double TransferRateHigh => Wilson.OfRate(TransferRate, SourceFooled).High;
+    /// <summary>Lower bound of the Wilson 95% interval of <see cref="ErrorRate"/> (n = <see cref="Count"/>; NaN when 0).</summary>
+    public double ErrorRateLow => Wilson.OfRate(ErrorRate, Count).Low;
+    /// <summary>Upper bound of the Wilson 95% interval of <see cref="ErrorRate"/> (n = <see cref="Count"/>; NaN when 0).</summary>
+    public double ErrorRateHigh => Wilson.OfRate(ErrorRate, Count).High;
+}
 
 /// <summary>What <see cref="TransferEvaluator"/> found: one row per source, target, method and epsilon.</summary>
 public sealed class TransferReport
@@ -119,7 +141,7 @@ public sealed class TransferReport
                 sb.AppendLine($"{g.Key.Method}, eps {g.Key.Epsilon.ToString(CultureInfo.InvariantCulture)}: {title} (rows: source, columns: target)");
                 sb.AppendLine($"{"",-12}" + string.Concat(targets.Select(t => $"{t,10}")));
                 foreach (var s in sources)
-                    sb.AppendLine($"{s,-12}" + string.Concat(targets.Select(t => g.FirstOrDefault(r => r.Source == s && r.Target == t) is { } r ? $"{pick(r) * 100,9:F1}%" : $"{"-",10}")));
+                    sb.AppendLine($"{s,-12}" + string.Concat(targets.Select(t => g.FirstOrDefault(r => r.Source == s && r.Target == t) is { } r ? string.Create(CultureInfo.InvariantCulture, $"{pick(r) * 100,9:F1}%") : $"{"-",10}")));
             }
         }
         return sb.ToString();

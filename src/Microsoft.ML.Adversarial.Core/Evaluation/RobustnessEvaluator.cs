@@ -157,8 +157,7 @@ public sealed class RobustnessEvaluator
         AccuracyRow Row(string method, double eps, Tally t)
         {
             double p1 = (double)t.Top1 / t.Count, p5 = (double)t.TopK / t.Count;
-            return new AccuracyRow(modelName, method, eps, (int)t.Count, p1, p5, AccuracyRow.Ci95(p1, (int)t.Count), AccuracyRow.Ci95(p5, (int)t.Count),
-                cleanTop1 > 0 ? p1 / cleanTop1 : double.NaN);
+            return new AccuracyRow(modelName, method, eps, (int)t.Count, p1, p5, cleanTop1 > 0 ? p1 / cleanTop1 : double.NaN);
         }
         var rows = new List<AccuracyRow> { Row("clean", 0, clean) };
         var leaks = new List<LabelLeakRow>();

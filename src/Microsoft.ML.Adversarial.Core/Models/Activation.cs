@@ -50,13 +50,13 @@ public sealed record ActivationSpec(ActivationKind Kind = ActivationKind.Relu, d
             _ => throw new ArgumentException($"Unknown activation '{text}'. Known: relu, relu6, reludecay[:beta], tanh, elu."),
         };
         double beta = 0.01;
-        if (parts.Length == 2 && (!double.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out beta) || beta < 0))
+        if (parts.Length == 2 && (!double.TryParse(parts[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out beta) || beta < 0))
             throw new ArgumentException($"ReluDecay beta must be a non-negative number; got '{parts[1]}'.");
         return new ActivationSpec(kind, beta);
     }
 
     /// <summary>The name the CLI and model files use: "relu", "relu6", "tanh", "elu" or "reludecay:BETA".</summary>
-    public override string ToString() => Kind == ActivationKind.ReluDecay ? $"reludecay:{Beta}" : Kind.ToString().ToLowerInvariant();
+    public override string ToString() => Kind == ActivationKind.ReluDecay ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"reludecay:{Beta}") : Kind.ToString().ToLowerInvariant();
 }
 
 /// <summary>ReluDecay (appendix D): <c>relu(x) / (1 + beta relu(x)^2)</c>, bounded and decaying for large inputs.</summary>

@@ -88,6 +88,10 @@ public static partial class ModelIO
         }
         using (zip)
         {
+            // A zip may hold two entries of one name and GetEntry returns one of them: which model is it? Refused.
+            if (zip.Entries.GroupBy(e => e.FullName, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } repeated)
+                throw new InvalidDataException($"'{name}' holds {repeated.Count()} entries named '{repeated.Key}'; a model file has one of each. " +
+                    "The file was altered or assembled by hand: use the file ModelIO.Save or advml train wrote.");
             var headerEntry = zip.GetEntry(DescriptionEntry);
             var weightsEntry = zip.GetEntry(WeightsEntry);
             if (headerEntry is null || weightsEntry is null)

@@ -124,8 +124,8 @@ public sealed record ModelSpec(ModelArchitecture Architecture = ModelArchitectur
     /// <summary>A one-line description, e.g. <c>SmallCnn (rho 1, relu)</c>.</summary>
     public override string ToString()
     {
-        var extras = new List<string> { $"rho {Rho}", (Activation ?? ActivationSpec.Relu).ToString() };
-        if (Dropout > 0) extras.Add($"dropout {Dropout}");
+        var extras = new List<string> { string.Create(System.Globalization.CultureInfo.InvariantCulture, $"rho {Rho}"), (Activation ?? ActivationSpec.Relu).ToString() };
+        if (Dropout > 0) extras.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"dropout {Dropout}"));
         if (Deeper) extras.Add("deeper");
         if (AuxLogits) extras.Add("aux logits");
         if (TransformInput) extras.Add("transform input");

@@ -153,60 +153,10 @@ public static class Checkpoint
     private static string Shorten(string s) => s.Length <= 300 ? s : s[..300] + "...";
 }
 
-/// <summary>
-/// Exclusive use of a checkpoint folder for one training run: a lock file opened with <see cref="FileShare.None"/>,
-/// held until disposed. The operating system releases it when the process dies, so a crashed run never blocks the
-/// next one. Who holds it (PID, host, start time) is written beside it for the error message.
-/// </summary>
-internal sealed class CheckpointLock : IDisposable
+/// <summary>Exclusive use of a checkpoint folder for one training run (<see cref="IO.FolderLock"/>).</summary>
+internal static class CheckpointLock
 {
-    private const string LockFile = "checkpoint.lock";
-    private const string OwnerFile = "checkpoint.lock.owner";
-    private readonly FileStream _lock;
-    private readonly string _owner;
-
-    private CheckpointLock(FileStream lockStream, string owner)
-    {
-        _lock = lockStream;
-        _owner = owner;
-    }
-
-    public static CheckpointLock Acquire(string directory)
-    {
-        Directory.CreateDirectory(directory);
-        string lockPath = Path.Combine(directory, LockFile), ownerPath = Path.Combine(directory, OwnerFile);
-        FileStream stream;
-        try
-        {
-            stream = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (IOException e)
-        {
-            string holder;
-            try { holder = File.ReadAllText(ownerPath).Trim(); }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { holder = "another process"; }
-            throw new IOException(
-                $"Checkpoint folder '{directory}' is in use by another training run ({holder}). Two runs on one folder would overwrite each other's " +
-                "checkpoints: wait for that run to finish, stop it, or use another checkpoint folder.", e);
-        }
-        string owner = string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"PID {Environment.ProcessId} on host {Environment.MachineName}, started {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC");
-        try
-        {
-            File.WriteAllText(ownerPath, owner);
-        }
-        catch
-        {
-            stream.Dispose();
-            throw;
-        }
-        return new CheckpointLock(stream, ownerPath);
-    }
-
-    public void Dispose()
-    {
-        try { File.Delete(_owner); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // only the message's detail
-        _lock.Dispose();
-    }
+    public static IO.FolderLock Acquire(string directory) => IO.FolderLock.Acquire(directory, "checkpoint.lock", holder =>
+        $"Checkpoint folder '{directory}' is in use by another training run ({holder}). Two runs on one folder would overwrite each other's " +
+        "checkpoints: wait for that run to finish, stop it, or use another checkpoint folder.");
 }

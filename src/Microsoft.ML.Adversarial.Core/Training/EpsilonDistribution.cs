@@ -74,7 +74,7 @@ public sealed record TruncatedNormalEpsilon(double Std, double Max) : EpsilonDis
     }
 
     /// <summary>The distribution in words, e.g. <c>|N(0, 8)| truncated to [0, 16]</c>.</summary>
-    public override string ToString() => $"|N(0, {Std})| truncated to [0, {Max}]";
+    public override string ToString() => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"|N(0, {Std})| truncated to [0, {Max}]"); // stored in checkpoint settings and compared
 }
 
 /// <summary>The same epsilon for every example (the paper notes this makes models robust to that epsilon only).</summary>
@@ -90,7 +90,7 @@ public sealed record FixedEpsilon(double Epsilon) : EpsilonDistribution
     }
 
     /// <summary>The distribution in words, e.g. <c>fixed 8</c>.</summary>
-    public override string ToString() => $"fixed {Epsilon}";
+    public override string ToString() => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"fixed {Epsilon}"); // stored in checkpoint settings and compared
 }
 
 /// <summary>Uniform on [Min, Max].</summary>
@@ -109,5 +109,5 @@ public sealed record UniformEpsilon(double Min, double Max) : EpsilonDistributio
     }
 
     /// <summary>The distribution in words, e.g. <c>uniform [0, 16]</c>.</summary>
-    public override string ToString() => $"uniform [{Min}, {Max}]";
+    public override string ToString() => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"uniform [{Min}, {Max}]"); // stored in checkpoint settings and compared
 }

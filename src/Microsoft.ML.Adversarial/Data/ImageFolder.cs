@@ -118,10 +118,19 @@ public static class ImageFolder
             string cls = classes[c];
             if (!Directory.Exists(Path.Combine(folder, cls))) continue;
             // File names only (one class at a time), sorted ordinally: the order of the full paths, which share the folder.
-            var files = Directory.EnumerateFiles(Path.Combine(folder, cls)).Select(Path.GetFileName).OfType<string>()
-                // Hidden files are skipped: among them are temporary files an interrupted Save may leave.
-                .Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) && !f.StartsWith('.'))
-                .Order(StringComparer.Ordinal);
+            // Hidden files are skipped: among them are temporary files an interrupted Save may leave.
+            var all = Directory.EnumerateFiles(Path.Combine(folder, cls)).Select(Path.GetFileName).OfType<string>().Where(f => !f.StartsWith('.')).ToList();
+            var files = all.Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal).ToList();
+            // A class folder with nothing the reader takes would be a class with no images (or, for the caller, a class
+            // missing from the data): refused, saying what is there.
+            if (files.Count == 0)
+            {
+                var skipped = all.Order(StringComparer.Ordinal).ToList();
+                throw new InvalidDataException($"Image folder '{folder}': class folder '{cls}' holds no image files the reader takes ({string.Join(", ", ImageExtensions)})" +
+                    (skipped.Count == 0 ? "; it is empty. Put images in it, or " : $"; {skipped.Count} files skipped ({string.Join(", ", skipped.GroupBy(f => Path.GetExtension(f).ToLowerInvariant()).Select(g => $"{(g.Key.Length == 0 ? "no extension" : g.Key)}: {g.Count()}"))}; " +
+                        $"e.g. {string.Join(", ", skipped.Take(3).Select(f => $"'{f}'"))}). Convert them to PNG or JPEG, or ") +
+                    "remove the folder: a class without images cannot be trained or evaluated.");
+            }
             foreach (string f in files) images.Add(Path.Combine(cls, f), c);
         }
         var list = images.Build();
@@ -129,6 +138,46 @@ public static class ImageFolder
             throw new InvalidDataException($"Image folder '{folder}' has class sub-folders ({string.Join(", ", classes.Take(5))}...) but no image files ({string.Join(", ", ImageExtensions)}) in them.");
         return (classes.Select(c => nameOf[c]).ToList(), list);
     }
+
+    /// <summary>
+    /// What the readers leave out of <paramref name="folder"/> or take twice, in words, for the caller to show (the CLI
+    /// prints them): files in class folders in formats the reader does not take (counts per class, the first names), and
+    /// files whose bytes are the same in more than one place (the same image in two class folders is trained and scored
+    /// as both classes). Empty when there is nothing to say. A class with no readable image at all is an error of the
+    /// readers themselves.
+    /// </summary>
+    /// <param name="folder">An image folder: one sub-folder per class.</param>
+    public static IReadOnlyList<string> Warnings(string folder)
+    {
+        var warnings = new List<string>();
+        if (!Directory.Exists(folder)) return warnings;
+        var classes = Directory.GetDirectories(folder).Select(Path.GetFileName).OfType<string>().Where(n => !n.StartsWith('.')).Order(StringComparer.Ordinal).ToList();
+        var files = classes.SelectMany(c => Directory.EnumerateFiles(Path.Combine(folder, c)).Select(Path.GetFileName).OfType<string>()
+            .Where(f => !f.StartsWith('.')).Order(StringComparer.Ordinal).Select(f => (Class: c, Name: f))).ToList();
+        bool Taken(string name) => ImageExtensions.Contains(Path.GetExtension(name).ToLowerInvariant());
+        var skipped = files.Where(f => !Taken(f.Name)).ToList();
+        if (skipped.Count > 0)
+            warnings.Add($"Image folder '{folder}': skipped {skipped.Count} files the reader does not take (it reads {string.Join(", ", ImageExtensions)}): " +
+                string.Join(", ", skipped.GroupBy(f => f.Class).Select(g => $"{g.Key} {g.Count()}")) + "; e.g. " +
+                string.Join(", ", skipped.Take(5).Select(f => $"'{f.Class}/{f.Name}'")) + ". Convert them to PNG or JPEG to use them.");
+        // Same bytes: only files that share their length are hashed. On a folder too large to read for that (past
+        // DuplicateCheckBytes), only files that also share their name: the copy of a file into a second class folder.
+        var taken = files.Where(f => Taken(f.Name)).Select(f => (Path: Path.Combine(folder, f.Class, f.Name), f.Name)).Select(f => (f.Path, f.Name, Length: new FileInfo(f.Path).Length)).ToList();
+        var candidates = taken.GroupBy(f => f.Length).Where(g => g.Count() > 1).ToList();
+        if (candidates.Sum(g => g.Sum(f => f.Length)) > DuplicateCheckBytes)
+            candidates = taken.GroupBy(f => (f.Length, f.Name)).Where(g => g.Count() > 1).Select(g => g.GroupBy(f => f.Length).First()).ToList();
+        var same = candidates
+            .SelectMany(g => g.Select(f => f.Path).GroupBy(f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f)))))
+            .Where(g => g.Count() > 1).Select(g => g.Select(f => Path.GetRelativePath(folder, f)).ToList()).ToList();
+        if (same.Count > 0)
+            warnings.Add($"Image folder '{folder}': {same.Sum(g => g.Count)} files have the same bytes as another ({same.Count} groups), e.g. " +
+                string.Join("; ", same.Take(3).Select(g => string.Join(" = ", g.Select(f => $"'{f}'")))) +
+                ". Each copy is read as an image of its folder's class; remove the copies unless that is meant.");
+        return warnings;
+    }
+
+    /// <summary>At most this many bytes are read to find copies by content (256 MiB); past it, only same-named files are compared.</summary>
+    private const long DuplicateCheckBytes = 256L << 20;
 
     /// <summary>Loads an image folder in <paramref name="mlContext"/> (its log, cancellation and settings).</summary>
     /// <param name="mlContext">The caller's context.</param>
@@ -168,7 +217,7 @@ public static class ImageFolder
         => new DataOperationsCatalog(env).LoadFromEnumerable(images.Select(i => new ImageEntry { SourcePath = i.RelativePath, Label = i.Label }).ToList());
 
     /// <summary>
-    /// The decoding pipeline: ImageAnalytics LoadImages → ResizeImages → (grey) → ExtractPixels with alpha; the one place
+    /// The decoding pipeline: ImageAnalytics LoadImages → EXIF orientation (<see cref="ImageOrientation"/>) → ResizeImages → (grey) → ExtractPixels with alpha; the one place
     /// image files become pixels (<see cref="Load"/> and the streaming <see cref="ImageFolderSource"/>).
     /// </summary>
     internal static IEstimator<ITransformer> Pipeline(IHostEnvironment env, ImageFolderOptions options, IReadOnlyList<string> classes)
@@ -182,6 +231,7 @@ public static class ImageFolder
                 keyData: data.LoadFromEnumerable(keyData))
             .Append(transforms.CopyColumns(options.ImagePathColumnName, nameof(ImageEntry.SourcePath)))
             .Append(transforms.LoadImages(imageColumn, options.Folder, nameof(ImageEntry.SourcePath)))
+            .Append(new ExifOrientationStep(imageColumn, nameof(ImageEntry.SourcePath), options.Folder)) // photos as shown, before the resize
             .Append(transforms.ResizeImages(imageColumn, options.Width, options.Height, imageColumn, options.Resizing));
         if (options.Grayscale)
             pipeline = pipeline.Append(transforms.ConvertToGrayscale(imageColumn));
@@ -273,7 +323,7 @@ public static class ImageFolder
                 fileGetter(ref name);
                 fileName = ClassMatch.FolderName(Path.GetFileNameWithoutExtension(name.ToString())) + ".png";
             }
-            else fileName = $"{cursor.Position:D6}.png";
+            else fileName = RowFileName(cursor.Position);
             if (!usedNames.Add(Path.Combine(sub, fileName)))
             {
                 fileName = $"{Path.GetFileNameWithoutExtension(fileName)}~{cursor.Position}.png";
@@ -301,6 +351,19 @@ public static class ImageFolder
         }
         return written;
     }
+
+    /// <summary>
+    /// The files <see cref="Save"/> writes for data without a file-name column, relative to its folder: row i of class
+    /// labels[i] (0-based) goes to that class's folder (<see cref="ClassMatch.FolderNames"/>) as "00000i.png". Lets a
+    /// caller check before writing what the names will be (the CLI's attack keeps the user's own files that way).
+    /// </summary>
+    public static IReadOnlyList<string> RowFiles(IReadOnlyList<string> classNames, IReadOnlyList<uint> labels)
+    {
+        var folders = ClassMatch.FolderNames(classNames, MissingFolder);
+        return labels.Select((label, row) => Path.Combine(folders[(int)label], RowFileName(row))).ToArray();
+    }
+
+    private static string RowFileName(long row) => string.Create(CultureInfo.InvariantCulture, $"{row:D6}.png");
 
     /// <summary>The path column <see cref="Save"/> names files after when no other is given (<see cref="ImageFolderOptions.ImagePathColumnName"/>'s default).</summary>
     public const string DefaultImagePathColumn = "ImagePath";

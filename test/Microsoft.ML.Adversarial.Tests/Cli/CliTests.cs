@@ -164,7 +164,7 @@ public sealed class CliTests
         void Check(string id, bool shown, params string[] models) =>
             Assert.AreEqual(Trained(models) ? (shown ? "yes" : "no") : "not enough data", verdicts[id], id);
         // Differences count beyond the combined Wilson 95% intervals.
-        bool Above(double a, int na, double b, int nb) => Microsoft.ML.Adversarial.Cli.Common.Wilson.Above(a, na, b, nb);
+        bool Above(double a, int na, double b, int nb) => Microsoft.ML.Adversarial.Evaluation.Wilson.Above(a, na, b, nb);
         Check("T1-robust", Above(Top1("adv-step-ll", "step-ll", 16), Count("adv-step-ll", "step-ll", 16), Top1("A", "step-ll", 16), Count("A", "step-ll", 16)), "A", "adv-step-ll");
         double drop = Top1("A", "clean", 0) - Top1("adv-step-ll", "clean", 0);
         Check("T1-clean", drop >= 0 && drop < 0.05, "A", "adv-step-ll");

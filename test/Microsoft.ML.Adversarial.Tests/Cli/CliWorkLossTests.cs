@@ -13,7 +13,7 @@ public sealed class CliWorkLossTests
 {
     public TestContext TestContext { get; set; } = null!;
 
-    private static (int Code, string Out, string Err) Advml(string workDir, IDictionary<string, string>? env, params string[] args)
+    internal static (int Code, string Out, string Err) Advml(string workDir, IDictionary<string, string>? env, params string[] args)
     {
         using var p = Start(workDir, env, args);
         var err = p.StandardError.ReadToEndAsync();

@@ -1,5 +1,6 @@
 using Microsoft.ML.Adversarial.Cli.Common;
 using Microsoft.ML.Adversarial.Cli.Experiments;
+using Microsoft.ML.Adversarial.Evaluation;
 using SkiaSharp;
 
 namespace Microsoft.ML.Adversarial.Tests.Cli;
@@ -58,7 +59,7 @@ public sealed class FigureStatisticsTests
         double[] eps = { 2, 4, 8, 16 };
         var lines = Enumerable.Range(0, 8).Select(i => ($"step l.l. adv., method {i} with a long label", $"m{i}", i % 2 == 0,
             (Func<double, Microsoft.ML.Adversarial.Evaluation.AccuracyRow>)(e =>
-                new("M", "m", e, 100, e == 0 ? 1.0 : 1.0 - i * 0.01 * Math.Log2(e), 1, double.NaN, double.NaN, double.NaN))));
+                new("M", "m", e, 100, e == 0 ? 1.0 : 1.0 - i * 0.01 * Math.Log2(e), 1, double.NaN))));
         return Figures.AccuracyChart(lines, eps);
     }
 

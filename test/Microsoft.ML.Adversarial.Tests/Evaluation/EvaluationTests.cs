@@ -40,7 +40,7 @@ public sealed class EvaluationTests
         foreach (var r in report.Rows)
         {
             Assert.AreEqual(data.RowCount, r.Count);
-            Assert.AreEqual(1.96 * Math.Sqrt(r.Top1 * (1 - r.Top1) / r.Count), r.Top1Ci95, 1e-12);
+            Assert.AreEqual(Wilson.Interval((long)Math.Round(r.Top1 * r.Count), r.Count), (r.Top1Low, r.Top1High)); // the one interval
             Assert.AreEqual(r.Top1 / report.Clean.Top1, r.AccuracyRatio, 1e-12);
             Assert.IsTrue(r.Top5 >= r.Top1);
         }
@@ -49,7 +49,7 @@ public sealed class EvaluationTests
         Assert.AreEqual(2, report.LabelLeaks.Count, "FGSM uses the true label: one leak check per epsilon");
         Assert.IsFalse(report.LabelLeakingDetected, "a clean-trained model shows no label leaking");
         Assert.AreEqual(0, report.Warnings.Count);
-        StringAssert.Contains(report.ToCsv().Split('\n')[0], "Top1Ci95");
+        StringAssert.Contains(report.ToCsv().Split('\n')[0], "Top1Low");
         StringAssert.Contains(report.ToJson(), "\"AccuracyRatio\"");
     }
 

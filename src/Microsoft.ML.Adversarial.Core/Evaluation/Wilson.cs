@@ -1,13 +1,14 @@
 using System.Globalization;
 
-namespace Microsoft.ML.Adversarial.Cli.Common;
+namespace Microsoft.ML.Adversarial.Evaluation;
 
 /// <summary>
-/// The one confidence interval the CLI shows for a proportion (accuracy, transfer rate, error rate): the Wilson score
-/// interval at 95%. Unlike the normal approximation p ± 1.96 sqrt(p (1 - p) / n), it does not collapse to "100.0 ± 0.0"
+/// The one confidence interval for a proportion (accuracy, transfer rate, error rate) in the library and the CLI: in
+/// <see cref="AccuracyRow"/> and <see cref="TransferRow"/> (so in every JSON and CSV file), the CLI's tables, reports and
+/// figures. The Wilson score interval at 95%. Unlike the normal approximation p ± 1.96 sqrt(p (1 - p) / n), it does not collapse to "100.0 ± 0.0"
 /// at the extremes (100 of 100 correct gives [96.3%, 100%]) and never leaves [0, 1].
 /// </summary>
-internal static class Wilson
+public static class Wilson
 {
     /// <summary>What tables and legends call it.</summary>
     public const string Name = "Wilson 95%";
@@ -49,11 +50,4 @@ internal static class Wilson
         double lowA = a - OfRate(a, na).Low, highB = OfRate(b, nb).High - b;
         return a - b > Math.Sqrt(lowA * lowA + highB * highB);
     }
-}
-
-/// <summary>Counted nouns: "1 epoch", "2 epochs".</summary>
-internal static class Counted
-{
-    public static string Of(long n, string singular, string? plural = null) =>
-        string.Create(CultureInfo.InvariantCulture, $"{n} {(n == 1 ? singular : plural ?? singular + "s")}");
 }
