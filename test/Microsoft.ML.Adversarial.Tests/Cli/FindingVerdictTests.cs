@@ -20,10 +20,10 @@ public sealed class FindingVerdictTests
         RobustnessReport Report(string model, IEnumerable<string> methods)
         {
             double clean = top1(model, "clean", 0);
-            var rows = new List<AccuracyRow> { new(model, "clean", 0, N, clean, 1, 0, 0, 1) };
+            var rows = new List<AccuracyRow> { new(model, "clean", 0, N, clean, 1, 1) };
             foreach (var m in methods)
                 foreach (var e in Reproduction.Epsilons)
-                    rows.Add(new AccuracyRow(model, m, e, N, top1(model, m, e), 1, 0, 0, top1(model, m, e) / clean));
+                    rows.Add(new AccuracyRow(model, m, e, N, top1(model, m, e), 1, top1(model, m, e) / clean));
             return new RobustnessReport { Model = model, Rows = rows, LabelLeaks = Array.Empty<LabelLeakRow>(), Warnings = Array.Empty<string>() };
         }
         var models = Models.ToDictionary(m => m, m => new StudyModel(
