@@ -28,6 +28,7 @@ public sealed partial class AdversarialTrainer
         _replicas = replicas;
         try
         {
+            if (replicas.Size > 1) replicas.CheckSameSettings(RankSettings(model, data));
             return Train(model, data, progress, cancellationToken);
         }
         catch (Exception e) when (replicas.Size > 1)
@@ -128,6 +129,17 @@ public sealed partial class AdversarialTrainer
     }
 
     /// <summary>The settings a distributed checkpoint adds (absent in one process, so earlier checkpoints still resume).</summary>
+    /// <summary>What every rank must agree on: the checkpoint settings (options, seed, data), the length of the run and the network.</summary>
+    private Dictionary<string, string> RankSettings(Module<Tensor, Tensor> model, IImageSource data)
+    {
+        var settings = Settings(data);
+        settings["Epochs"] = _options.Epochs.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        settings["MaxSteps"] = _options.MaxSteps?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none";
+        settings["Network"] = Fingerprint(model);
+        settings["Resume"] = _checkpoints.Resume.ToString();
+        return settings;
+    }
+
     private void AddDistributedSettings(Dictionary<string, string> settings)
     {
         if (_replicas is not { } r) return;

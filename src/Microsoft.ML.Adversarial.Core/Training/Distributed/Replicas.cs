@@ -169,6 +169,39 @@ internal sealed class Replicas
         return v[0];
     }
 
+    /// <summary>
+    /// Refuses to go on unless every rank has the same <paramref name="settings"/> (names and values), naming each that
+    /// differs with this rank's value. Two allreduces of fixed size (the names' count, then one digest per name), so it
+    /// runs before any collective whose size depends on the settings (a different row count would otherwise end in the
+    /// MPI library's "Message truncated", a different seed in a model no one asked for).
+    /// </summary>
+    public void CheckSameSettings(IReadOnlyDictionary<string, string> settings)
+    {
+        var names = settings.Keys.OrderBy(k => k, StringComparer.Ordinal).ToArray();
+        // Each digest as its maximum and its negated minimum over the ranks: equal on every rank exactly when they agree.
+        Span<double> shape = stackalloc double[] { names.Length, -names.Length, Digest52(string.Join("\n", names)), -Digest52(string.Join("\n", names)) };
+        _mpi.AllreduceInPlace(shape, Mpi.Double, Mpi.OpMax);
+        if (shape[0] != -shape[1] || shape[2] != -shape[3])
+            throw new InvalidOperationException($"Rank {Rank} of {Size}: the ranks were started with different kinds of settings (this rank has {string.Join(", ", names)}). " +
+                "Start every rank with the same command line, data and environment.");
+        var digests = new double[2 * names.Length];
+        for (int i = 0; i < names.Length; i++)
+        {
+            digests[2 * i] = Digest52(names[i] + "=" + settings[names[i]]);
+            digests[2 * i + 1] = -digests[2 * i];
+        }
+        _mpi.AllreduceInPlace(digests.AsSpan(), Mpi.Double, Mpi.OpMax);
+        var differing = names.Where((n, i) => digests[2 * i] != -digests[2 * i + 1]).ToList();
+        if (differing.Count > 0)
+            throw new InvalidOperationException($"Rank {Rank} of {Size}: the ranks were started with different settings: " +
+                string.Join("; ", differing.Select(n => $"'{n}' differs (this rank: {settings[n]})")) +
+                ". Every rank must train the same thing on the same data: start them with the same command line and data (mpirun -np N advml train ... --distributed).");
+    }
+
+    /// <summary>The first 52 bits of the text's SHA-256, as a double (exact: a double holds 53-bit integers).</summary>
+    private static double Digest52(string text)
+        => BitConverter.ToInt64(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text))) & ((1L << 52) - 1);
+
     /// <summary>Stops every rank (after the caller has printed why).</summary>
     public void Abort(int code) => _mpi.Abort(code);
 
