@@ -41,7 +41,11 @@ public static partial class ModelIO
         if (Differences(target, source, "in the file", "in the model") is { } differences)
             throw new InvalidDataException(
                 $"'{path}' does not fit {model.GetType().Name}; nothing was loaded.{differences}" +
-                " Build the model with the architecture, width (rho) and class count the weights were trained with.");
+                (WrappingPrefix(target, source) is { } prefix
+                    ? $" Every name in the file starts with '{prefix}' and fits once that is removed: the state dict was saved from a wrapper " +
+                      $"(DataParallel/DistributedDataParallel save 'module.', Lightning 'model.'). Save the inner module's state dict " +
+                      $"(torch.save(model.{prefix.TrimEnd('.')}.state_dict(), path)), or remove the prefix from the keys, and load that."
+                    : " Build the model with the architecture, width (rho) and class count the weights were trained with."));
         using var _ = no_grad();
         foreach (var (name, t) in target)
             t.copy_(source[name].to(t.dtype));
@@ -86,6 +90,24 @@ public static partial class ModelIO
             throw new ArgumentException($"The module is not the {description.Spec} network for {description.Channels}x{description.Height}x{description.Width} " +
                 $"images and {description.Classes} classes, so a model file could not rebuild it.{differences} Give the architecture it was built as, or none " +
                 "(it can then be used but not saved).", nameof(model));
+    }
+
+    /// <summary>
+    /// The prefix ("module.", "model.", ...) that every name in <paramref name="source"/> has and whose removal makes the
+    /// names and shapes fit <paramref name="target"/> exactly; null when there is none.
+    /// </summary>
+    private static string? WrappingPrefix(IReadOnlyDictionary<string, Tensor> target, IReadOnlyDictionary<string, Tensor> source)
+    {
+        if (source.Count == 0) return null;
+        string first = source.Keys.First();
+        for (int dot = first.IndexOf('.'); dot > 0; dot = first.IndexOf('.', dot + 1))
+        {
+            string prefix = first[..(dot + 1)];
+            if (!source.Keys.All(k => k.StartsWith(prefix, StringComparison.Ordinal))) return null;
+            var stripped = source.ToDictionary(kv => kv.Key[prefix.Length..], kv => kv.Value);
+            if (Differences(target, stripped, "", "") is null) return prefix;
+        }
+        return null;
     }
 
     /// <summary>Names missing from <paramref name="source"/>, names it has beyond <paramref name="target"/>, and shapes that differ; null when none.</summary>

@@ -2,6 +2,7 @@ using System.IO.Compression;
 using Microsoft.ML.Adversarial.Models;
 using TorchSharp;
 using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
 
 namespace Microsoft.ML.Adversarial.Tests.Networks;
 
@@ -138,6 +139,39 @@ public sealed class SmallResNetAndModelIOTests
         StringAssert.Contains(e.Message, "weights.pt");
         StringAssert.Contains(e.Message, "conv1.weight is [8, 1, 3, 3] in the file, [16, 1, 3, 3] in the model");
         Assert.AreEqual(16, wider.named_parameters().First().parameter.shape[0], "a refused file must leave the model untouched");
+        Directory.Delete(folder, true);
+    }
+
+    /// <summary>What torch.nn.DataParallel saves: the network under a child named "module".</summary>
+    private sealed class DataParallelLike : Module<Tensor, Tensor>
+    {
+        private readonly Module<Tensor, Tensor> module;
+
+        public DataParallelLike(Module<Tensor, Tensor> inner) : base("DataParallel")
+        {
+            module = inner;
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x) => module.call(x);
+    }
+
+    [TestMethod]
+    public void AStateDictSavedFromAWrapperNamesThePrefixToRemove()
+    {
+        // Issue 27: a state dict saved from DataParallel ("module.conv1.weight", ...) was refused listing every name as
+        // missing, without saying that one prefix was the whole difference.
+        using var scope = NewDisposeScope();
+        string folder = TestData.TempFolder();
+        string path = Path.Combine(folder, "ddp.pt");
+        ModelIO.SavePyTorch(new DataParallelLike(new SmallCnn(rho: 0.25)), path);
+        using var target = new SmallCnn(rho: 0.25);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ModelIO.LoadWeights(target, path));
+        StringAssert.Contains(e.Message, "starts with 'module.'");
+        StringAssert.Contains(e.Message, "model.module.state_dict()");
+        // A file that does not fit for another reason says nothing of prefixes.
+        using var wider = new SmallCnn(rho: 0.5);
+        Assert.IsFalse(Assert.ThrowsExactly<InvalidDataException>(() => ModelIO.LoadWeights(wider, path)).Message.Contains("starts with", StringComparison.Ordinal));
         Directory.Delete(folder, true);
     }
 }
