@@ -58,19 +58,31 @@ public static class Checkpoint
     {
         Directory.CreateDirectory(directory);
         string tmp = Path.Combine(directory, $".checkpoint.tmp-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(tmp);
-        string modelPath = Path.Combine(tmp, "model.dat"), optimizerPath = Path.Combine(tmp, "optimizer.dat");
-        model.save(modelPath);
-        optimizer.save_state_dict(optimizerPath);
-        string? replicaBuffersSha256 = null;
-        if (writeReplicaBuffers is not null)
+        try
         {
-            string replicaPath = Path.Combine(tmp, ReplicaBuffersFile);
-            using (var file = File.Create(replicaPath)) writeReplicaBuffers(file);
-            replicaBuffersSha256 = Sha256(replicaPath);
+            Directory.CreateDirectory(tmp);
+            string modelPath = Path.Combine(tmp, "model.dat"), optimizerPath = Path.Combine(tmp, "optimizer.dat");
+            model.save(modelPath);
+            optimizer.save_state_dict(optimizerPath);
+            string? replicaBuffersSha256 = null;
+            if (writeReplicaBuffers is not null)
+            {
+                string replicaPath = Path.Combine(tmp, ReplicaBuffersFile);
+                using (var file = File.Create(replicaPath)) writeReplicaBuffers(file);
+                replicaBuffersSha256 = Sha256(replicaPath);
+            }
+            var state = new State(FormatVersion, step, fingerprint, Sha256(modelPath), Sha256(optimizerPath), settings, replicaBuffersSha256);
+            File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(state));
         }
-        var state = new State(FormatVersion, step, fingerprint, Sha256(modelPath), Sha256(optimizerPath), settings, replicaBuffersSha256);
-        File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(state));
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A full disk or a folder made read-only mid-run: the half-written checkpoint goes, the last one stays.
+            try { if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            string kept = SavedStep(directory) is { } saved ? $"The checkpoint of step {saved} there is intact" : "No earlier checkpoint is there";
+            throw new IOException($"Could not write the checkpoint of step {step} to '{directory}': {e.Message.Split('\n')[0].TrimEnd()} " +
+                $"(a full disk or a folder that is not writable). {kept}. Free some space (or make the folder writable) and resume (advml train --resume; in code, the checkpoint options' Resume), " +
+                "or point the checkpoints at another folder.", e);
+        }
 
         string current = Path.Combine(directory, Current), previous = Path.Combine(directory, Previous);
         if (Directory.Exists(previous)) Directory.Delete(previous, recursive: true);
