@@ -41,6 +41,11 @@ catch (Exception e) when (e is InvalidDataException or IOException or Unauthoriz
     Console.Error.WriteLine($"advml: {CliException.OneLine(e.Message)}");
     return 1;
 }
+catch (Exception e) when (CliException.OutOfMemory(e) is { } outOfMemory)
+{
+    Console.Error.WriteLine($"advml: {outOfMemory}");
+    return 1;
+}
 catch (Exception e)
 {
     // Last resort (a bug, or a native error TorchSharp surfaced): still one line and a non-zero exit, with the type to report.
