@@ -31,13 +31,9 @@ internal static class AutoAttackReference
         var model = Train(trainCount);
         var data = FashionMnist.Load(new FashionMnistOptions { Folder = FashionMnist.ResolveDefaultFolder(), Split = FashionMnistSplit.Test, Count = count, Subset = SubsetMode.First });
         var (x, y) = data.ToTensors(0, data.RowCount);
-        var manifest = new Dictionary<string, object>();
-        foreach (var (name, p) in model.named_parameters()) manifest["param." + name] = Write(folder, "param." + name, p);
-        manifest["images"] = Write(folder, "images", x);
-        manifest["labels"] = Write(folder, "labels", y);
-        File.WriteAllText(Path.Combine(folder, "manifest.json"), JsonSerializer.Serialize(new { epsilon = eps, tensors = manifest }));
+        Testing.ReferenceModels.WriteFolder(folder, model, eps, ("images", x), ("labels", y));
 
-        string script = Path.Combine(RepoRoot(), "test", "reference", "autoattack_reference.py");
+        string script = Path.Combine(Harness.RepoRoot(), "test", "reference", "autoattack_reference.py");
         var psi = new ProcessStartInfo(python) { RedirectStandardOutput = false, RedirectStandardError = false };
         foreach (var a in new[] { script, folder, "--autoattack", referenceDir, "--attacks", string.Join(",", attacks), "--seeds", string.Join(",", seeds) }) psi.ArgumentList.Add(a);
         Console.WriteLine($"Reference: fra31/auto-attack {commit}, {python}; network SmallCnn (rho 0.5) trained as the tests train theirs (ReferenceModels.TrainSmallCnn) on {trainCount} Fashion-MNIST images; the first {count} test images; L-inf eps {eps}/255; CPU {Environment.ProcessorCount} cores, {threads} threads.");
@@ -105,12 +101,7 @@ internal static class AutoAttackReference
         var t = u * 2 - 1;
         var start = (x + t / t.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1) * (eps / 255)).clamp(0, 1);
         start = torch.minimum(torch.maximum(start, x - eps / 255), x + eps / 255).clamp(0, 1);
-        var manifest = new Dictionary<string, object>();
-        foreach (var (name, p) in model.named_parameters()) manifest["param." + name] = Write(folder, "param." + name, p);
-        manifest["images"] = Write(folder, "images", x);
-        manifest["labels"] = Write(folder, "labels", y);
-        manifest["start"] = Write(folder, "start", start);
-        File.WriteAllText(Path.Combine(folder, "manifest.json"), JsonSerializer.Serialize(new { epsilon = eps, tensors = manifest }));
+        Testing.ReferenceModels.WriteFolder(folder, model, eps, ("images", x), ("labels", y), ("start", start));
 
         var ours = new List<double>();
         var apgd = new Apgd(new ApgdOptions { Epsilon = eps, Seed = seed, Compute = ComputeOptions.Plain }) { IterationObserver = (i, best) => ours.Add(best.sum().item<float>()) };
@@ -118,7 +109,7 @@ internal static class AutoAttackReference
         int oursRobust;
         using (no_grad()) oursRobust = (int)model.call(adv).argmax(1).eq(y).sum().item<long>();
 
-        string script = Path.Combine(RepoRoot(), "test", "reference", "autoattack_reference.py");
+        string script = Path.Combine(Harness.RepoRoot(), "test", "reference", "autoattack_reference.py");
         var psi = new ProcessStartInfo(python) { RedirectStandardOutput = true };
         foreach (var a in new[] { script, folder, "--autoattack", referenceDir, "--trace" }) psi.ArgumentList.Add(a);
         using var proc = Process.Start(psi)!;
@@ -161,7 +152,6 @@ internal static class AutoAttackReference
     private static SmallCnn Train(int count) => Testing.ReferenceModels.TrainSmallCnn(
         FashionMnist.Load(new FashionMnistOptions { Folder = FashionMnist.ResolveDefaultFolder(), Split = FashionMnistSplit.Train, Count = count, Subset = SubsetMode.Stratified }));
 
-    private static object Write(string folder, string name, Tensor t) => Testing.ReferenceModels.WriteTensor(folder, name, t);
 
     private static string Git(string dir, string args)
     {
@@ -170,12 +160,5 @@ internal static class AutoAttackReference
         string s = p.StandardOutput.ReadToEnd().Trim();
         p.WaitForExit();
         return p.ExitCode == 0 ? s : "(not a git checkout)";
-    }
-
-    private static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Microsoft.ML.Adversarial.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("Run from inside the repository.");
     }
 }

@@ -39,6 +39,18 @@ internal static class ReferenceModels
         return model;
     }
 
+    /// <summary>
+    /// Writes what test/reference/*.py read: the model's parameters ("param.NAME"), the given tensors and
+    /// manifest.json (their dtypes and shapes, and the epsilon in pixel units).
+    /// </summary>
+    public static void WriteFolder(string folder, nn.Module model, double epsilon, params (string Name, Tensor Tensor)[] tensors)
+    {
+        var manifest = new Dictionary<string, object>();
+        foreach (var (name, p) in model.named_parameters()) manifest["param." + name] = WriteTensor(folder, "param." + name, p);
+        foreach (var (name, t) in tensors) manifest[name] = WriteTensor(folder, name, t);
+        File.WriteAllText(Path.Combine(folder, "manifest.json"), System.Text.Json.JsonSerializer.Serialize(new { epsilon, tensors = manifest }));
+    }
+
     /// <summary>Writes <paramref name="t"/> as FOLDER/NAME.bin (little-endian float32, or int64) and returns its manifest entry.</summary>
     public static object WriteTensor(string folder, string name, Tensor t)
     {

@@ -25,11 +25,7 @@ public sealed class PyTorchReferenceTests
         using var scope = NewDisposeScope();
         var model = TrainedModels.SmallCnn;
         var (x, y) = TrainedModels.EvalBatch(128);
-        var manifest = new Dictionary<string, object>();
-        foreach (var (name, p) in model.named_parameters()) manifest["param." + name] = Write(folder, "param." + name, p);
-        manifest["images"] = Write(folder, "images", x);
-        manifest["labels"] = Write(folder, "labels", y);
-        File.WriteAllText(Path.Combine(folder, "manifest.json"), JsonSerializer.Serialize(new { epsilon = Eps, tensors = manifest }));
+        Testing.ReferenceModels.WriteFolder(folder, model, Eps, ("images", x), ("labels", y));
 
         int rc = PythonReference.Run($"\"{script}\" \"{folder}\"", out string output);
         Assert.AreEqual(0, rc, output);
@@ -56,5 +52,4 @@ public sealed class PyTorchReferenceTests
         }
     }
 
-    private static object Write(string folder, string name, Tensor t) => Testing.ReferenceModels.WriteTensor(folder, name, t);
 }
