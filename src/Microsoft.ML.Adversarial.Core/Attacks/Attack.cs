@@ -124,6 +124,14 @@ public abstract class Attack
         PixelEpsilon.Check(Options.Epsilon, nameof(AttackOptions.Epsilon));
         if (Options.InputRange is null)
             throw new ArgumentNullException(nameof(AttackOptions.InputRange), "InputRange must be set (for example InputRange.UnitInterval).");
+        if (Options.EotSamples < 1)
+            throw new ArgumentOutOfRangeException(nameof(AttackOptions.EotSamples), Options.EotSamples, "EotSamples (gradient passes averaged per step) must be at least 1.");
+        if (Options.BpdaLayers is null || Options.BpdaLayers.Any(string.IsNullOrWhiteSpace))
+            throw new ArgumentException("BpdaLayers must be a list of layer names (none empty); use an empty list for none.", nameof(AttackOptions.BpdaLayers));
+        // A method that takes no gradient would ignore both settings: say so rather than run without them.
+        if (!NeedsGradients && (Options.EotSamples > 1 || Options.BpdaLayers.Count > 0))
+            throw new ArgumentException($"Method '{Name}' takes no gradients, so EotSamples and BpdaLayers (which change how gradients are taken) do not apply; " +
+                "leave them at 1 and empty, or use a gradient method (pgd-linf, apgd-ce, ...).", Options.EotSamples > 1 ? nameof(AttackOptions.EotSamples) : nameof(AttackOptions.BpdaLayers));
     }
 
     /// <summary>

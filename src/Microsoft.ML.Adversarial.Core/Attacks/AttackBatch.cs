@@ -87,12 +87,30 @@ public sealed class AttackBatch
         }
     }
 
-    /// <summary>Gradient of <c>loss(model(x))</c> with respect to <paramref name="x"/> only.</summary>
+    /// <summary>
+    /// Gradient of <c>loss(model(x))</c> with respect to <paramref name="x"/> only: the one place attacks differentiate
+    /// the model, so EOT (the mean over <see cref="AttackOptions.EotSamples"/> passes) and BPDA (the identity as the
+    /// backward pass of <see cref="AttackOptions.BpdaLayers"/>) reach every gradient method.
+    /// </summary>
     /// <param name="x">The point to differentiate at.</param>
-    /// <param name="lossOfLogits">Scalar loss of the logits; targets it derives from the logits must be detached.</param>
+    /// <param name="lossOfLogits">Scalar loss of the logits; targets it derives from the logits must be detached. With EOT
+    /// it is called once per pass, the last pass's values being those a caller keeps (as the reference AutoAttack does).</param>
     public Tensor InputGradient(Tensor x, Func<Tensor, Tensor> lossOfLogits)
     {
         using var grad = torch.enable_grad();
+        using var bpda = Bpda.Apply(Model, _attack.Options.BpdaLayers, _attack.Name);
+        int passes = _attack.Options.EotSamples;
+        Tensor? sum = null;
+        for (int pass = 0; pass < passes; pass++)
+        {
+            var g = OneGradient(x, lossOfLogits);
+            sum = sum is null ? g : sum.Plus(g);
+        }
+        return passes == 1 ? sum! : sum!.DividedBy(passes);
+    }
+
+    private Tensor OneGradient(Tensor x, Func<Tensor, Tensor> lossOfLogits)
+    {
         var input = x.detach().requires_grad_(true);
         var logits = CheckLogits(Forward(input));
         var loss = lossOfLogits(logits);
@@ -103,7 +121,8 @@ public sealed class AttackBatch
         if (!loss.requires_grad)
             throw new InvalidOperationException(
                 $"Attack '{_attack.Name}': the loss does not depend on the input through a differentiable path " +
-                "(the model detaches its input, runs under no_grad, or its output does not require grad). Attacks need a differentiable model.");
+                "(the model detaches its input, runs under no_grad, or its output does not require grad). Attacks need a differentiable model; " +
+                "for a layer that breaks the path (rounding, a lookup), name it in AttackOptions.BpdaLayers.");
         try
         {
             return torch.autograd.grad(new[] { loss }, new[] { input })[0];

@@ -29,6 +29,23 @@ public class AttackOptions
     /// <summary>Reject images outside <see cref="InputRange"/> (by more than 1e-4 of the range). On by default.</summary>
     public bool ValidateInputs { get; set; } = true;
 
+    /// <summary>
+    /// Expectation over Transformation (Athalye et al., 2018): every input gradient is the mean of this many
+    /// forward and backward passes, so a model that draws random numbers (a random input transform, noisy gradients)
+    /// is attacked through its expected gradient rather than one draw. 1 (the default) is one pass; AutoAttack's
+    /// 'rand' version uses 20.
+    /// </summary>
+    public int EotSamples { get; set; } = 1;
+
+    /// <summary>
+    /// Backward Pass Differentiable Approximation (Athalye et al., 2018): layers of the model, by name (as
+    /// <c>named_modules()</c> gives them, or the last part of that name), whose backward pass is taken as the identity
+    /// while gradients are computed. Their forward pass is unchanged. For a non-differentiable layer that keeps its
+    /// input's shape and roughly its value (rounding, quantisation, JPEG-like filters), whose true gradient is zero or
+    /// useless. Empty by default.
+    /// </summary>
+    public IReadOnlyList<string> BpdaLayers { get; set; } = Array.Empty<string>();
+
     /// <summary>A copy, so a registry entry or a transformer can change settings without touching the caller's object.</summary>
     public AttackOptions Clone() => (AttackOptions)MemberwiseClone();
 

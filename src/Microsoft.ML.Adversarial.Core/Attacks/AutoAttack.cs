@@ -50,7 +50,11 @@ public sealed class AutoAttack : Attack, IEnsembleAttack
             yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.TargetedDlr, Iterations = iterations, TargetClasses = o.TargetClasses ?? (quick ? 3 : 9) }));
             yield return new Fab(Shared(new FabOptions { Iterations = o.FabIterations ?? (quick ? 25 : 100), TargetClasses = o.TargetClasses ?? (quick ? 3 : 9) }));
         }
-        yield return new Square(Shared(new SquareOptions { Queries = o.SquareQueries ?? (quick ? 1000 : 5000), }));
+        // The score-based part takes no gradients: EOT and BPDA are the gradient components' settings.
+        var square = Shared(new SquareOptions { Queries = o.SquareQueries ?? (quick ? 1000 : 5000), });
+        square.EotSamples = 1;
+        square.BpdaLayers = Array.Empty<string>();
+        yield return new Square(square);
     }
 
     private T Shared<T>(T options) where T : AttackOptions

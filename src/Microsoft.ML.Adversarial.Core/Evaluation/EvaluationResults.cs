@@ -32,8 +32,16 @@ public sealed record LabelLeakRow(string Model, string Method, double Epsilon, d
     /// <summary>Examples built from the true label are classified better than those built from the predicted label.</summary>
     public bool TrueLabelHelps => TrueLabelTop1 > PredictedLabelTop1;
 
+    /// <summary>
+    /// A gradient-masking check of the same evaluation failed: the label-using attack's figure then says nothing about
+    /// leaking (a masked gradient makes the attack weak with any label), and the verdict says so.
+    /// </summary>
+    public bool MaskingSuspected { get; init; }
+
     /// <summary>The finding in words.</summary>
-    public string Verdict => AboveClean
+    public string Verdict => MaskingSuspected && (AboveClean || TrueLabelHelps)
+        ? string.Create(CultureInfo.InvariantCulture, $"Inconclusive: {Method} at eps {Epsilon} gives {TrueLabelTop1:P1} with the true label and {PredictedLabelTop1:P1} with the predicted one (clean {CleanTop1:P1}), but a gradient-masking check failed (see the warnings): with masked gradients the attack is weak whatever the label, so this is not evidence of label leaking.")
+        : AboveClean
         ? string.Create(CultureInfo.InvariantCulture, $"LABEL LEAKING: {Method} at eps {Epsilon} gives {TrueLabelTop1:P1}, above clean accuracy {CleanTop1:P1}; " +
           $"with the predicted label it gives {PredictedLabelTop1:P1}. Report the predicted-label variant or a method that does not use the label.")
         : TrueLabelHelps
@@ -66,8 +74,14 @@ public sealed class RobustnessReport
         Rows.FirstOrDefault(r => r.Method == method && r.Epsilon == epsilon)
         ?? throw new KeyNotFoundException($"No result for method '{method}' at eps {epsilon}. Evaluated: {string.Join(", ", Rows.Select(r => $"{r.Method}@{r.Epsilon}"))}.");
 
-    /// <summary>True when any label-using method scored above clean accuracy.</summary>
-    public bool LabelLeakingDetected => LabelLeaks.Any(l => l.AboveClean);
+    /// <summary>True when any label-using method scored above clean accuracy and no gradient-masking check failed.</summary>
+    public bool LabelLeakingDetected => LabelLeaks.Any(l => l.AboveClean && !l.MaskingSuspected);
+
+    /// <summary>The gradient-masking checks the evaluation could make (<see cref="RobustnessOptions.MaskingChecks"/>), passed and failed.</summary>
+    public IReadOnlyList<MaskingCheck> MaskingChecks { get; init; } = Array.Empty<MaskingCheck>();
+
+    /// <summary>True when a gradient-masking check failed: the gradient attacks' figures overstate robustness.</summary>
+    public bool GradientMaskingSuspected => MaskingChecks.Any(c => c.Failed);
 
     /// <summary>The whole report as JSON.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, ResultFiles.Json);
