@@ -38,7 +38,7 @@ internal static class AttackCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("attack", "Write adversarial examples against a model as PNG folders or IDX files");
-        foreach (var o in new Option[] { ModelPath, Method, Epsilon, Count, Split, Output, Format, Overwrite, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize, CommonOptions.Precision, CommonOptions.ComputePath }) c.Options.Add(o);
+        foreach (var o in new Option[] { ModelPath, Method, Epsilon, Count, Split, Output, Format, Overwrite, CommonOptions.Eot, CommonOptions.Bpda, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize, CommonOptions.Precision, CommonOptions.ComputePath }) c.Options.Add(o);
         CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
         return c;
@@ -100,7 +100,11 @@ internal static class AttackCommand
         // so the rerun (--overwrite) replaces them.
         WriteManifest(output, full.Concat(ours));
 
-        var attack = AttackRegistry.Create(method, new AttackOptions { Epsilon = eps, Seed = p.GetValue(CommonOptions.Seed), InputRange = description.InputRangeOrDefault, Compute = CommonOptions.Compute(p) });
+        var (eot, bpda) = CommonOptions.GradientSettings(p);
+        var attack = AttackRegistry.Create(method, new AttackOptions
+        {
+            Epsilon = eps, Seed = p.GetValue(CommonOptions.Seed), InputRange = description.InputRangeOrDefault, Compute = CommonOptions.Compute(p), EotSamples = eot, BpdaLayers = bpda,
+        });
         int n = data.RowCount, size = description.Channels * description.Height * description.Width, batch = p.GetValue(CommonOptions.BatchSize);
         // Room for the result, probed before the attack runs: IDX is exact; a PNG is taken as its pixels plus header,
         // at least one 4 KiB block.

@@ -20,6 +20,12 @@ internal static class EvaluateCommand
         Description = "A method's budget or setting, METHOD.SETTING=VALUE, repeatable: square.queries=1000, apgd-ce.iterations=50, apgd-ce.restarts=5, autoattack.square-queries=500, fab-t.iterations=50 (docs/cli.md lists them)",
         AllowMultipleArgumentsPerToken = false,
     };
+    internal static readonly Option<string> MaskingChecksOption = new("--masking-checks")
+    {
+        Description = "Checks for gradient masking: results (default: zero gradients, a random model, and the comparisons the evaluated methods allow), " +
+                      "full (also runs FGSM, 20-step PGD, random noise and Square at each epsilon and PGD at eps 128: about one Square run more), off",
+        DefaultValueFactory = _ => "results",
+    };
     internal static readonly Option<bool> FiguresOption = new("--figures")
     {
         Description = "Also write the figures (PNG, as reproduce draws them: evaluate accuracy-vs-epsilon.png, transfer transfer-vs-epsilon.png) into --output's folder, or the current folder without --output",
@@ -28,7 +34,8 @@ internal static class EvaluateCommand
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("evaluate", "Accuracy of a model on clean and adversarial test images, per method and epsilon");
-        foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, MethodOption, FiguresOption, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize, CommonOptions.Precision, CommonOptions.ComputePath }) c.Options.Add(o);
+        foreach (var o in new Option[] { ModelPath, Methods, Epsilons, Count, Output, MethodOption, FiguresOption, MaskingChecksOption, CommonOptions.Eot, CommonOptions.Bpda, CommonOptions.Seed, CommonOptions.Device, CommonOptions.BatchSize, CommonOptions.Precision, CommonOptions.ComputePath }) c.Options.Add(o);
+        MaskingChecksOption.AcceptOnlyFromAmong("results", "full", "off");
         CommonOptions.AddData(c);
         OnnxModels.AddOptions(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
@@ -57,6 +64,7 @@ internal static class EvaluateCommand
         var methods = CommonOptions.Methods(p.GetValue(Methods)!);
         var epsilons = CommonOptions.Epsilons(p.GetValue(Epsilons)!);
         var methodOptions = MethodSettings.Parse(p.GetValue(MethodOption) ?? Array.Empty<string>(), methods);
+        var (eot, bpda) = CommonOptions.GradientSettings(p);
         if (p.GetValue(Output) is { } o) OutputFiles.EnsureWritable(o, isFolder: false);
         string? figures = FigureFolder(p);
         var device = CommonOptions.ParseDevice(p);
@@ -70,6 +78,9 @@ internal static class EvaluateCommand
                 Methods = methods, Epsilons = epsilons, InputRange = description.InputRangeOrDefault, BatchSize = p.GetValue(CommonOptions.BatchSize), Seed = p.GetValue(CommonOptions.Seed), CancellationToken = ct,
                 Compute = CommonOptions.Compute(p),
                 Progress = new InlineProgress<EvaluationProgress>(e => progress(e.Done, e.Total, null)),
+                MaskingChecks = p.GetValue(MaskingChecksOption) switch { "full" => GradientMaskingChecks.Full, "off" => GradientMaskingChecks.Off, _ => GradientMaskingChecks.FromResults },
+                EotSamples = eot,
+                BpdaLayers = bpda,
             };
             foreach (var (method, settings) in methodOptions) options.MethodOptions[method] = settings;
             return new RobustnessEvaluator(options).Evaluate(model, data, Path.GetFileNameWithoutExtension(path), device);

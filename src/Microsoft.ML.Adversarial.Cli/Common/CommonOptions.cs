@@ -53,6 +53,22 @@ internal static class CommonOptions
         };
     }
 
+    public static readonly Option<int?> Eot = Positive(new("--eot")
+    {
+        Description = "Expectation over Transformation: each input gradient of the gradient attacks is the mean of N passes, " +
+                      "for models that draw random numbers (random input transforms, noisy layers); AutoAttack's 'rand' version uses 20",
+    });
+
+    public static readonly Option<string[]> Bpda = new("--bpda")
+    {
+        Description = "BPDA: a layer of the model, by name, whose backward pass the gradient attacks take as the identity " +
+                      "(a rounding or quantising input layer); repeatable. An unknown name is refused listing the model's layers",
+        AllowMultipleArgumentsPerToken = false,
+    };
+
+    /// <summary>--eot and --bpda as the shared attack settings they stand for.</summary>
+    public static (int EotSamples, string[] BpdaLayers) GradientSettings(ParseResult p) => (p.GetValue(Eot) ?? 1, p.GetValue(Bpda) ?? Array.Empty<string>());
+
     public static readonly Option<int> Seed = new("--seed") { Description = "Seed of everything random", DefaultValueFactory = _ => 1 };
 
     public static readonly Option<int> BatchSize = InRange(new("--batch-size") { Description = "Images per attack/evaluation batch", DefaultValueFactory = _ => 256 }, 1, 1 << 20);

@@ -17,11 +17,14 @@ internal static class Bpda
         var removers = new List<IDisposable>();
         try
         {
-            foreach (var name in layers)
-            {
-                var (path, layer) = Find(model, name, attack);
-                removers.Add(new Remover(layer.register_forward_hook((_, input, output) => Identity(input, output, path, attack))));
-            }
+            // A fast-path model runs on its master or its replica: both get the hooks.
+            var networks = model is Models.ComputeModel compute ? compute.Networks.ToList() : new List<Module<Tensor, Tensor>> { model };
+            foreach (var network in networks)
+                foreach (var name in layers)
+                {
+                    var (path, layer) = Find(network, name, attack);
+                    removers.Add(new Remover(layer.register_forward_hook((_, input, output) => Identity(input, output, path, attack))));
+                }
         }
         catch
         {

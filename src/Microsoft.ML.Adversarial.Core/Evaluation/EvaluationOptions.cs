@@ -44,13 +44,33 @@ public abstract class EvaluationOptions
     /// </summary>
     public ComputeOptions Compute { get; set; } = ComputeOptions.Default;
 
-    /// <summary>The options <paramref name="method"/> runs with: its <see cref="MethodOptions"/> entry or its defaults, with this evaluation's range, seed and compute options.</summary>
+    /// <summary>
+    /// EOT for every gradient method of the evaluation (<see cref="AttackOptions.EotSamples"/>): each input gradient the
+    /// mean of this many passes, for models that draw random numbers. 1 (the default) leaves each method's own setting.
+    /// </summary>
+    public int EotSamples { get; set; } = 1;
+
+    /// <summary>
+    /// BPDA for every gradient method of the evaluation (<see cref="AttackOptions.BpdaLayers"/>): layers whose backward
+    /// pass is taken as the identity. Empty (the default) leaves each method's own setting.
+    /// </summary>
+    public IReadOnlyList<string> BpdaLayers { get; set; } = Array.Empty<string>();
+
+    /// <summary>
+    /// The options <paramref name="method"/> runs with: its <see cref="MethodOptions"/> entry or its defaults, with this
+    /// evaluation's range, seed and compute options, and its EOT and BPDA settings when the method takes gradients.
+    /// </summary>
     internal AttackOptions OptionsFor(string method)
     {
         var options = MethodOptions.TryGetValue(method, out var given) ? given.Clone() : AttackRegistry.OptionsFor(method);
         options.InputRange = InputRange;
         options.Seed = Seed;
         options.Compute = Compute;
+        if (AttackRegistry.Describe(method).NeedsGradients)
+        {
+            if (EotSamples != 1) options.EotSamples = EotSamples;
+            if (BpdaLayers.Count > 0) options.BpdaLayers = BpdaLayers;
+        }
         return options;
     }
 
@@ -84,6 +104,9 @@ public abstract class EvaluationOptions
                 throw new ArgumentException($"MethodOptions['{name}'] is {options?.GetType().Name ?? "null"}; method '{name}' takes {type.Name}.", nameof(MethodOptions));
         }
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be at least 1.");
+        if (EotSamples < 1) throw new ArgumentOutOfRangeException(nameof(EotSamples), EotSamples, "EotSamples (gradient passes averaged per step) must be at least 1.");
+        if (BpdaLayers is null || BpdaLayers.Any(string.IsNullOrWhiteSpace))
+            throw new ArgumentException("BpdaLayers must be a list of layer names (none empty); use an empty list for none.", nameof(BpdaLayers));
         if (TopK < 1) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "TopK must be at least 1.");
         ArgumentNullException.ThrowIfNull(InputRange, nameof(InputRange));
         ArgumentNullException.ThrowIfNull(Prefetch, nameof(Prefetch));

@@ -42,6 +42,9 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     private string? _architecture;
     private readonly Func<Module<Tensor, Tensor>>? _replicaFactory;
 
+    /// <summary>The networks a pass may run on: the master, and the replica when there is one (for hooks that must see either).</summary>
+    internal IEnumerable<Module<Tensor, Tensor>> Networks => replica is null ? new[] { master } : new[] { master, replica };
+
     private ComputeModel(Module<Tensor, Tensor> model, ComputeOptions options, bool evaluationOnly, Func<Module<Tensor, Tensor>>? replicaFactory)
         : base(nameof(ComputeModel))
     {
