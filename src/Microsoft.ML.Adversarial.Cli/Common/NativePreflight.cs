@@ -45,8 +45,8 @@ internal static class NativePreflight
         int batch = Math.Max(1, Math.Min(p.GetValue(CommonOptions.BatchSize), Math.Max(1, rows)));
         string shape = $"[{batch}, {description.Channels}, {description.Height}, {description.Width}]";
         string network = $"{description.Spec.Architecture} ('{Path.GetFileName(modelPath)}')";
-        Spectre.Console.AnsiConsole.MarkupLine("[grey]" + Spectre.Console.Markup.Escape($"Checking that {network} runs at batch {shape} on this CPU in a separate process first " +
-            $"({(mode == "always" ? $"{EnvironmentVariable}=always" : "the CPU reports no usable cache sizes")}; oneDNN {(OneDnn.Enabled ? "on" : "off")}).") + "[/]");
+        Console.WriteLine($"Checking that {network} runs at batch {shape} on this CPU in a separate process first " +
+            $"({(mode == "always" ? $"{EnvironmentVariable}=always" : "the CPU reports no usable cache sizes")}; oneDNN {(OneDnn.Enabled ? "on" : "off")}).");
         string[] args = { "preflight", "--model", Path.GetFullPath(modelPath), "--batch-size", batch.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--precision", p.GetValue(CommonOptions.Precision)!, "--compute", p.GetValue(CommonOptions.ComputePath)! };
 

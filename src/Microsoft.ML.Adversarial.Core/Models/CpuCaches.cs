@@ -49,7 +49,12 @@ public static class CpuCaches
     public delegate (uint Eax, uint Ebx, uint Ecx, uint Edx) CpuidFunction(uint leaf, uint subleaf);
 
     private const int MaxTopologyLevels = 2, MaxCacheLevels = 10;
-    private static readonly Lazy<CpuCacheReport> This = new(() => Probe(HardwareCpuid(), ReadSysfs(), FastPathCheck.Cpu));
+    private static readonly Lazy<CpuCacheReport> This = new(() => Environment.GetEnvironmentVariable(TestVariable) == "none"
+        ? Probe(null, Array.Empty<CacheLevel>(), FastPathCheck.Cpu) // test-only: a CPU that reports no cache sizes (child processes)
+        : Probe(HardwareCpuid(), ReadSysfs(), FastPathCheck.Cpu));
+
+    /// <summary>Test-only: <c>none</c> makes <see cref="Probe()"/> report a CPU without cache sizes (for tests that run advml).</summary>
+    internal const string TestVariable = "ADVML_TEST_CPU_CACHES";
 
     /// <summary>This machine's report (read once per process).</summary>
     public static CpuCacheReport Probe() => This.Value;
