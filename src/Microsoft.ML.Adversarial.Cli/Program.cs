@@ -10,6 +10,7 @@ root.Subcommands.Add(EvaluateCommand.Create());
 root.Subcommands.Add(TransferCommand.Create());
 root.Subcommands.Add(ReproduceCommand.Create());
 root.Subcommands.Add(ImportCommand.Create());
+root.Subcommands.Add(PreflightCommand.Create()); // hidden: the first pass in a separate process (issue 27)
 // Numbers are invariant on the command line, in files and on screen, whatever the user's locale (issue 27).
 InvariantNumbers.Use(root);
 

@@ -13,8 +13,18 @@ public static class TorchBackend
 {
     private static readonly Lazy<Exception?> Problem = new(Probe, LazyThreadSafetyMode.ExecutionAndPublication);
 
-    /// <summary>Loads the native backend once; throws <see cref="InvalidOperationException"/> naming the package to add when there is none.</summary>
+    /// <summary>
+    /// Loads the native backend once; throws <see cref="InvalidOperationException"/> naming the package to add when there
+    /// is none. Then decides, once, whether libtorch's oneDNN runs on this CPU (<see cref="Models.OneDnn"/>).
+    /// </summary>
     public static void EnsureLoaded()
+    {
+        EnsureLibrary();
+        Models.OneDnn.EnsureDecided();
+    }
+
+    /// <summary>Loads the native backend once (no oneDNN decision): what <see cref="Models.OneDnn"/> itself needs first.</summary>
+    internal static void EnsureLibrary()
     {
         if (Problem.Value is { } e) throw new InvalidOperationException(MissingBackendMessage(e), e);
     }

@@ -89,6 +89,7 @@ internal static class AttackCommand
         var device = CommonOptions.ParseDevice(p);
         var (model, description) = CliData.LoadModel(p.GetValue(ModelPath)!, device);
         var data = CliData.OpenSplitFor(p, split == "train", p.GetValue(Count), description, p.GetValue(ModelPath)!);
+        NativePreflight.Check(p, p.GetValue(ModelPath)!, description, data.RowCount, device);
         // What this run will write, known before the attack: a file the user put there under one of these names is never replaced.
         var planned = format == "idx" ? IdxNames : ImageFolder.RowFiles(data.ClassNames, Enumerable.Range(0, data.RowCount).Select(data.GetLabel).ToArray());
         var full = planned.Select(f => Path.GetFullPath(Path.Combine(output, f))).ToHashSet();

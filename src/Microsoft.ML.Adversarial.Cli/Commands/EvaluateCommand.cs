@@ -71,6 +71,7 @@ internal static class EvaluateCommand
         string path = p.GetValue(ModelPath)!;
         var (model, description) = CliData.LoadModel(path, device, p);
         var data = CliData.OpenSplitFor(p, train: false, p.GetValue(Count), description, path);
+        NativePreflight.Check(p, path, description, data.RowCount, device);
         var report = ConsoleOutput.WithProgress("evaluating", progress =>
         {
             var options = new RobustnessOptions

@@ -44,6 +44,7 @@ internal static class TransferCommand
             if (models.ContainsKey(name)) throw new CliException($"Two models are named '{name}'; use NAME=PATH to tell them apart.");
             var (model, d) = CliData.LoadModel(path, device, p);
             models[name] = model;
+            NativePreflight.Check(p, path, d, p.GetValue(EvaluateCommand.Count) ?? int.MaxValue, device);
             if (first is not { } f)
             {
                 first = (name, d);

@@ -112,6 +112,7 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
         Func<Module<Tensor, Tensor>>? replicaFactory = null)
     {
         ArgumentNullException.ThrowIfNull(model);
+        OneDnn.EnsureDecided(); // before the first convolution: oneDNN off on a CPU whose cache sizes it would divide by zero
         if (model is ComputeModel prepared) return prepared;
         return new ComputeModel(model, options ?? ComputeOptions.Default, evaluationOnly, replicaFactory);
     }
@@ -126,6 +127,7 @@ public sealed class ComputeModel : Module<Tensor, Tensor>
     internal static ComputeModel? For(Module<Tensor, Tensor> model, ComputeOptions options, bool evaluationOnly)
     {
         NativeAllocator.EnsureTuned(); // the raw tensor API may never pass an entry point that calls TorchBackend.EnsureLoaded
+        OneDnn.EnsureDecided(); // likewise: before the first convolution
         if (model is ComputeModel ready) return ready;
         bool known = ModelReplicas.CanCreate(model);
         if (options.Precision == ComputePrecision.Float32 && !(known && (options.ChannelsLast || options.FoldBatchNorm))) return null;

@@ -80,7 +80,10 @@ public static class FastPathCheck
     private static readonly ConcurrentDictionary<string, FastPathVerdict> Verdicts = new();
     private static readonly Lazy<string> CpuText = new(DescribeCpu);
 
-    /// <summary>Called with each warning line (a fast path that disagreed); by default the line goes to standard error.</summary>
+    /// <summary>
+    /// Called with each warning line (a fast path that disagreed, or oneDNN switched off for this CPU: <see cref="OneDnn"/>);
+    /// by default the line goes to standard error.
+    /// </summary>
     public static event Action<string>? Warned;
 
     /// <summary>Every verdict of this process (in no particular order).</summary>
@@ -183,6 +186,15 @@ public static class FastPathCheck
             $"on {v.Cpu} (logits differ by {v.FirstLogitDifference:E1} relative, input gradient by {v.FirstGradientDifference:E1}): {what}. " +
             "Results now equal the plain path's. To choose yourself: ComputeOptions.Plain (CLI --compute plain), or " +
             "ComputeOptions { VerifyFastPath = false } (CLI --compute unchecked) to trust the kernels; ONEDNN_MAX_CPU_ISA=AVX2 in the environment picks other oneDNN kernels.";
+        WarnLine(line);
+    }
+
+    /// <summary>
+    /// The one route of the library's warnings about this CPU's kernels (a fast path that disagreed, oneDNN switched off):
+    /// <see cref="Warned"/>'s handlers, or standard error when there are none.
+    /// </summary>
+    internal static void WarnLine(string line)
+    {
         if (Warned is { } handlers) handlers(line);
         else Console.Error.WriteLine(line);
     }
