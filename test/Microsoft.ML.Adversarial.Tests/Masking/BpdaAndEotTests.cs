@@ -26,6 +26,7 @@ public sealed class BpdaAndEotTests
         var rounding = MaskedModels.Rounding(TrainedModels.SmallCnn);
         var masked = PgdAccuracy(rounding, new PgdOptions());
         var bpda = PgdAccuracy(rounding, new PgdOptions { BpdaLayers = new[] { "input" } });
+        Console.WriteLine($"PGD eps 32: honest {honest:P1}, rounding {masked:P1}, rounding with BPDA {bpda:P1}");
         Assert.IsTrue(masked > honest + 0.3, $"the rounding layer masks: PGD leaves {masked:P1} vs {honest:P1} on the honest network");
         Assert.AreEqual(honest, bpda, 0.03, $"with BPDA PGD finds the true robustness ({bpda:P1} vs {honest:P1})");
     }
@@ -65,6 +66,7 @@ public sealed class BpdaAndEotTests
         var noisy = MaskedModels.NoisyGradient(TrainedModels.SmallCnn);
         var one = PgdAccuracy(noisy, new PgdOptions());
         var eot = PgdAccuracy(noisy, new PgdOptions { EotSamples = 20 });
+        Console.WriteLine($"PGD eps 32: honest {honest:P1}, noisy gradients {one:P1}, noisy with EOT 20 {eot:P1}");
         Assert.IsTrue(one > honest + 0.2, $"noisy gradients mask: PGD leaves {one:P1} vs {honest:P1} on the honest network");
         Assert.IsTrue(eot < one - 0.2 && eot < honest + 0.1, $"EOT averages the noise away: {eot:P1} (one draw {one:P1}, honest {honest:P1})");
     }

@@ -17,10 +17,14 @@ public sealed class GradientMaskingTests
     private static readonly Lazy<ImageSet> Data = new(() => TestData.Test(200));
 
     internal static RobustnessReport Evaluate(Module<Tensor, Tensor> model, GradientMaskingChecks level, string[] methods, double[] epsilons)
-        => new RobustnessEvaluator(new RobustnessOptions
+    {
+        var report = new RobustnessEvaluator(new RobustnessOptions
         {
             Methods = methods, Epsilons = epsilons, BatchSize = 100, MaskingChecks = level, MaskingSquareQueries = 300, Seed = 3,
         }).Evaluate(model, Data.Value, "model");
+        Console.WriteLine(Describe(report));
+        return report;
+    }
 
     private static string Describe(RobustnessReport r) => r.ToString() + string.Join("\n", r.MaskingChecks.Select(c => $"{c.Check} eps {c.Epsilon}: {(c.Failed ? "FAILED" : "ok")} {c.Finding}"));
 
