@@ -69,6 +69,8 @@ public sealed class AttackMethod : IEquatable<AttackMethod>
     public static readonly AttackMethod AutoAttack = AttackRegistry.Register<AutoAttackOptions>("autoattack", "AutoAttack (standard)", "APGD-CE, APGD-T, FAB-T, Square in turn on the examples still correct; worst case per example", o => new AutoAttackEnsemble(With(o, AutoAttackVersion.Standard)));
     /// <summary><c>autoattack-quick</c>: AutoAttack with about a tenth of the budgets.</summary>
     public static readonly AttackMethod AutoAttackQuick = AttackRegistry.Register<AutoAttackOptions>("autoattack-quick", "AutoAttack (quick)", "AutoAttack with about a tenth of the standard budgets", o => new AutoAttackEnsemble(With(o, AutoAttackVersion.Quick)));
+    /// <summary><c>autoattack-rand</c>: AutoAttack's 'rand' version for randomised models (APGD-CE and APGD-DLR with EOT over 20 passes).</summary>
+    public static readonly AttackMethod AutoAttackRand = AttackRegistry.Register<AutoAttackOptions>("autoattack-rand", "AutoAttack (rand)", "APGD-CE and APGD-DLR, each gradient averaged over 20 passes (EOT), for randomised models", o => new AutoAttackEnsemble(With(o, AutoAttackVersion.Rand)));
 
     /// <summary>Runs the registry lines above (once); the registry calls it before any lookup.</summary>
     internal static void EnsureBuiltIns() => RuntimeHelpers.RunClassConstructor(typeof(AttackMethod).TypeHandle);

@@ -16,7 +16,8 @@ public sealed class AutoAttack : Attack, IEnsembleAttack
     /// <summary>Creates the ensemble.</summary>
     /// <param name="options">Its settings; null takes the defaults (standard version, eps 16).</param>
     public AutoAttack(AutoAttackOptions? options = null)
-        : base(options?.Version == AutoAttackVersion.Quick ? AttackMethod.AutoAttackQuick : AttackMethod.AutoAttack, options ?? new AutoAttackOptions())
+        : base(options?.Version switch { AutoAttackVersion.Quick => AttackMethod.AutoAttackQuick, AutoAttackVersion.Rand => AttackMethod.AutoAttackRand, _ => AttackMethod.AutoAttack },
+            options ?? new AutoAttackOptions())
     {
         _components = BuildComponents().ToArray();
     }
@@ -44,6 +45,16 @@ public sealed class AutoAttack : Attack, IEnsembleAttack
         var o = Options;
         bool quick = o.Version == AutoAttackVersion.Quick;
         int iterations = o.ApgdIterations ?? (quick ? 50 : 100);
+        if (o.Version == AutoAttackVersion.Rand)
+        {
+            int eot = o.EotSamples > 1 ? o.EotSamples : 20;
+            var ce = Shared(new ApgdOptions { Loss = ApgdLoss.CrossEntropy, Iterations = iterations, Restarts = 1 });
+            var dlr = Shared(new ApgdOptions { Loss = ApgdLoss.Dlr, Iterations = iterations, Restarts = 1 });
+            ce.EotSamples = dlr.EotSamples = eot;
+            yield return new Apgd(ce);
+            yield return new Apgd(dlr);
+            yield break;
+        }
         if (!o.GradientFree)
         {
             yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.CrossEntropy, Iterations = iterations, Restarts = 1 }));

@@ -7,6 +7,12 @@ public enum AutoAttackVersion
     Standard,
     /// <summary>About a tenth of the work: APGD-CE 50 iterations; APGD-T 50 iterations on 3 target classes; FAB-T 25 iterations on 3 target classes; Square 1000 queries.</summary>
     Quick,
+    /// <summary>
+    /// The reference's 'rand' version, for models that draw random numbers: APGD-CE and untargeted APGD-DLR, 100
+    /// iterations, each gradient the mean of 20 passes (Expectation over Transformation; <see cref="AttackOptions.EotSamples"/>
+    /// above 1 replaces the 20). No FAB or Square.
+    /// </summary>
+    Rand,
 }
 
 /// <summary>Settings of the AutoAttack ensemble; null budgets take the version's value.</summary>
@@ -43,6 +49,8 @@ public class AutoAttackOptions : AttackOptions
     /// <summary>The ensemble's score-based part (Square) alone, for a model that returns scores only.</summary>
     public override AttackOptions? ForScoresOnly()
     {
+        // 'rand' is APGD only: it has no score-based part.
+        if (Version == AutoAttackVersion.Rand) return null;
         var copy = (AutoAttackOptions)Clone();
         copy.GradientFree = true;
         return copy;

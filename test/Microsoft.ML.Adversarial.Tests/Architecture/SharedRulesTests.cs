@@ -96,6 +96,8 @@ public sealed class SharedRulesTests
                 var t when t == typeof(long?) => (long?)42,
                 var t when t == typeof(InputRange) => InputRange.SymmetricUnit,
                 var t when t == typeof(ComputeOptions) => ComputeOptions.BFloat16,
+                var t when t == typeof(int) => 7,
+                var t when t == typeof(IReadOnlyList<string>) => new[] { "layer" },
                 var t => throw new AssertFailedException($"Test needs a non-default value for AttackOptions.{p.Name} of type {t.Name}."),
             };
             p.SetValue(source, value);

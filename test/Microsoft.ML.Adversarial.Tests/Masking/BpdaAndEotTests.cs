@@ -72,6 +72,23 @@ public sealed class BpdaAndEotTests
     }
 
     [TestMethod]
+    public void AutoAttackRandIsApgdCeAndDlrWithTwentyPassEot()
+    {
+        var rand = (AutoAttack)AttackRegistry.Create("autoattack-rand", new AutoAttackOptions { Epsilon = 32, Seed = 1, ApgdIterations = 10 });
+        CollectionAssert.AreEqual(new[] { ApgdLoss.CrossEntropy, ApgdLoss.Dlr }, rand.Components.Select(c => ((ApgdOptions)c.Options).Loss).ToArray());
+        Assert.IsTrue(rand.Components.All(c => c.Options.EotSamples == 20 && ((ApgdOptions)c.Options).Restarts == 1));
+        Assert.IsNull(rand.Options.ForScoresOnly(), "'rand' has no score-based part");
+
+        var noisy = MaskedModels.NoisyGradient(TrainedModels.SmallCnn);
+        using var scope = NewDisposeScope();
+        var (x, y) = TrainedModels.EvalBatch(200);
+        var oneDraw = TrainedModels.Accuracy(noisy, new Apgd(new ApgdOptions { Epsilon = 32, Seed = 1, Iterations = 10 }).Generate(noisy, x, y), y);
+        var eot = TrainedModels.Accuracy(noisy, rand.Generate(noisy, x, y), y);
+        Console.WriteLine($"APGD-CE eps 32 on noisy gradients: one draw {oneDraw:P1}, autoattack-rand {eot:P1}");
+        Assert.IsTrue(eot < oneDraw - 0.1, $"autoattack-rand {eot:P1} vs APGD-CE on one draw {oneDraw:P1}");
+    }
+
+    [TestMethod]
     public void BadBpdaAndEotSettingsAreRefusedNamingWhatToDo()
     {
         var rounding = MaskedModels.Rounding(TrainedModels.SmallCnn);
