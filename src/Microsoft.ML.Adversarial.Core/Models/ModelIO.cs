@@ -97,7 +97,9 @@ public static partial class ModelIO
             var weightsEntry = zip.GetEntry(WeightsEntry);
             if (headerEntry is null || weightsEntry is null)
                 throw new InvalidDataException(zip.Entries.Any(e => e.FullName.StartsWith("TransformerChain/", StringComparison.Ordinal))
-                    ? $"'{name}' is an ML.NET model zip (written by mlContext.Model.Save), not an advml model file; load it with mlContext.Model.Load, or pass the .advml file."
+                    ? $"'{name}' is an ML.NET model zip (written by mlContext.Model.Save), not an advml model file. ML.NET loads it with mlContext.Model.Load; " +
+                      "advml and ModelIO.Load read .advml files: write one from the loaded model with var classifier = model.FindImageClassifier(); " +
+                      "ModelIO.Save(classifier.Model, classifier.Description, \"m.advml\"), or pass the .advml file it was made from."
                     : $"'{name}' is a zip file but not a Microsoft.ML.Adversarial model file (it lacks {DescriptionEntry} or {WeightsEntry}).");
             FileHeader? header;
             try

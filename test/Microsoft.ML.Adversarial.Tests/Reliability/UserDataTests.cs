@@ -337,4 +337,31 @@ public sealed class UserDataTests
         TestContext.WriteLine(e.Message);
         StringAssert.Contains(e.Message, "'T-shirt/top' and 'T-shirt_top'");
     }
+
+    [TestMethod]
+    public void EachLoaderGivenTheOtherKindOfModelFileSaysWhichToUse()
+    {
+        // Issue 27: an .advml file given to ML.NET's mlContext.Model.Load, and an ML.NET model zip given to the CLI.
+        string dir = TestData.TempFolder();
+        string advml = ModelWithClasses(dir, "m.advml", FashionMnist.ClassNames.ToArray()), zip = Path.Combine(dir, "m.zip");
+        var ml = new MLContext(seed: 1);
+        var classifier = ml.Model.LoadImageClassifier(advml);
+        var test = ml.Data.LoadFromFashionMnist(FashionMnistSplit.Test, count: 10, folder: TestData.Folder);
+        ml.Model.Save(classifier, test.Schema, zip);
+
+        // ML.NET's loader cannot be changed and has no hook for other formats: what it says is documented (docs/reliability.md).
+        var mlnet = Assert.Throws<Exception>(() => ml.Model.Load(advml, out _));
+        TestContext.WriteLine($"{mlnet.GetType().Name}: {mlnet.Message} / {mlnet.InnerException?.Message}");
+        StringAssert.Contains(mlnet.Message, "Could not load legacy format model");
+
+        foreach (var command in new[] { "evaluate", "attack" })
+        {
+            var r = Cli.CliTests.Advml(dir, command, "--model", zip, "--count", "10", "-o", command == "attack" ? "adv" : "e.json");
+            TestContext.WriteLine(r.Err);
+            Assert.AreNotEqual(0, r.Code);
+            StringAssert.Contains(r.Err, "ML.NET model zip");
+            StringAssert.Contains(r.Err, "ModelIO.Save(classifier.Model, classifier.Description");
+            Assert.AreEqual(1, r.Err.Trim().Split('\n').Length, r.Err);
+        }
+    }
 }
