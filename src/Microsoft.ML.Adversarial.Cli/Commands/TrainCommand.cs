@@ -105,6 +105,16 @@ internal static class TrainCommand
         o.ProgressEvery = 20;
         if (p.GetValue(Distributed)) o.Distributed = new DistributedTrainingOptions { AverageBatchNormStatistics = p.GetValue(AverageBatchNorm) };
         else if (p.GetValue(AverageBatchNorm)) throw new CliException("--average-bn applies to --distributed training only; add --distributed or leave it out.");
+        // Copies started by mpiexec without --distributed would each train alone and write the same files. Rank 0 alone
+        // says so: the copies' lines would interleave.
+        else if (DistributedTrainingOptions.Launched is { Size: > 1 } launched)
+        {
+            if (launched.Rank != 0) Console.SetError(TextWriter.Null);
+            int ranks = launched.Size;
+            throw new CliException($"this is one of {ranks} copies of advml train started by an MPI launcher (mpiexec/mpirun) without --distributed: each would " +
+                $"train alone, writing the same model and checkpoint files. To train them as one run, add --distributed (mpiexec -np {ranks} advml train ... " +
+                "--distributed); to train once, start advml train without mpiexec.");
+        }
         try
         {
             if (!preset || p.GetResult(Epsilon) is { Implicit: false }) o.Epsilon = EpsilonDistribution.Parse(p.GetValue(Epsilon)!);
@@ -198,7 +208,7 @@ internal static class TrainCommand
     {
         int rank;
         try { rank = DistributedTrainingOptions.Join().Rank; }
-        catch (DllNotFoundException e) { throw new CliException("--distributed: " + e.Message); }
+        catch (Exception e) when (e is DllNotFoundException or InvalidOperationException) { throw new CliException("--distributed: " + e.Message); }
         if (rank != 0)
         {
             Console.SetOut(TextWriter.Null);

@@ -12,31 +12,70 @@ namespace Microsoft.ML.Adversarial.Data;
 public static class ClassMatch
 {
     /// <summary>
-    /// For each class of <paramref name="from"/>, its index in <paramref name="to"/>. Names match exactly, or else a
-    /// name of <paramref name="from"/> is the folder <see cref="FolderNames"/> gives a class of <paramref name="to"/> (an
-    /// image folder cannot hold "T-shirt/top", so it holds "T-shirt_top"). Every class of each side must have its match
-    /// on the other; otherwise the error lists both sets.
+    /// For each class of <paramref name="from"/>, its index in <paramref name="to"/>. Names are compared in Unicode
+    /// normalisation form C (macOS file systems list "café" decomposed, as "e" and U+0301, where a model's class list
+    /// holds it composed). They match when equal, or when one side's name is the folder <see cref="FolderNames"/> gives
+    /// the other side's class (an image folder cannot hold "T-shirt/top", so it holds "T-shirt_top"), in either
+    /// direction. Every class of each side must have its match on the other; otherwise the error lists both sets.
     /// </summary>
     public static int[] Map(IReadOnlyList<string> from, IReadOnlyList<string> to, string fromName = "the data", string toName = "the model")
     {
+        ArgumentNullException.ThrowIfNull(from);
+        ArgumentNullException.ThrowIfNull(to);
+        RefuseNormalizationTwins(from, fromName);
+        RefuseNormalizationTwins(to, toName);
         var exact = Index(to);
         var byFolder = Index(FolderNames(to));
+        var fromFolders = FolderNames(from);
         // Names that are all exact, or all the folders written for the classes (a folder "a_b" may be the folder of class
-        // "a/b" while class "a_b" got "a_b~4"), decide as a whole; only a mix is matched name by name.
-        int[]? whole = All(from, exact) ?? All(from, byFolder);
-        var map = whole ?? from.Select(n => exact.TryGetValue(n, out int j) || byFolder.TryGetValue(n, out j) ? j : -1).ToArray();
+        // "a/b" while class "a_b" got "a_b~4"), or all classes whose folders are the other side's names (a model trained
+        // on folders, "T-shirt_top", meeting data that names "T-shirt/top"), decide as a whole; only a mix is matched
+        // name by name.
+        int[]? whole = All(from, exact) ?? All(from, byFolder) ?? All(fromFolders, exact);
+        var map = whole ?? from.Select((n, i) =>
+            exact.TryGetValue(Nfc(n), out int j) || byFolder.TryGetValue(Nfc(n), out j) || exact.TryGetValue(Nfc(fromFolders[i]), out j) ? j : -1).ToArray();
         var unknown = from.Where((_, i) => map[i] < 0).ToList();
         var missing = Enumerable.Range(0, to.Count).Except(map).Select(i => to[i]).ToList();
-        var twice = map.Where(m => m >= 0).GroupBy(m => m).Where(g => g.Count() > 1).Select(g => to[g.Key]).ToList();
+        // A class of the other side taken by two names ("a/b" by its folder and "a_b" as it is): ambiguous, both named.
+        var twice = map.Select((m, i) => (m, i)).Where(p => p.m >= 0).GroupBy(p => p.m).Where(g => g.Count() > 1)
+            .Select(g => $"{Quote(to[g.Key])} (by {string.Join(" and ", g.Select(p => Quote(from[p.i])))})").ToList();
         if (unknown.Count > 0 || missing.Count > 0 || twice.Count > 0)
             throw new ArgumentException(
                 $"The classes of {fromName} do not match those of {toName}" +
                 (unknown.Count > 0 ? $"; not in {toName}: {Show(unknown)}" : "") +
                 (missing.Count > 0 ? $"; not in {fromName}: {Show(missing)}" : "") +
-                (twice.Count > 0 ? $"; matched twice: {Show(twice)}" : "") +
+                (twice.Count > 0 ? $"; matched twice: {string.Join(", ", twice)}" : "") +
                 $". {Capital(fromName)} has {Show(from)}; {toName} has {Show(to)}. Classes are matched by name: name the class folders " +
-                "(or the label's key values) after the model's classes.");
+                "(or the label's key values) after the model's classes" + (twice.Count > 0 ? ", and give each class one name only." : "."));
         return map;
+    }
+
+    /// <summary>
+    /// The first two of <paramref name="names"/> that are different strings but the same name once normalised (Unicode
+    /// form C: "café" with U+00E9 and "cafe" + U+0301), or null when there are none. Such names look the same wherever
+    /// they are shown and are one class to <see cref="Map"/>.
+    /// </summary>
+    public static (string First, string Second)? NormalizationTwins(IEnumerable<string> names)
+    {
+        ArgumentNullException.ThrowIfNull(names);
+        var seen = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var name in names)
+        {
+            if (!seen.TryAdd(Nfc(name), name) && seen[Nfc(name)] is { } other && !string.Equals(other, name, StringComparison.Ordinal))
+                return (other, name);
+        }
+        return null;
+    }
+
+    /// <summary>Whether two class names are the same name (equal in Unicode normalisation form C).</summary>
+    public static bool SameName(string a, string b) => string.Equals(Nfc(a), Nfc(b), StringComparison.Ordinal);
+
+    private static void RefuseNormalizationTwins(IReadOnlyList<string> names, string side)
+    {
+        if (NormalizationTwins(names) is { } twins)
+            throw new ArgumentException($"{Capital(side)} has two classes whose names differ only in their Unicode normalisation, so they look " +
+                $"the same but are written differently: {Quote(twins.First, codePoints: true)} and {Quote(twins.Second, codePoints: true)}. " +
+                "Classes are matched by name: give them different names, or merge them into one class.");
     }
 
     /// <summary>
@@ -141,22 +180,36 @@ public static class ClassMatch
     private static Dictionary<string, int> Index(IReadOnlyList<string> names)
     {
         var index = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (int i = 0; i < names.Count; i++) index.TryAdd(names[i], i);
+        for (int i = 0; i < names.Count; i++) index.TryAdd(Nfc(names[i]), i);
         return index;
     }
+
+    private static string Nfc(string name) => name.IsNormalized(NormalizationForm.FormC) ? name : name.Normalize(NormalizationForm.FormC);
 
     /// <summary>The map when every name is found and no two share a class; else null.</summary>
     private static int[]? All(IReadOnlyList<string> from, Dictionary<string, int> index)
     {
         var map = new int[from.Count];
         for (int i = 0; i < from.Count; i++)
-            if (!index.TryGetValue(from[i], out map[i])) return null;
+            if (!index.TryGetValue(Nfc(from[i]), out map[i])) return null;
         return map.Distinct().Count() == map.Length ? map : null;
     }
 
-    /// <summary>A short list of names for messages: at most 12, then a count.</summary>
+    /// <summary>A short list of names for messages: at most 12, then a count; a name not in Unicode form C shows its code points (<see cref="Quote"/>).</summary>
     public static string Show(IReadOnlyCollection<string> names)
-        => "[" + string.Join(", ", names.Take(12).Select(n => $"'{n}'")) + (names.Count > 12 ? $", ... ({names.Count} in all)" : "") + "]";
+        => "[" + string.Join(", ", names.Take(12).Select(n => Quote(n))) + (names.Count > 12 ? $", ... ({names.Count} in all)" : "") + "]";
+
+    /// <summary>
+    /// A class name quoted for a message, followed by its code points when <paramref name="codePoints"/> is set or the
+    /// name is not in Unicode form C ("'café' (U+0063 U+0061 U+0066 U+0065 U+0301, decomposed)"): two such names print alike.
+    /// </summary>
+    public static string Quote(string name, bool codePoints = false)
+    {
+        bool composed = name.IsNormalized(NormalizationForm.FormC);
+        if (!codePoints && composed) return $"'{name}'";
+        var points = string.Join(" ", name.EnumerateRunes().Select(r => $"U+{r.Value:X4}"));
+        return $"'{name}' ({points}{(composed ? "" : ", decomposed")})";
+    }
 
     private static string Capital(string s) => s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..];
 }

@@ -33,6 +33,18 @@ public static partial class ModelIO
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
+            // The PyTorch reader takes tensors that are contiguous and start their storage; a view saved as it was (w.t(),
+            // a slice) is not a damaged file, so it is named with the fix rather than asked about.
+            if (kind == WeightsFormat.PyTorch && PickledTensorLayouts.Read(path)?.Where(t => !t.Readable).ToList() is { Count: > 0 } views)
+            {
+                var first = views[0];
+                throw new InvalidDataException(
+                    $"'{path}': tensor '{first.Name}' is a view (shape [{string.Join(", ", first.Shape)}], strides [{string.Join(", ", first.Strides)}], " +
+                    $"storage offset {first.Offset}: a transposed or sliced tensor saved as it was), not a contiguous tensor of its own" +
+                    (views.Count > 1 ? $", and so are {views.Count - 1} more ({string.Join(", ", views.Skip(1).Take(5).Select(v => $"'{v.Name}'"))}{(views.Count > 6 ? ", ..." : "")})" : "") +
+                    $". This reader takes contiguous tensors only ({FirstLine(e.Message)}). In Python, save contiguous copies: " +
+                    "torch.save({k: v.contiguous().clone() for k, v in sd.items()}, path), and load that file. Nothing was loaded.", e);
+            }
             throw new InvalidDataException($"'{path}' could not be read as {kind} weights ({e.Message}). Is the file complete?", e);
         }
         var target = model.state_dict();

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -96,12 +97,14 @@ public static partial class ModelIO
             var weightsEntry = zip.GetEntry(WeightsEntry);
             if (headerEntry is null || weightsEntry is null)
                 throw new InvalidDataException(zip.Entries.Any(e => e.FullName.StartsWith("TransformerChain/", StringComparison.Ordinal))
-                    ? $"'{name}' is an ML.NET model zip (written by mlContext.Model.Save), not an advml model file; load it with mlContext.Model.Load, or pass the .advml file."
+                    ? $"'{name}' is an ML.NET model zip (written by mlContext.Model.Save), not an advml model file. ML.NET loads it with mlContext.Model.Load; " +
+                      "advml and ModelIO.Load read .advml files: write one from the loaded model with var classifier = model.FindImageClassifier(); " +
+                      "ModelIO.Save(classifier.Model, classifier.Description, \"m.advml\"), or pass the .advml file it was made from."
                     : $"'{name}' is a zip file but not a Microsoft.ML.Adversarial model file (it lacks {DescriptionEntry} or {WeightsEntry}).");
             FileHeader? header;
             try
             {
-                using var s = new MemoryStream(ReadEntry(headerEntry, MaxDescriptionBytes, name, "the description"));
+                using var s = new MemoryStream(ReadEntry(headerEntry, MaxDescriptionBytes, name, "the description", stream));
                 header = JsonSerializer.Deserialize<FileHeader>(s, Json);
             }
             catch (Exception e) when (e is JsonException or NotSupportedException)
@@ -129,7 +132,7 @@ public static partial class ModelIO
             }
             // TorchSharp's format: the float32 data plus a name, type and shape per tensor; anything far beyond is not these weights.
             long maxWeights = parameters * 8 + (1 << 20);
-            byte[] weights = ReadEntry(weightsEntry, maxWeights, name, $"the weights of {description.Spec}");
+            byte[] weights = ReadEntry(weightsEntry, maxWeights, name, $"the weights of {description.Spec}", stream);
             if (header.WeightsSha256 is { } expected)
             {
                 string actual = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(weights));
@@ -159,13 +162,26 @@ public static partial class ModelIO
     /// inflating), then stopping as soon as it inflates past that size, then checking its CRC-32, which .NET's
     /// ZipArchive does not: flipped bytes in a stored entry would otherwise load as a different model.
     /// </summary>
-    private static byte[] ReadEntry(ZipArchiveEntry entry, long maxBytes, string name, string what)
+    private static byte[] ReadEntry(ZipArchiveEntry entry, long maxBytes, string name, string what, Stream zip)
     {
         if (entry.Length > maxBytes)
             throw new InvalidDataException($"'{name}': {entry.FullName} declares {entry.Length:N0} bytes, more than {what} can need ({maxBytes:N0}); " +
                 "the file is damaged or not a model file. Nothing was loaded.");
         var bytes = new byte[entry.Length];
-        using (var s = entry.Open())
+        Stream opened;
+        try { opened = entry.Open(); }
+        catch (InvalidDataException e)
+        {
+            // .NET reads Stored, Deflate and Deflate64 only; a zip tool may have re-packed the file with another method.
+            int? method = ZipMethod(zip, entry.FullName);
+            if (method is 0 or 8 or 9)
+                throw new InvalidDataException($"'{name}': {entry.FullName} is damaged ({e.Message}). Nothing was loaded; use an intact copy of the file.", e);
+            throw new InvalidDataException($"'{name}': entry {entry.FullName} is compressed with " +
+                (method is { } m ? $"{ZipMethodName(m)} (zip method {m})" : "a method") + $", which .NET cannot read ({e.Message}). " +
+                "A zip tool re-packed the file: re-pack it with Deflate or Stored (unzip it, then zip -Z deflate fixed.advml model.json weights.bin; " +
+                "or Python's zipfile with ZIP_DEFLATED), or save the model again (advml train, ModelIO.Save). Nothing was loaded.", e);
+        }
+        using (var s = opened)
         {
             int read = 0, n;
             while (read < bytes.Length && (n = s.Read(bytes, read, bytes.Length - read)) > 0) read += n;
@@ -180,6 +196,51 @@ public static partial class ModelIO
             throw new InvalidDataException($"'{name}': {entry.FullName} is damaged (CRC-32 {crc:X8}, the zip says {entry.Crc32:X8}). Nothing was loaded; use an intact copy of the file.");
         return bytes;
     }
+
+    /// <summary>
+    /// The compression method the zip's central directory gives <paramref name="entryName"/> (0 Stored, 8 Deflate, 12 BZip2,
+    /// ...), which .NET's ZipArchive does not expose; null when it cannot be read back from <paramref name="zip"/>.
+    /// </summary>
+    private static int? ZipMethod(Stream zip, string entryName)
+    {
+        if (!zip.CanSeek) return null;
+        long saved = zip.Position;
+        try
+        {
+            // The end-of-central-directory record (22 bytes and a comment of at most 65535) ends the file.
+            var end = new byte[(int)Math.Min(zip.Length, 22 + 65535)];
+            zip.Position = zip.Length - end.Length;
+            zip.ReadExactly(end);
+            int eocd = end.Length - 22;
+            while (eocd >= 0 && BinaryPrimitives.ReadUInt32LittleEndian(end.AsSpan(eocd)) != 0x06054b50) eocd--;
+            if (eocd < 0) return null;
+            uint size = BinaryPrimitives.ReadUInt32LittleEndian(end.AsSpan(eocd + 12));
+            uint offset = BinaryPrimitives.ReadUInt32LittleEndian(end.AsSpan(eocd + 16));
+            if (offset == uint.MaxValue || size > (16u << 20) || offset + (long)size > zip.Length) return null; // ZIP64 or damaged
+            var directory = new byte[size];
+            zip.Position = offset;
+            zip.ReadExactly(directory);
+            for (int p = 0; p + 46 <= directory.Length && BinaryPrimitives.ReadUInt32LittleEndian(directory.AsSpan(p)) == 0x02014b50;)
+            {
+                var header = directory.AsSpan(p);
+                int method = BinaryPrimitives.ReadUInt16LittleEndian(header[10..]);
+                int nameLength = BinaryPrimitives.ReadUInt16LittleEndian(header[28..]);
+                int rest = BinaryPrimitives.ReadUInt16LittleEndian(header[30..]) + BinaryPrimitives.ReadUInt16LittleEndian(header[32..]);
+                if (p + 46 + nameLength > directory.Length) return null;
+                if (System.Text.Encoding.UTF8.GetString(directory, p + 46, nameLength) == entryName) return method;
+                p += 46 + nameLength + rest;
+            }
+            return null;
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or NotSupportedException) { return null; }
+        finally { zip.Position = saved; }
+    }
+
+    private static string ZipMethodName(int method) => method switch
+    {
+        1 => "Shrink", 6 => "Implode", 12 => "BZip2", 14 => "LZMA", 93 => "Zstandard", 95 => "XZ", 96 => "JPEG", 97 => "WavPack", 98 => "PPMd",
+        99 => "WinZip AES encryption", _ => "an unknown method",
+    };
 
     private static string FirstLine(string message)
     {

@@ -104,6 +104,11 @@ public static class ImageFolder
         {
             // An empty class name stays its folder's ("_"): ML.NET reads empty text as a missing key. ClassMatch still
             // matches it to the model's "" class through the folder name.
+            // A folder the file names is the one on disk with the same name once normalised (a folder copied from macOS
+            // is listed decomposed while the file holds the name as written).
+            var onDisk = classes;
+            string Disk(string dir) => onDisk.FirstOrDefault(c => c == dir) ?? onDisk.FirstOrDefault(c => ClassMatch.SameName(c, dir)) ?? dir;
+            named = named.Select(n => (n.Name, Folder: Disk(n.Folder))).ToList();
             foreach (var (name, dir) in named) nameOf[dir] = name.Length > 0 ? name : dir;
             var listed = named.Select(n => n.Folder).ToList();
             classes = listed.Concat(classes.Where(c => !listed.Contains(c, StringComparer.Ordinal))).ToList();
@@ -111,6 +116,16 @@ public static class ImageFolder
             if (clash is not null)
                 throw new InvalidDataException($"Image folder '{folder}': {ClassMatch.ClassNamesFile} names a folder '{clash.Key}' while another folder is called that. " +
                     $"Rename the folder or fix {ClassMatch.ClassNamesFile}.");
+        }
+        // Two folders whose names differ only in Unicode normalisation ("café" composed, and "cafe" + U+0301 as macOS
+        // writes it) look the same and are one class to ClassMatch: refused, both named with their code points.
+        if (ClassMatch.NormalizationTwins(classes.Select(c => nameOf[c])) is { } twins)
+        {
+            string Folder(string name) => classes.First(c => nameOf[c] == name);
+            throw new InvalidDataException($"Image folder '{folder}' has two class folders whose names differ only in their Unicode normalisation, " +
+                $"so they look the same but are different folders: {ClassMatch.Quote(Folder(twins.First), codePoints: true)} and " +
+                $"{ClassMatch.Quote(Folder(twins.Second), codePoints: true)}. Classes are matched by name: move the images of one into the other " +
+                "and remove it (or rename one).");
         }
         var images = new ImageFileList.Builder(classes.Count);
         for (int c = 0; c < classes.Count; c++)

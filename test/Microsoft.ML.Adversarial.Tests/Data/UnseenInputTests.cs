@@ -54,4 +54,41 @@ public sealed class UnseenInputTests
         StringAssert.Contains(e.Message, "model.json");
         StringAssert.Contains(e.Message, "2 entries");
     }
+
+    /// <summary>
+    /// Issue 27: a model file re-packed by a tool that compresses with BZip2 (zip method 12) or LZMA (14), which .NET's
+    /// ZipArchive cannot read, was refused with .NET's "unsupported compression method", naming neither file nor entry.
+    /// </summary>
+    [TestMethod]
+    [DataRow("ZIP_BZIP2", 12, "BZip2")]
+    [DataRow("ZIP_LZMA", 14, "LZMA")]
+    public void AModelZipWhoseEntryUsesACompressionDotNetCannotReadNamesEntryMethodAndFix(string pythonMethod, int method, string methodName)
+    {
+        PythonReference.Require("zipfile, bz2, lzma");
+        string dir = TestData.TempFolder(), good = Path.Combine(dir, "m.advml"), repacked = Path.Combine(dir, "repacked.advml");
+        var spec = new ModelSpec(ModelArchitecture.SmallCnn, 0.25);
+        using (var model = spec.Create(10, (1, 28, 28)))
+            ModelIO.Save(model, new ModelDescription(spec, 10, 1, 28, 28, FashionMnist.ClassNames.ToArray()), good);
+        // Python's zipfile writes the weights with the other method, the description deflated as before.
+        string script = Path.Combine(dir, "repack.py");
+        File.WriteAllText(script, $$"""
+            import sys, zipfile
+            with zipfile.ZipFile(sys.argv[1]) as a, zipfile.ZipFile(sys.argv[2], "w") as b:
+                for e in a.infolist():
+                    b.writestr(e.filename, a.read(e.filename), compress_type=zipfile.{{pythonMethod}} if e.filename == "weights.bin" else zipfile.ZIP_DEFLATED)
+            """);
+        Assert.AreEqual(0, PythonReference.Run($"\"{script}\" \"{good}\" \"{repacked}\"", out string output), output);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ModelIO.Load(repacked));
+        TestContext.WriteLine(e.Message);
+        StringAssert.Contains(e.Message, "'" + repacked + "'");
+        StringAssert.Contains(e.Message, "weights.bin");
+        StringAssert.Contains(e.Message, $"{methodName} (zip method {method})");
+        StringAssert.Contains(e.Message, "Deflate or Stored");
+
+        // The CLI says the same in one line.
+        var r = Cli.CliTests.Advml(dir, "evaluate", "--model", repacked, "--count", "10", "--methods", "fgsm", "--epsilons", "4");
+        Assert.AreNotEqual(0, r.Code);
+        StringAssert.Contains(r.Err, $"{methodName} (zip method {method})");
+        Assert.IsFalse(r.Err.Contains("   at ", StringComparison.Ordinal), r.Err);
+    }
 }

@@ -9,6 +9,8 @@ namespace Microsoft.ML.Adversarial.Tests.Networks;
 [TestClass]
 public sealed class SmallResNetAndModelIOTests
 {
+    public TestContext TestContext { get; set; } = null!;
+
     private static Dictionary<string, Tensor> BatchNormStatistics(nn.Module m) =>
         m.state_dict().Where(p => p.Key.Contains("running_")).ToDictionary(p => p.Key, p => p.Value.clone());
 
@@ -173,5 +175,51 @@ public sealed class SmallResNetAndModelIOTests
         using var wider = new SmallCnn(rho: 0.5);
         Assert.IsFalse(Assert.ThrowsExactly<InvalidDataException>(() => ModelIO.LoadWeights(wider, path)).Message.Contains("starts with", StringComparison.Ordinal));
         Directory.Delete(folder, true);
+    }
+
+    [TestMethod]
+    public void ANonContiguousTensorInAPyTorchStateDictIsNamedWithTheFixAndATruncatedFileIsAskedAbout()
+    {
+        // Issue 27: every failure to read a state dict said "Is the file complete?". A tensor saved as a view with other
+        // strides (w.t() of a transposed layer, a slice) is something else: the message names it and the fix.
+        PythonReference.Require("torch");
+        using var scope = NewDisposeScope();
+        string folder = TestData.TempFolder();
+        string path = Path.Combine(folder, "weights.pt"), strided = Path.Combine(folder, "strided.pt"), truncated = Path.Combine(folder, "truncated.pt");
+        ModelIO.SavePyTorch(new SmallCnn(rho: 0.25), path);
+        string script = Path.Combine(folder, "stride.py");
+        File.WriteAllText(script, """
+            import sys, torch
+            sd = torch.load(sys.argv[1])
+            sd["fc1.weight"] = sd["fc1.weight"].t().contiguous().t()  # the same values, stored column by column
+            assert not sd["fc1.weight"].is_contiguous()
+            torch.save(sd, sys.argv[2])
+            sd = torch.load(sys.argv[1])
+            sd["fc2.bias"] = torch.cat([sd["fc2.bias"], sd["fc2.bias"]])[10:]  # contiguous, but the second half of its storage
+            torch.save(sd, sys.argv[3])
+            """);
+        string sliced = Path.Combine(folder, "sliced.pt");
+        Assert.AreEqual(0, PythonReference.Run($"\"{script}\" \"{path}\" \"{strided}\" \"{sliced}\"", out string output), output);
+
+        using var target = new SmallCnn(rho: 0.25);
+        var before = target.state_dict()["fc1.weight"].clone();
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ModelIO.LoadWeights(target, strided));
+        TestContext.WriteLine(e.Message);
+        StringAssert.Contains(e.Message, "'fc1.weight'");
+        StringAssert.Contains(e.Message, "not a contiguous tensor");
+        StringAssert.Contains(e.Message, "v.contiguous()");
+        Assert.IsFalse(e.Message.Contains("complete?", StringComparison.Ordinal), e.Message);
+        Assert.IsTrue(before.equal(target.state_dict()["fc1.weight"]).all().item<bool>(), "a refused file must leave the model untouched");
+
+        var slice = Assert.ThrowsExactly<InvalidDataException>(() => ModelIO.LoadWeights(target, sliced));
+        TestContext.WriteLine(slice.Message);
+        StringAssert.Contains(slice.Message, "'fc2.bias'");
+        StringAssert.Contains(slice.Message, "storage offset 10");
+
+        var bytes = File.ReadAllBytes(path);
+        File.WriteAllBytes(truncated, bytes[..(bytes.Length * 2 / 3)]);
+        var t = Assert.ThrowsExactly<InvalidDataException>(() => ModelIO.LoadWeights(target, truncated));
+        TestContext.WriteLine(t.Message);
+        StringAssert.Contains(t.Message, "Is the file complete?");
     }
 }

@@ -239,4 +239,129 @@ public sealed class UserDataTests
         var otherWay = Assert.ThrowsExactly<InvalidDataException>(() => ModelIO.Load(zip));
         StringAssert.Contains(otherWay.Message, "ML.NET model zip");
     }
+
+    /// <summary>An untrained SmallCnn on 28x28 gray images saved as a model file with these class names.</summary>
+    private static string ModelWithClasses(string dir, string file, params string[] classes)
+    {
+        string path = Path.Combine(dir, file);
+        var spec = new ModelSpec(ModelArchitecture.SmallCnn, 0.25);
+        using var model = spec.Create(classes.Length, (1, 28, 28));
+        ModelIO.Save(model, new ModelDescription(spec, classes.Length, 1, 28, 28, classes), path);
+        return path;
+    }
+
+    /// <summary>An image folder of 28x28 gray PNGs, <paramref name="perClass"/> in each class folder, named as given (no class-name file).</summary>
+    private static string FolderOf(string root, int perClass, params string[] folders)
+    {
+        foreach (var (name, c) in folders.Select((n, c) => (n, c)))
+        {
+            Directory.CreateDirectory(Path.Combine(root, name));
+            for (int i = 0; i < perClass; i++)
+                File.WriteAllBytes(Path.Combine(root, name, $"{i}.png"), Data.TestImages.Uniform(28, 28, 0, (byte)(20 * c + i)));
+        }
+        return root;
+    }
+
+    private const string CafeComposed = "caf\u00e9", CafeDecomposed = "cafe\u0301", TheDecomposed = "the\u0301", TheComposed = "th\u00e9";
+
+    [TestMethod]
+    public void ClassNamesThatDifferOnlyInUnicodeNormalisationMatch()
+    {
+        // Issue 27: macOS lists the folder "café" decomposed ("e" + U+0301); the model's class list holds it composed. They
+        // were refused as different classes, and the message printed two names that look the same.
+        string dir = TestData.TempFolder();
+        string model = ModelWithClasses(dir, "m.advml", CafeComposed, TheComposed);
+        FolderOf(Path.Combine(dir, "data", "test"), 3, CafeDecomposed, TheDecomposed);
+        var (code, _, err) = CliTests.Advml(dir, "evaluate", "--model", model, "--data", Path.Combine(dir, "data"), "--grayscale", "--image-size", "28",
+            "--methods", "fgsm", "--epsilons", "4", "-o", "eval.json");
+        TestContext.WriteLine(err);
+        Assert.AreEqual(0, code, err);
+
+        var ml = new MLContext(seed: 1);
+        var view = ml.Data.LoadFromImageFolder(Path.Combine(dir, "data", "test"), 28, 28, grayscale: true);
+        var classifier = ml.Model.LoadImageClassifier(model);
+        Assert.AreEqual(6, TestData.ReadVectors(classifier.Transform(view), "Score").Count);
+    }
+
+    [TestMethod]
+    public void TwoClassFoldersEqualOnceNormalisedAreRefusedNamingBoth()
+    {
+        // Two folders "café" (composed and decomposed) in one image folder look the same and are one class by name.
+        string root = FolderOf(Path.Combine(TestData.TempFolder(), "test"), 2, CafeComposed, CafeDecomposed, "tea");
+        var options = new ImageFolderOptions { Folder = root, Height = 28, Width = 28, Grayscale = true };
+        foreach (var read in new Func<object>[] { () => ImageFolderSource.Open(options), () => new MLContext().Data.LoadFromImageFolder(options) })
+        {
+            var e = Assert.ThrowsExactly<InvalidDataException>(() => read());
+            TestContext.WriteLine(e.Message);
+            StringAssert.Contains(e.Message, "U+00E9");
+            StringAssert.Contains(e.Message, "U+0065 U+0301");
+            StringAssert.Contains(e.Message, "Unicode normalisation");
+        }
+        // A model whose class list holds both forms cannot be matched by name either: refused naming both.
+        var m = Assert.ThrowsExactly<ArgumentException>(() => ClassMatch.Map(new[] { CafeComposed, "tea" }, new[] { CafeComposed, CafeDecomposed, "tea" }));
+        TestContext.WriteLine(m.Message);
+        StringAssert.Contains(m.Message, "U+0065 U+0301");
+    }
+
+    [TestMethod]
+    public void TShirtSlashTopAndItsFolderNameMatchInBothDirections()
+    {
+        // Issue 27: an image folder cannot hold "T-shirt/top", so a model trained on folders names the class "T-shirt_top".
+        // Data naming "T-shirt/top" (Fashion-MNIST's IDX files) met such a model only one way round.
+        string dir = TestData.TempFolder();
+        string slash = ModelWithClasses(dir, "slash.advml", FashionMnist.ClassNames.ToArray());
+        string folderNamed = ModelWithClasses(dir, "folder.advml", FashionMnist.ClassNames.Select(ClassMatch.FolderName).ToArray());
+        FolderOf(Path.Combine(dir, "data", "test"), 2, FashionMnist.ClassNames.Select(ClassMatch.FolderName).ToArray());
+        string[] quick = { "--methods", "fgsm", "--epsilons", "4", "--count", "20" };
+
+        // The model says "T-shirt/top", the folder "T-shirt_top".
+        var r = CliTests.Advml(dir, new[] { "evaluate", "--model", slash, "--data", Path.Combine(dir, "data"), "--grayscale", "--image-size", "28", "-o", "a.json" }.Concat(quick).ToArray());
+        Assert.AreEqual(0, r.Code, r.Err);
+        // The model says "T-shirt_top", the data "T-shirt/top" (Fashion-MNIST read with its own names): evaluate and attack.
+        r = CliTests.Advml(dir, new[] { "evaluate", "--model", folderNamed, "-o", "b.json" }.Concat(quick).ToArray());
+        TestContext.WriteLine(r.Err);
+        Assert.AreEqual(0, r.Code, r.Err);
+        r = CliTests.Advml(dir, "attack", "--model", folderNamed, "--method", "fgsm", "--epsilon", "4", "--count", "20", "-o", "adv");
+        Assert.AreEqual(0, r.Code, r.Err);
+
+        // The same through the library: an ML.NET classifier of that model scoring Fashion-MNIST's key values.
+        var ml = new MLContext(seed: 1);
+        var fashion = ml.Data.LoadFromFashionMnist(FashionMnistSplit.Test, count: 20, folder: TestData.Folder);
+        var classifier = ml.Model.LoadImageClassifier(folderNamed);
+        Assert.AreEqual(20, TestData.ReadVectors(classifier.Transform(fashion), "Score").Count);
+        var metrics = ml.MulticlassClassification.Evaluate(classifier.Transform(fashion));
+        Assert.IsTrue(metrics.MicroAccuracy >= 0);
+
+        // Where both spellings name classes of one side, which is meant is not known: refused naming both.
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ClassMatch.Map(new[] { "T-shirt/top", "T-shirt_top" }, new[] { "T-shirt_top", "Trouser" }));
+        TestContext.WriteLine(e.Message);
+        StringAssert.Contains(e.Message, "'T-shirt/top' and 'T-shirt_top'");
+    }
+
+    [TestMethod]
+    public void EachLoaderGivenTheOtherKindOfModelFileSaysWhichToUse()
+    {
+        // Issue 27: an .advml file given to ML.NET's mlContext.Model.Load, and an ML.NET model zip given to the CLI.
+        string dir = TestData.TempFolder();
+        string advml = ModelWithClasses(dir, "m.advml", FashionMnist.ClassNames.ToArray()), zip = Path.Combine(dir, "m.zip");
+        var ml = new MLContext(seed: 1);
+        var classifier = ml.Model.LoadImageClassifier(advml);
+        var test = ml.Data.LoadFromFashionMnist(FashionMnistSplit.Test, count: 10, folder: TestData.Folder);
+        ml.Model.Save(classifier, test.Schema, zip);
+
+        // ML.NET's loader cannot be changed and has no hook for other formats: what it says is documented (docs/reliability.md).
+        var mlnet = Assert.Throws<Exception>(() => ml.Model.Load(advml, out _));
+        TestContext.WriteLine($"{mlnet.GetType().Name}: {mlnet.Message} / {mlnet.InnerException?.Message}");
+        StringAssert.Contains(mlnet.Message, "Could not load legacy format model");
+
+        foreach (var command in new[] { "evaluate", "attack" })
+        {
+            var r = Cli.CliTests.Advml(dir, command, "--model", zip, "--count", "10", "-o", command == "attack" ? "adv" : "e.json");
+            TestContext.WriteLine(r.Err);
+            Assert.AreNotEqual(0, r.Code);
+            StringAssert.Contains(r.Err, "ML.NET model zip");
+            StringAssert.Contains(r.Err, "ModelIO.Save(classifier.Model, classifier.Description");
+            Assert.AreEqual(1, r.Err.Trim().Split('\n').Length, r.Err);
+        }
+    }
 }

@@ -148,7 +148,8 @@ public sealed class DistributedTrainingTests
         Assert.AreEqual(0, first.Code, first.Err);
 
         // Another number of ranks is refused (the data order and the minibatch split depend on it), one line, no hang.
-        var other = OneProcess(dir, run.Concat(new[] { "-o", "part.advml", "--checkpoint", "ck", "--max-steps", "12", "--resume" }).ToArray());
+        // One rank on purpose is mpiexec -np 1: --distributed without a launcher is refused before the checkpoint is read.
+        var other = MpiRun(dir, (1, null, run.Concat(new[] { "-o", "part.advml", "--checkpoint", "ck", "--max-steps", "12", "--resume" }).ToArray()));
         Assert.AreNotEqual(0, other.Code);
         StringAssert.Contains(other.Err, "Distributed.Ranks: 2 vs 1");
 
@@ -296,6 +297,37 @@ public sealed class DistributedTrainingTests
         Assert.AreEqual(2, p.ExitCode, err);
         StringAssert.Contains(err, "apt-get install mpich");
         StringAssert.Contains(err, "--distributed");
+        Assert.AreEqual(1, err.Trim().Split('\n').Length, "one line, no stack trace: " + err);
+    }
+
+    [TestMethod]
+    public void DistributedWithoutAnMpiLauncherIsRefusedSayingWhatToType()
+    {
+        // Issue 27: `advml train --distributed` typed without mpiexec trained alone (MPICH's singleton), saying nothing.
+        string dir = TestData.TempFolder();
+        RequireMpirun(); // MPI installed, so the library loads and the launch is the only mistake
+        var r = OneProcess(dir, Common.Concat(new[] { "--k", "0", "--max-steps", "1", "-o", "m.advml", "--distributed" }).ToArray());
+        TestContext.WriteLine($"exit {r.Code}\n{r.Out}\n{r.Err}");
+        Assert.AreNotEqual(0, r.Code, r.Out);
+        StringAssert.Contains(r.Err, "not started by an MPI launcher");
+        StringAssert.Contains(r.Err, "mpiexec -np");
+        Assert.AreEqual(1, r.Err.Trim().Split('\n').Length, "one line, no stack trace: " + r.Err);
+        Assert.IsFalse(File.Exists(Path.Combine(dir, "m.advml")));
+    }
+
+    [TestMethod]
+    public void RanksStartedWithoutDistributedAreRefusedSayingAddDistributed()
+    {
+        // Issue 27: `mpiexec -np 2 advml train` without --distributed started two independent runs racing for one
+        // checkpoint folder and one model file; the second was refused by the folder lock without saying why it ran twice.
+        string dir = TestData.TempFolder();
+        var r = MpiRun(dir, (2, null, Common.Concat(new[] { "--k", "0", "--max-steps", "5", "--checkpoint", "ck", "-o", "m.advml" }).ToArray()));
+        Assert.AreNotEqual(0, r.Code);
+        StringAssert.Contains(r.Err, "add --distributed");
+        StringAssert.Contains(r.Err, "mpiexec -np 2 advml train");
+        Assert.AreEqual(1, r.Err.Split("copies of advml train").Length - 1, "rank 0 alone says it: " + r.Err);
+        Assert.IsFalse(r.Err.Contains("   at ", StringComparison.Ordinal), r.Err);
+        Assert.IsFalse(File.Exists(Path.Combine(dir, "m.advml")), "no model from refused ranks");
     }
 
     [TestMethod]

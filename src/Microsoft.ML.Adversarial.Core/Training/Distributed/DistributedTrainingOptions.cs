@@ -20,11 +20,19 @@ public sealed class DistributedTrainingOptions
     /// <summary>
     /// Joins the MPI job (initialising MPI once per process; it is finalised at exit) and returns this process's rank
     /// and the number of ranks: a program uses it to let rank 0 alone print and write files. Throws
-    /// <see cref="DllNotFoundException"/>, naming the package to install, when no MPI library is found.
+    /// <see cref="DllNotFoundException"/>, naming the package to install, when no MPI library is found, and
+    /// <see cref="InvalidOperationException"/> when no MPI launcher (mpiexec, mpirun, srun) started the process.
     /// </summary>
     public static (int Rank, int Size) Join()
     {
         var world = Distributed.Mpi.World;
         return (world.Rank, world.Size);
     }
+
+    /// <summary>
+    /// This process's rank and how many processes the MPI launcher that started it started (<c>mpiexec -np N</c>: N),
+    /// from the launcher's environment, without initialising MPI; (0, 1) when none started it. A program that trains
+    /// without <see cref="AdversarialTrainingOptions.Distributed"/> can refuse to run as one of several copies.
+    /// </summary>
+    public static (int Rank, int Size) Launched => Distributed.Mpi.Launched();
 }

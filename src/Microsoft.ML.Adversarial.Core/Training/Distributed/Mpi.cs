@@ -109,7 +109,18 @@ internal sealed class Mpi
             {
                 if (_world is not null) return _world;
                 var (library, path) = Load();
-                _world = new Mpi(library, path);
+                var world = new Mpi(library, path);
+                // Without a launcher MPICH starts a "singleton": one rank training alone, which no one meant by asking
+                // for distributed training. Refused, saying what to type (mpiexec -np 1 still gives one rank on purpose).
+                if (world.Size == 1 && !StartedByLauncher())
+                {
+                    world.Shutdown();
+                    throw new InvalidOperationException(
+                        "this process was not started by an MPI launcher, so it would train alone as 1 rank. Start the ranks with one: " +
+                        "mpiexec -np N advml train ... --distributed (or mpiexec -np N your program), N ranks on this machine; " +
+                        "to train in one process, leave out distributed training (--distributed, AdversarialTrainingOptions.Distributed).");
+                }
+                _world = world;
                 // A process that fails (non-zero exit code) aborts the job instead: MPI_Finalize waits for the other
                 // ranks, which may be waiting for this one in a collective call.
                 if (_world._ownsInit)
@@ -123,13 +134,27 @@ internal sealed class Mpi
         }
     }
 
-    /// <summary>True when this process was started by an MPI launcher (mpirun/mpiexec, srun with PMI) with more than one rank.</summary>
-    public static bool LaunchedWithSeveralRanks()
+    /// <summary>
+    /// This process's rank and the number of processes the MPI launcher that started it started (mpiexec -np N: N), read
+    /// from the launcher's environment without initialising MPI; (0, 1) when no launcher started it or it does not say.
+    /// </summary>
+    public static (int Rank, int Size) Launched()
     {
-        foreach (var name in new[] { "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS" })
-            if (int.TryParse(Environment.GetEnvironmentVariable(name), out int n) && n > 1) return true;
-        return false;
+        static int First(params string[] names)
+        {
+            foreach (var name in names)
+                if (int.TryParse(Environment.GetEnvironmentVariable(name), out int n) && n >= 0) return n;
+            return -1;
+        }
+        int size = First("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_NTASKS");
+        int rank = First("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID");
+        return size > 1 ? (Math.Max(rank, 0), size) : (0, 1);
     }
+
+    /// <summary>Whether an MPI launcher started this process: MPICH's and Intel MPI's Hydra, Open MPI, PMIx, Slurm, MVAPICH, Cray PALS set one of these.</summary>
+    private static bool StartedByLauncher()
+        => new[] { "PMI_RANK", "PMI_SIZE", "PMI_FD", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_PROCID", "PALS_RANKID" }
+            .Any(v => !string.IsNullOrEmpty(Environment.GetEnvironmentVariable(v)));
 
     private static (nint Library, string Path) Load()
     {
