@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Microsoft.ML.Adversarial.Data;
 using Microsoft.ML.Adversarial.Models;
@@ -17,7 +18,8 @@ namespace Microsoft.ML.Adversarial.PerformanceTests;
 /// </summary>
 internal static class AutoAttackReference
 {
-    public static int Run(string referenceDir, string python, int count, int trainCount, string[] attacks, int[] seeds, int threads, double eps)
+    public static int Run(string referenceDir, string python, int count, int trainCount, string[] attacks, int[] seeds, int threads, double eps,
+        string network = "smallcnn", int trainEpochs = 3)
     {
         torch.set_num_threads(threads);
         if (!File.Exists(Path.Combine(referenceDir, "autoattack", "autopgd_base.py")))
@@ -26,21 +28,59 @@ internal static class AutoAttackReference
                 "Clone it (git clone https://github.com/fra31/auto-attack; the figures in docs/attacks.md are at commit a392200) and pass its folder.");
             return 2;
         }
+        if (network is not ("smallcnn" or "resnet18"))
+        {
+            Console.Error.WriteLine($"--network '{network}': use smallcnn (trained here) or resnet18 (torchvision's, trained by the reference side in PyTorch).");
+            return 2;
+        }
         string commit = Git(referenceDir, "rev-parse --short HEAD");
         string folder = Directory.CreateTempSubdirectory("advml-autoattack-").FullName;
-        var model = Train(trainCount);
         var data = FashionMnist.Load(new FashionMnistOptions { Folder = FashionMnist.ResolveDefaultFolder(), Split = FashionMnistSplit.Test, Count = count, Subset = SubsetMode.First });
         var (x, y) = data.ToTensors(0, data.RowCount);
-        Testing.ReferenceModels.WriteFolder(folder, model, eps, ("images", x), ("labels", y));
+        torch.nn.Module<Tensor, Tensor> model;
+        string networkText;
+        var args = new List<string> { "--attacks", string.Join(",", attacks), "--seeds", string.Join(",", seeds) };
+        if (network == "resnet18")
+        {
+            // The setting: Fashion-MNIST at 32 x 32 RGB, pixels in [0, 1], no normalisation. Zero padding (2 pixels
+            // each side) and the grey value on 3 channels are exact on both sides, unlike a resize.
+            var train = FashionMnist.Load(new FashionMnistOptions { Folder = FashionMnist.ResolveDefaultFolder(), Split = FashionMnistSplit.Train, Count = trainCount, Subset = SubsetMode.Stratified });
+            var (tx, ty) = train.ToTensors(0, train.RowCount);
+            x = Rgb32(x);
+            Testing.ReferenceModels.WriteFolder(folder, torch.nn.Sequential(), eps, ("images", x), ("labels", y), ("train_images", Rgb32(tx)), ("train_labels", ty));
+            args.AddRange(new[] { "--network", "resnet18", "--train-epochs", trainEpochs.ToString(CultureInfo.InvariantCulture) });
+            model = null!;
+            networkText = $"torchvision ResNet-18 trained by the reference side in PyTorch (Adam 1e-3, batch 128, {trainEpochs} epochs) on {trainCount} Fashion-MNIST images padded to 32 x 32 RGB, imported with ModelIO.Import";
+        }
+        else
+        {
+            model = Train(trainCount);
+            Testing.ReferenceModels.WriteFolder(folder, model, eps, ("images", x), ("labels", y));
+            networkText = $"SmallCnn (rho 0.5) trained as the tests train theirs (ReferenceModels.TrainSmallCnn) on {trainCount} Fashion-MNIST images";
+        }
 
         string script = Path.Combine(Harness.RepoRoot(), "test", "reference", "autoattack_reference.py");
         var psi = new ProcessStartInfo(python) { RedirectStandardOutput = false, RedirectStandardError = false };
-        foreach (var a in new[] { script, folder, "--autoattack", referenceDir, "--attacks", string.Join(",", attacks), "--seeds", string.Join(",", seeds) }) psi.ArgumentList.Add(a);
-        Console.WriteLine($"Reference: fra31/auto-attack {commit}, {python}; network SmallCnn (rho 0.5) trained as the tests train theirs (ReferenceModels.TrainSmallCnn) on {trainCount} Fashion-MNIST images; the first {count} test images; L-inf eps {eps}/255; CPU {Environment.ProcessorCount} cores, {threads} threads.");
+        foreach (var a in new[] { script, folder, "--autoattack", referenceDir }.Concat(args)) psi.ArgumentList.Add(a);
+        Console.WriteLine($"Reference: fra31/auto-attack {commit}, {python}; network {networkText}; the first {count} test images; L-inf eps {eps}/255; CPU {Environment.ProcessorCount} cores, {threads} threads.");
         using (var p = Process.Start(psi)!)
         {
             p.WaitForExit();
             if (p.ExitCode != 0) { Console.Error.WriteLine($"the reference failed (exit {p.ExitCode}); its folder: {folder}"); return 1; }
+        }
+        if (network == "resnet18")
+        {
+            var description = new ModelDescription(new ModelSpec(ModelArchitecture.ResNet18), 10, 3, 32, 32) { InputRange = InputRange.UnitInterval };
+            model = ModelIO.Import(description, Path.Combine(folder, "resnet18.pt"));
+            model.eval();
+            var theirLogits = torch.tensor(MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(folder, "logits.bin"))).ToArray()).view(x.shape[0], 10);
+            using (no_grad())
+            {
+                var ourLogits = model.call(x);
+                double diff = ourLogits.Minus(theirLogits).abs().max().item<float>();
+                long agree = ourLogits.argmax(1).eq(theirLogits.argmax(1)).sum().item<long>();
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Imported ResNet-18: logits differ from PyTorch's by at most {diff:G2}; argmax agrees on {agree} of {x.shape[0]}."));
+            }
         }
         var times = JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(Path.Combine(folder, "times.json")))!;
 
@@ -148,6 +188,9 @@ internal static class AutoAttackReference
         for (int i = 1; i <= k; i++) s += Math.Log(n - k + i) - Math.Log(i);
         return s;
     }
+
+    /// <summary>[N, 1, 28, 28] to [N, 3, 32, 32]: 2 zero pixels each side, the grey value on each channel.</summary>
+    private static Tensor Rgb32(Tensor x) => torch.nn.functional.pad(x, new long[] { 2, 2, 2, 2 }).expand(-1, 3, -1, -1).contiguous();
 
     private static SmallCnn Train(int count) => Testing.ReferenceModels.TrainSmallCnn(
         FashionMnist.Load(new FashionMnistOptions { Folder = FashionMnist.ResolveDefaultFolder(), Split = FashionMnistSplit.Train, Count = count, Subset = SubsetMode.Stratified }));

@@ -9,7 +9,7 @@
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- candidates [--network inception] [--workloads fgsm,train-step]   (issue 25: correct fast paths, timed with the gate)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- gc-stress [--seconds 600]   (issue 13: native lifetimes under forced GCs)
 //   mpirun -np 2 dotnet test/Microsoft.ML.Adversarial.PerformanceTests/bin/Release/net10.0/Microsoft.ML.Adversarial.PerformanceTests.dll allreduce [--rounds 20]   (issue 18, docs/scale.md)
-//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- autoattack-reference --reference DIR [--count 500] [--attacks apgd-ce,apgd-t,fab-t,square] [--seeds 0,1,2] [--epsilon 8]   (issue 28: ours vs fra31/auto-attack)
+//   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- autoattack-reference --reference DIR [--count 500] [--attacks apgd-ce,apgd-t,fab-t,square] [--seeds 0,1,2] [--epsilon 8] [--network smallcnn|resnet18] [--train-count 3000] [--train-epochs 3]   (issue 28: ours vs fra31/auto-attack; attack "autoattack" is the standard ensemble)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- bench [BenchmarkDotNet arguments, e.g. --filter *MLNetPath*]
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- make-folder --count 10000 --output DIR   (issue 17: N Fashion-MNIST variants as PNGs)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- make-jpegs --count 512 --size 299 --output DIR; ... -- decode --folder DIR --workers 2
@@ -66,7 +66,7 @@ switch (mode)
     case "autoattack-reference":
         return AutoAttackReference.Run(Arg("--reference", ""), Arg("--python", PyTorchSide.DefaultPython), int.Parse(Arg("--count", "500")), int.Parse(Arg("--train-count", "3000")),
             Arg("--attacks", "apgd-ce,apgd-t,fab-t,square").Split(','), Arg("--seeds", "0,1,2").Split(',').Select(int.Parse).ToArray(), int.Parse(Arg("--threads", "2")),
-            double.Parse(Arg("--epsilon", "8"), System.Globalization.CultureInfo.InvariantCulture));
+            double.Parse(Arg("--epsilon", "8"), System.Globalization.CultureInfo.InvariantCulture), Arg("--network", "smallcnn"), int.Parse(Arg("--train-epochs", "3")));
     case "bench":
         BenchmarkSwitcher.FromAssembly(typeof(AttackBenchmarks).Assembly).Run(rest);
         return 0;

@@ -1,5 +1,11 @@
 #!/usr/bin/env python3
-"""Runs the reference AutoAttack (github.com/fra31/auto-attack) on a SmallCnn written by the C# harness.
+"""Runs the reference AutoAttack (github.com/fra31/auto-attack) on a network written or named by the C# harness.
+
+--network smallcnn (default): the SmallCnn whose weights the harness wrote. --network resnet18: a torchvision
+ResNet-18 (10 classes) trained here, in PyTorch, on the harness's train_images/train_labels (Fashion-MNIST padded to
+32 x 32 and repeated over 3 channels, pixels in [0, 1], no normalisation; Adam 1e-3, batch 128, --train-epochs, seeded),
+saved as FOLDER/resnet18.pt with its eval-mode logits of the test images (FOLDER/logits.bin) for the harness to import
+and compare. The attack "autoattack" is the whole 'standard' ensemble (AutoAttack.run_standard_evaluation).
 
 Reads FOLDER (manifest.json + raw float32/int64 .bin files: SmallCnn weights by parameter name, images in [0, 1],
 labels, epsilon in pixel units) and, for each attack and seed, writes robust_<attack>_<seed>.bin (one uint8 per
@@ -42,6 +48,31 @@ def make(name, model, eps, seed, n_classes):
     if name == "square":
         return SquareAttack(model, p_init=.8, n_queries=5000, eps=eps, norm="Linf", n_restarts=1, seed=seed, verbose=False, device="cpu", resc_schedule=False)
     raise SystemExit(f"unknown attack {name}")
+
+
+def train_resnet18(folder, tensors, epochs, seed):
+    import torchvision
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18(num_classes=10)
+    x, y = tensors["train_images"], tensors["train_labels"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(seed)
+    start = time.time()
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(x.shape[0], generator=g)
+        for i in range(0, x.shape[0], 128):
+            idx = order[i:i + 128]
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            optimizer.step()
+    model.eval()
+    torch.save(model.state_dict(), os.path.join(folder, "resnet18.pt"))
+    with torch.no_grad():
+        logits = torch.cat([model(tensors["images"][i:i + 250]) for i in range(0, tensors["images"].shape[0], 250)])
+    logits.numpy().astype(np.float32).tofile(os.path.join(folder, "logits.bin"))
+    print(f"trained resnet18 on {x.shape[0]} images, {epochs} epochs, in {time.time() - start:.0f} s", flush=True)
+    return model
 
 
 def trace(model, x, y, start, eps):
@@ -89,6 +120,9 @@ def main():
     p.add_argument("--attacks", default="apgd-ce")
     p.add_argument("--seeds", default="0")
     p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--network", default="smallcnn", choices=["smallcnn", "resnet18"])
+    p.add_argument("--train-epochs", type=int, default=3)
+    p.add_argument("--train-seed", type=int, default=0)
     p.add_argument("--trace", action="store_true", help="APGD-CE from the folder's start.bin: print the summed best loss after each iteration")
     a = p.parse_args()
     sys.path.insert(0, a.autoattack)
@@ -96,21 +130,26 @@ def main():
     with open(os.path.join(a.folder, "manifest.json")) as f:
         manifest = json.load(f)
     tensors = {k: load(a.folder, k, v) for k, v in manifest["tensors"].items()}
-    w = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
-    model = SmallCnn(w["conv1.weight"].shape[0], w["conv2.weight"].shape[0], w["fc1.weight"].shape[0], w["fc2.weight"].shape[0])
-    model.load_state_dict(w)
-    model.eval()
+    if a.network == "resnet18":
+        model = train_resnet18(a.folder, tensors, a.train_epochs, a.train_seed)
+        n_classes = 10
+    else:
+        w = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
+        model = SmallCnn(w["conv1.weight"].shape[0], w["conv2.weight"].shape[0], w["fc1.weight"].shape[0], w["fc2.weight"].shape[0])
+        model.load_state_dict(w)
+        model.eval()
+        n_classes = int(w["fc2.weight"].shape[0])
     x, y = tensors["images"], tensors["labels"]
     eps = manifest["epsilon"] / 255.0
     if a.trace:
         trace(model, x, y, tensors["start"], eps)
         return
     with torch.no_grad():
-        clean = model(x).argmax(1) == y
+        clean = torch.cat([model(x[i:i + 250]).argmax(1) for i in range(0, x.shape[0], 250)]) == y
     times = {}
     for name in a.attacks.split(","):
         for seed in [int(s) for s in a.seeds.split(",")]:
-            attack = make(name, model, eps, seed, int(w["fc2.weight"].shape[0]))
+            attack = None if name == "autoattack" else make(name, model, eps, seed, n_classes)
             start = time.time()
             robust = clean.clone()
             for i in range(0, x.shape[0], a.batch):
@@ -118,7 +157,12 @@ def main():
                 idx = clean[i:i + a.batch].nonzero().squeeze(1)
                 if idx.numel() == 0:
                     continue
-                adv = attack.perturb(xb[idx], yb[idx])
+                if attack is None:
+                    from autoattack import AutoAttack
+                    ensemble = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, device="cpu", verbose=False)
+                    adv = ensemble.run_standard_evaluation(xb[idx], yb[idx], bs=a.batch)
+                else:
+                    adv = attack.perturb(xb[idx], yb[idx])
                 assert (adv - xb[idx]).abs().max() <= eps + 1e-5, "the reference left the epsilon ball"
                 with torch.no_grad():
                     robust[i + idx] = model(adv).argmax(1) == yb[idx]
