@@ -62,13 +62,17 @@ public sealed class AttackMethod : IEquatable<AttackMethod>
     /// <summary><c>apgd-t-l2</c>: APGD-T in the L2 ball.</summary>
     public static readonly AttackMethod ApgdTL2 = AttackRegistry.Register<ApgdOptions>("apgd-t-l2", "APGD-T L2 (Croce & Hein)", "Auto-PGD on the targeted DLR loss in the L2 ball, one run per top class of the clean image", o => new Apgd(With(o, ApgdLoss.TargetedDlr, PgdNorm.L2)));
     /// <summary><c>fab-t</c>: targeted minimal L-inf boundary search (AutoAttack's third component).</summary>
-    public static readonly AttackMethod FabT = AttackRegistry.Register<FabOptions>("fab-t", "FAB-T (Croce & Hein)", "targeted minimal L-inf boundary search: project onto the linearised boundary to each top class, overshoot 1.05, back-step 0.9; broken only within eps", o => new Fab(o));
+    public static readonly AttackMethod FabT = AttackRegistry.Register<FabOptions>("fab-t", "FAB-T (Croce & Hein)", "targeted minimal L-inf boundary search: project onto the linearised boundary to each top class, overshoot 1.05, back-step 0.9; broken only within eps", o => new Fab(With(o, targeted: true)));
+    /// <summary><c>fab</c>: untargeted FAB (the closest linearised boundary at each iteration), AutoAttack 'plus' runs it with 5 restarts.</summary>
+    public static readonly AttackMethod FabUntargeted = AttackRegistry.Register<FabOptions>("fab", "FAB (Croce & Hein)", "untargeted minimal L-inf boundary search: project onto the closest linearised boundary z_k = z_y, overshoot 1.05, back-step 0.9; broken only within eps", o => new Fab(With(o, targeted: false)));
     /// <summary><c>square</c>: the score-based Square attack.</summary>
     public static readonly AttackMethod Square = AttackRegistry.Register<SquareOptions>("square", "Square (Andriushchenko et al.)", "score-based random search: +-eps squares kept when the margin falls, query budget", o => new SquareAttack(o));
     /// <summary><c>autoattack</c>: APGD-CE, APGD-T, FAB-T and Square in turn (standard budgets).</summary>
     public static readonly AttackMethod AutoAttack = AttackRegistry.Register<AutoAttackOptions>("autoattack", "AutoAttack (standard)", "APGD-CE, APGD-T, FAB-T, Square in turn on the examples still correct; worst case per example", o => new AutoAttackEnsemble(With(o, AutoAttackVersion.Standard)));
     /// <summary><c>autoattack-quick</c>: AutoAttack with about a tenth of the budgets.</summary>
     public static readonly AttackMethod AutoAttackQuick = AttackRegistry.Register<AutoAttackOptions>("autoattack-quick", "AutoAttack (quick)", "AutoAttack with about a tenth of the standard budgets", o => new AutoAttackEnsemble(With(o, AutoAttackVersion.Quick)));
+    /// <summary><c>autoattack-plus</c>: AutoAttack's 'plus' version (APGD-CE and APGD-DLR with 5 restarts, untargeted FAB with 5, Square, APGD-T, FAB-T).</summary>
+    public static readonly AttackMethod AutoAttackPlus = AttackRegistry.Register<AutoAttackOptions>("autoattack-plus", "AutoAttack (plus)", "APGD-CE, APGD-DLR (5 restarts each), FAB (5 restarts), Square, APGD-T, FAB-T in turn on the examples still correct", o => new AutoAttackEnsemble(With(o, AutoAttackVersion.Plus)));
     /// <summary><c>autoattack-rand</c>: AutoAttack's 'rand' version for randomised models (APGD-CE and APGD-DLR with EOT over 20 passes).</summary>
     public static readonly AttackMethod AutoAttackRand = AttackRegistry.Register<AutoAttackOptions>("autoattack-rand", "AutoAttack (rand)", "APGD-CE and APGD-DLR, each gradient averaged over 20 passes (EOT), for randomised models", o => new AutoAttackEnsemble(With(o, AutoAttackVersion.Rand)));
 
@@ -86,6 +90,12 @@ public sealed class AttackMethod : IEquatable<AttackMethod>
     {
         o.Loss = loss;
         o.Norm = norm;
+        return o;
+    }
+
+    private static FabOptions With(FabOptions o, bool targeted)
+    {
+        o.Targeted = targeted;
         return o;
     }
 

@@ -16,7 +16,7 @@ public sealed class AutoAttack : Attack, IEnsembleAttack
     /// <summary>Creates the ensemble.</summary>
     /// <param name="options">Its settings; null takes the defaults (standard version, eps 16).</param>
     public AutoAttack(AutoAttackOptions? options = null)
-        : base(options?.Version switch { AutoAttackVersion.Quick => AttackMethod.AutoAttackQuick, AutoAttackVersion.Rand => AttackMethod.AutoAttackRand, _ => AttackMethod.AutoAttack },
+        : base(options?.Version switch { AutoAttackVersion.Quick => AttackMethod.AutoAttackQuick, AutoAttackVersion.Rand => AttackMethod.AutoAttackRand, AutoAttackVersion.Plus => AttackMethod.AutoAttackPlus, _ => AttackMethod.AutoAttack },
             options ?? new AutoAttackOptions())
     {
         _components = BuildComponents().ToArray();
@@ -55,17 +55,33 @@ public sealed class AutoAttack : Attack, IEnsembleAttack
             yield return new Apgd(dlr);
             yield break;
         }
+        if (o.Version == AutoAttackVersion.Plus && !o.GradientFree)
+        {
+            int targetsPlus = o.TargetClasses ?? 9;
+            yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.CrossEntropy, Iterations = iterations, Restarts = 5 }));
+            yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.Dlr, Iterations = iterations, Restarts = 5 }));
+            yield return new Fab(Shared(new FabOptions { Targeted = false, Iterations = o.FabIterations ?? 100, Restarts = 5 }));
+            yield return SquarePart(o, quick);
+            yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.TargetedDlr, Iterations = iterations, TargetClasses = targetsPlus }));
+            yield return new Fab(Shared(new FabOptions { Iterations = o.FabIterations ?? 100, TargetClasses = targetsPlus }));
+            yield break;
+        }
         if (!o.GradientFree)
         {
             yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.CrossEntropy, Iterations = iterations, Restarts = 1 }));
             yield return new Apgd(Shared(new ApgdOptions { Loss = ApgdLoss.TargetedDlr, Iterations = iterations, TargetClasses = o.TargetClasses ?? (quick ? 3 : 9) }));
             yield return new Fab(Shared(new FabOptions { Iterations = o.FabIterations ?? (quick ? 25 : 100), TargetClasses = o.TargetClasses ?? (quick ? 3 : 9) }));
         }
+        yield return SquarePart(o, quick);
+    }
+
+    private Square SquarePart(AutoAttackOptions o, bool quick)
+    {
         // The score-based part takes no gradients: EOT and BPDA are the gradient components' settings.
         var square = Shared(new SquareOptions { Queries = o.SquareQueries ?? (quick ? 1000 : 5000), });
         square.EotSamples = 1;
         square.BpdaLayers = Array.Empty<string>();
-        yield return new Square(square);
+        return new Square(square);
     }
 
     private T Shared<T>(T options) where T : AttackOptions

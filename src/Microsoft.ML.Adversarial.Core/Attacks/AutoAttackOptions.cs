@@ -8,6 +8,11 @@ public enum AutoAttackVersion
     /// <summary>About a tenth of the work: APGD-CE 50 iterations; APGD-T 50 iterations on 3 target classes; FAB-T 25 iterations on 3 target classes; Square 1000 queries.</summary>
     Quick,
     /// <summary>
+    /// The reference's 'plus' version: APGD-CE and APGD-DLR with 5 restarts each, untargeted FAB with 5 restarts, Square
+    /// (5000 queries), APGD-T and FAB-T (9 target classes), in that order; several times the standard cost.
+    /// </summary>
+    Plus,
+    /// <summary>
     /// The reference's 'rand' version, for models that draw random numbers: APGD-CE and untargeted APGD-DLR, 100
     /// iterations, each gradient the mean of 20 passes (Expectation over Transformation; <see cref="AttackOptions.EotSamples"/>
     /// above 1 replaces the 20). No FAB or Square.

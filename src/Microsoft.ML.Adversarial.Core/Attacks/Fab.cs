@@ -12,10 +12,14 @@ namespace Microsoft.ML.Adversarial;
 /// <c>x_{k+1} = clip((1 - alpha)(x_k + eta d_k) + alpha (x + eta d_0))</c>. An iterate that is misclassified is kept when
 /// it is the closest found so far, and is pulled back to <c>x + beta (x_{k+1} - x)</c>. FAB looks for the smallest
 /// perturbation; an example counts as broken (and gets that point) only when it lies within epsilon, as in AutoAttack;
-/// the others keep the clean image. Distances are measured in pixel units whatever the input range.
+/// the others keep the clean image. Distances are measured in pixel units whatever the input range. Untargeted FAB
+/// (<see cref="FabOptions.Targeted"/> false, AutoAttack's 'plus' version) linearises every class's boundary
+/// <c>z_k - z_y = 0</c> at x_k and steps towards the closest, <c>argmin_k |f_k| / ||grad f_k||_1</c>.
 /// </summary>
-public sealed class Fab(FabOptions? options = null) : Attack(AttackMethod.FabT, options ?? new FabOptions())
+public sealed class Fab(FabOptions? options = null) : Attack(NameFor(options), options ?? new FabOptions())
 {
+    private static string NameFor(FabOptions? o) => o?.Targeted == false ? AttackMethod.FabUntargeted : AttackMethod.FabT;
+
     /// <summary>The settings of this run (budgets, step rules).</summary>
     public new FabOptions Options => (FabOptions)base.Options;
 
@@ -55,7 +59,8 @@ public sealed class Fab(FabOptions? options = null) : Attack(AttackMethod.FabT, 
         var robust = AttackBatch.Predicted(cleanLogits).eq(y);
         var distance = HeldScalars.Full(b.Count, double.PositiveInfinity, ScalarType.Float32, b.Clean.device);
         var brokenWith = HeldScalars.Full(b.Count, -1, ScalarType.Int64, b.Clean.device);
-        int targets = (int)Math.Min(Options.TargetClasses, k - 1);
+        // Untargeted: one pass over the restarts, the closest boundary chosen at every iteration (target null).
+        int targets = Options.Targeted ? (int)Math.Min(Options.TargetClasses, k - 1) : 1;
         for (int t = 1; t <= targets; t++)
             for (int r = 0; r < Options.Restarts; r++)
             {
@@ -63,7 +68,7 @@ public sealed class Fab(FabOptions? options = null) : Attack(AttackMethod.FabT, 
                 var index = robust.nonzero().squeeze(1);
                 if (index.numel() == 0) break;
                 var sub = b.Subset(index, y.index_select(0, index));
-                var target = ranked.index_select(0, index)[.., t].contiguous();
+                Tensor? target = Options.Targeted ? ranked.index_select(0, index)[.., t].contiguous() : null;
                 var (found, dist) = SingleRun(sub, target, randomStart: r > 0);
                 distance.index_copy_(0, index, minimum(distance.index_select(0, index), dist));
                 // Broken only within epsilon (AutoAttack's rule); the others stay in the running.
@@ -71,7 +76,7 @@ public sealed class Fab(FabOptions? options = null) : Attack(AttackMethod.FabT, 
                 var which = accepted.nonzero().squeeze(1);
                 var broken = index.index_select(0, which);
                 adv.index_copy_(0, broken, found.index_select(0, which));
-                brokenWith.index_copy_(0, broken, target.index_select(0, which));
+                brokenWith.index_copy_(0, broken, target is null ? sub.Logits(found).argmax(1).index_select(0, which) : target.index_select(0, which));
                 robust.index_fill_(0, broken, HeldScalars.False);
             }
         LastDistances = distance.to(ScalarType.Float64).cpu().data<double>().ToArray();
@@ -80,7 +85,7 @@ public sealed class Fab(FabOptions? options = null) : Attack(AttackMethod.FabT, 
     }
 
     /// <summary>One FAB run towards <paramref name="target"/>: (the closest misclassified point, projected into the ball; its L-inf size in pixels [n], +inf where none).</summary>
-    private (Tensor Found, Tensor Distance) SingleRun(AttackBatch b, Tensor target, bool randomStart)
+    private (Tensor Found, Tensor Distance) SingleRun(AttackBatch b, Tensor? target, bool randomStart)
     {
         var y = b.TrueLabels;
         var shape = b.Clean.shape;
@@ -101,7 +106,7 @@ public sealed class Fab(FabOptions? options = null) : Attack(AttackMethod.FabT, 
         for (int i = 0; i < Options.Iterations; i++)
         {
             using var scope = NewDisposeScope();
-            var (f, g) = MarginAndGradient(b, x.view(shape) * b.UnitsPerPixel, y, target);
+            var (f, g) = target is null ? ClosestMarginAndGradient(b, x.view(shape) * b.UnitsPerPixel, y) : MarginAndGradient(b, x.view(shape) * b.UnitsPerPixel, y, target);
             // The boundary z_t = z_y, linearised at x: {q : g.q = g.x - f}.
             var level = (g * x).sum(1).Minus(f);
             var fromX = ProjectLInf(x, g, level, lo, hi);
@@ -121,6 +126,41 @@ public sealed class Fab(FabOptions? options = null) : Attack(AttackMethod.FabT, 
             x.copy_(where(fooled.unsqueeze(1), origin.Plus(x.Minus(origin).Times(Options.Backward)), x));
         }
         return (b.Project(best.view(shape) * b.UnitsPerPixel), bestDistance);
+    }
+
+    /// <summary>
+    /// Untargeted: <c>f_k = z_k - z_y</c> and its gradient for every class k (one gradient pass each, as the reference's
+    /// Jacobian takes one backward pass per class), and of those the class whose linearised boundary is closest in L-inf,
+    /// <c>|f_k| / ||grad f_k||_1</c> (the true class excluded): its f [n] and gradient per pixel value [n, d].
+    /// </summary>
+    private static (Tensor F, Tensor Gradient) ClosestMarginAndGradient(AttackBatch b, Tensor x, Tensor y)
+    {
+        Tensor? logits = null;
+        var trueGrad = b.InPixelUnits(b.InputGradient(x, z =>
+        {
+            logits = z.detach();
+            return z.gather(1, y.unsqueeze(1)).sum();
+        })).flatten(1);
+        long classes = logits!.shape[1];
+        var zy = logits.gather(1, y.unsqueeze(1)).squeeze(1);
+        Tensor? bestF = null, bestG = null, bestDistance = null;
+        for (long k = 0; k < classes; k++)
+        {
+            long c = k;
+            var gk = b.InPixelUnits(b.InputGradient(x, z => z[.., c].sum())).flatten(1).Minus(trueGrad);
+            var fk = logits[.., c].Minus(zy);
+            // The true class has no boundary with itself.
+            var distance = where(y.EqualTo(c), HeldScalars.Full(y.shape[0], double.PositiveInfinity, fk.dtype, fk.device), fk.abs() / gk.abs().sum(1).Plus(1e-12));
+            if (bestF is null) (bestF, bestG, bestDistance) = (fk, gk, distance);
+            else
+            {
+                var closer = distance.lt(bestDistance!);
+                bestF = where(closer, fk, bestF);
+                bestG = where(closer.unsqueeze(1), gk, bestG!);
+                bestDistance = where(closer, distance, bestDistance!);
+            }
+        }
+        return (bestF!, bestG!);
     }
 
     /// <summary><c>f = z_t - z_y</c> at <paramref name="x"/> (model units) [n], and its gradient per pixel value, flattened [n, d].</summary>

@@ -3,6 +3,12 @@ namespace Microsoft.ML.Adversarial;
 /// <summary>Settings of FAB-T (Croce and Hein, ICML 2020); the defaults are AutoAttack's "standard" ones.</summary>
 public class FabOptions : AttackOptions
 {
+    /// <summary>
+    /// Towards the clean image's 2nd, 3rd, ... most likely classes in turn (FAB-T, the default), or, when false, towards
+    /// whichever class's linearised boundary is closest at each iteration (untargeted FAB; <see cref="TargetClasses"/> unused).
+    /// </summary>
+    public bool Targeted { get; set; } = true;
+
     /// <summary>Iterations per run. Default 100.</summary>
     public int Iterations { get; set; } = 100;
 
