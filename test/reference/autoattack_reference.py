@@ -45,6 +45,12 @@ def make(name, model, eps, seed, n_classes):
         a.targeted = True
         a.n_target_classes = min(9, n_classes - 1)
         return a
+    if name == "apgd-dlr":
+        return APGDAttack(model, n_restarts=1, n_iter=100, verbose=False, eps=eps, norm="Linf", eot_iter=1, rho=.75, seed=seed, device="cpu", loss="dlr")
+    if name == "fab":
+        a = FABAttack_PT(model, n_restarts=1, n_iter=100, eps=eps, seed=seed, norm="Linf", verbose=False, device="cpu")
+        a.targeted = False
+        return a
     if name == "square":
         return SquareAttack(model, p_init=.8, n_queries=5000, eps=eps, norm="Linf", n_restarts=1, seed=seed, verbose=False, device="cpu", resc_schedule=False)
     raise SystemExit(f"unknown attack {name}")

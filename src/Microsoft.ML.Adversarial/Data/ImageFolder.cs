@@ -205,6 +205,14 @@ public static class ImageFolder
         ArgumentNullException.ThrowIfNull(env);
         CheckOptions(options);
         var (classes, images) = Scan(options.Folder);
+        // What the reader leaves out or takes twice goes to the caller's MLContext.Log (as the CLI prints it), so a
+        // library user sees it too; ML.NET raises channel warnings as LoggingEventArgs of kind Warning.
+        var warnings = Warnings(options.Folder);
+        if (warnings.Count > 0)
+        {
+            using var channel = env.Start("LoadFromImageFolder");
+            foreach (var warning in warnings) channel.Warning(warning);
+        }
         // Check every file's header first: an empty, foreign or gigantic file fails here, naming the file, instead of
         // deep inside the image decoder (or by exhausting memory).
         var files = images.Select(i => Path.Combine(options.Folder, i.RelativePath)).ToList();

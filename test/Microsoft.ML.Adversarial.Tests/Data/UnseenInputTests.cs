@@ -31,6 +31,30 @@ public sealed class UnseenInputTests
         }
     }
 
+    /// <summary>
+    /// Files the reader skips and copies of one image in two classes were said only by the CLI: a library user loading
+    /// the folder through ML.NET heard nothing. They reach the caller's MLContext.Log as warnings.
+    /// </summary>
+    [TestMethod]
+    public void SkippedFilesAndCopiesReachTheCallersMLContextLog()
+    {
+        string root = TestData.TempFolder();
+        Directory.CreateDirectory(Path.Combine(root, "cat"));
+        Directory.CreateDirectory(Path.Combine(root, "dog"));
+        File.WriteAllBytes(Path.Combine(root, "cat", "1.png"), TestImages.Uniform(8, 8, 0, 100));
+        File.WriteAllBytes(Path.Combine(root, "dog", "1.png"), TestImages.Uniform(8, 8, 0, 100));
+        File.WriteAllBytes(Path.Combine(root, "dog", "2.png"), TestImages.Uniform(8, 8, 0, 200));
+        File.WriteAllBytes(Path.Combine(root, "dog", "scan.tif"), new byte[] { 0x49, 0x49, 0x2A, 0, 8, 0, 0, 0 });
+        var ml = new MLContext(seed: 1);
+        var warnings = new List<string>();
+        ml.Log += (_, e) => { if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Warning) warnings.Add(e.Message); };
+        var data = ml.Data.LoadFromImageFolder(new ImageFolderOptions { Folder = root, Height = 8, Width = 8 });
+        Assert.IsNotNull(data);
+        TestContext.WriteLine(string.Join("\n", warnings));
+        Assert.IsTrue(warnings.Any(w => w.Contains("skipped 1 files") && w.Contains("dog/scan.tif")), string.Join("\n", warnings));
+        Assert.IsTrue(warnings.Any(w => w.Contains("same bytes") && w.Contains("cat/1.png") && w.Contains("dog/1.png")), string.Join("\n", warnings));
+    }
+
     /// <summary>A model zip with two model.json entries was read from the first.</summary>
     [TestMethod]
     public void AModelZipWithARepeatedEntryIsRefused()
