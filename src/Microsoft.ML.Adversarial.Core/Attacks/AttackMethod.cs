@@ -62,9 +62,13 @@ public sealed class AttackMethod : IEquatable<AttackMethod>
     /// <summary><c>apgd-t-l2</c>: APGD-T in the L2 ball.</summary>
     public static readonly AttackMethod ApgdTL2 = AttackRegistry.Register<ApgdOptions>("apgd-t-l2", "APGD-T L2 (Croce & Hein)", "Auto-PGD on the targeted DLR loss in the L2 ball, one run per top class of the clean image", o => new Apgd(With(o, ApgdLoss.TargetedDlr, PgdNorm.L2)));
     /// <summary><c>fab-t</c>: targeted minimal L-inf boundary search (AutoAttack's third component).</summary>
-    public static readonly AttackMethod FabT = AttackRegistry.Register<FabOptions>("fab-t", "FAB-T (Croce & Hein)", "targeted minimal L-inf boundary search: project onto the linearised boundary to each top class, overshoot 1.05, back-step 0.9; broken only within eps", o => new Fab(With(o, targeted: true)));
+    public static readonly AttackMethod FabT = AttackRegistry.Register<FabOptions>("fab-t", "FAB-T (Croce & Hein)", "targeted minimal L-inf boundary search: project onto the linearised boundary to each top class, overshoot 1.05, back-step 0.9; broken only within eps", o => new Fab(With(o, targeted: true, PgdNorm.LInf)));
     /// <summary><c>fab</c>: untargeted FAB (the closest linearised boundary at each iteration), AutoAttack 'plus' runs it with 5 restarts.</summary>
-    public static readonly AttackMethod FabUntargeted = AttackRegistry.Register<FabOptions>("fab", "FAB (Croce & Hein)", "untargeted minimal L-inf boundary search: project onto the closest linearised boundary z_k = z_y, overshoot 1.05, back-step 0.9; broken only within eps", o => new Fab(With(o, targeted: false)));
+    public static readonly AttackMethod FabUntargeted = AttackRegistry.Register<FabOptions>("fab", "FAB (Croce & Hein)", "untargeted minimal L-inf boundary search: project onto the closest linearised boundary z_k = z_y, overshoot 1.05, back-step 0.9; broken only within eps", o => new Fab(With(o, targeted: false, PgdNorm.LInf)));
+    /// <summary><c>fab-t-l2</c>: FAB-T with distances in L2 (AutoAttack's L2 version).</summary>
+    public static readonly AttackMethod FabTL2 = AttackRegistry.Register<FabOptions>("fab-t-l2", "FAB-T L2 (Croce & Hein)", "targeted minimal L2 boundary search (exact L2 projection onto the linearised boundary within the pixel range); broken only within eps", o => new Fab(With(o, targeted: true, PgdNorm.L2)));
+    /// <summary><c>fab-l2</c>: untargeted FAB with distances in L2.</summary>
+    public static readonly AttackMethod FabUntargetedL2 = AttackRegistry.Register<FabOptions>("fab-l2", "FAB L2 (Croce & Hein)", "untargeted minimal L2 boundary search: the closest linearised boundary in L2 at each iteration; broken only within eps", o => new Fab(With(o, targeted: false, PgdNorm.L2)));
     /// <summary><c>square</c>: the score-based Square attack.</summary>
     public static readonly AttackMethod Square = AttackRegistry.Register<SquareOptions>("square", "Square (Andriushchenko et al.)", "score-based random search: +-eps squares kept when the margin falls, query budget", o => new SquareAttack(o));
     /// <summary><c>autoattack</c>: APGD-CE, APGD-T, FAB-T and Square in turn (standard budgets).</summary>
@@ -93,9 +97,10 @@ public sealed class AttackMethod : IEquatable<AttackMethod>
         return o;
     }
 
-    private static FabOptions With(FabOptions o, bool targeted)
+    private static FabOptions With(FabOptions o, bool targeted, PgdNorm norm)
     {
         o.Targeted = targeted;
+        o.Norm = norm;
         return o;
     }
 

@@ -18,7 +18,18 @@ namespace Microsoft.ML.Adversarial;
 /// </summary>
 public sealed class Fab(FabOptions? options = null) : Attack(NameFor(options), options ?? new FabOptions())
 {
-    private static string NameFor(FabOptions? o) => o?.Targeted == false ? AttackMethod.FabUntargeted : AttackMethod.FabT;
+    private static string NameFor(FabOptions? o) => (o?.Targeted, o?.Norm) switch
+    {
+        (false, PgdNorm.L2) => AttackMethod.FabUntargetedL2,
+        (false, _) => AttackMethod.FabUntargeted,
+        (_, PgdNorm.L2) => AttackMethod.FabTL2,
+        _ => AttackMethod.FabT,
+    };
+
+    private bool L2 => Options.Norm == PgdNorm.L2;
+
+    /// <summary>The size of a change (pixel units, flattened [n, d]) in the attack's norm.</summary>
+    private Tensor Size(Tensor change) => L2 ? AttackBatch.L2Norm(change) : AttackBatch.LInfNorm(change);
 
     /// <summary>The settings of this run (budgets, step rules).</summary>
     public new FabOptions Options => (FabOptions)base.Options;
@@ -96,9 +107,10 @@ public sealed class Fab(FabOptions? options = null) : Attack(NameFor(options), o
         var x = origin.clone();
         if (randomStart)
         {
-            var u = b.Uniform().flatten(1).Times(2).Minus(1);
+            // Half the ball's radius in a random direction: uniform signs' scale for L-inf, a Gaussian direction for L2.
+            var u = L2 ? b.Normal().flatten(1) : b.Uniform().flatten(1).Times(2).Minus(1);
             var radius = b.Epsilon.Times(0.5).unsqueeze(1);
-            x = minimum(maximum(origin.Plus(radius * u / AttackBatch.LInfNorm(u).AtLeast(1e-12).unsqueeze(1)), lo), hi);
+            x = minimum(maximum(origin.Plus(radius * u / Size(u).AtLeast(1e-12).unsqueeze(1)), lo), hi);
         }
         var best = origin.clone();
         var bestDistance = HeldScalars.Full(b.Count, double.PositiveInfinity, origin.dtype, origin.device);
@@ -109,23 +121,24 @@ public sealed class Fab(FabOptions? options = null) : Attack(NameFor(options), o
             var (f, g) = target is null ? ClosestMarginAndGradient(b, x.view(shape) * b.UnitsPerPixel, y) : MarginAndGradient(b, x.view(shape) * b.UnitsPerPixel, y, target);
             // The boundary z_t = z_y, linearised at x: {q : g.q = g.x - f}.
             var level = (g * x).sum(1).Minus(f);
-            var fromX = ProjectLInf(x, g, level, lo, hi);
-            var fromOrigin = ProjectLInf(origin, g, level, lo, hi);
-            var a1 = AttackBatch.LInfNorm(fromX).AtLeast(1e-8);
-            var a2 = AttackBatch.LInfNorm(fromOrigin).AtLeast(1e-8);
+            var fromX = L2 ? ProjectL2(x, g, level, lo, hi) : ProjectLInf(x, g, level, lo, hi);
+            var fromOrigin = L2 ? ProjectL2(origin, g, level, lo, hi) : ProjectLInf(origin, g, level, lo, hi);
+            var a1 = Size(fromX).AtLeast(1e-8);
+            var a2 = Size(fromOrigin).AtLeast(1e-8);
             var alpha = (a1 / a1.Plus(a2)).AtMost(Options.AlphaMax).unsqueeze(1);
             var towardsX = x.Plus(fromX.Times(Options.Overshoot)) * alpha.neg().Plus(1.0);
             var next = towardsX.Plus(origin.Plus(fromOrigin.Times(Options.Overshoot)) * alpha);
             x.copy_(minimum(maximum(next, lo), hi));
             var fooled = b.Logits(x.view(shape) * b.UnitsPerPixel).argmax(1).ne(y);
-            var size = AttackBatch.LInfNorm(x.Minus(origin));
+            var size = Size(x.Minus(origin));
             var closer = fooled.logical_and(size.lt(bestDistance));
             best.copy_(where(closer.unsqueeze(1), x, best));
             bestDistance.copy_(where(closer, size, bestDistance));
             // From the adversarial side, step back towards the clean image to look for a closer crossing.
             x.copy_(where(fooled.unsqueeze(1), origin.Plus(x.Minus(origin).Times(Options.Backward)), x));
         }
-        return (b.Project(best.view(shape) * b.UnitsPerPixel), bestDistance);
+        var found = best.view(shape) * b.UnitsPerPixel;
+        return (L2 ? b.ProjectL2(found) : b.Project(found), bestDistance);
     }
 
     /// <summary>
@@ -133,7 +146,7 @@ public sealed class Fab(FabOptions? options = null) : Attack(NameFor(options), o
     /// Jacobian takes one backward pass per class), and of those the class whose linearised boundary is closest in L-inf,
     /// <c>|f_k| / ||grad f_k||_1</c> (the true class excluded): its f [n] and gradient per pixel value [n, d].
     /// </summary>
-    private static (Tensor F, Tensor Gradient) ClosestMarginAndGradient(AttackBatch b, Tensor x, Tensor y)
+    private (Tensor F, Tensor Gradient) ClosestMarginAndGradient(AttackBatch b, Tensor x, Tensor y)
     {
         Tensor? logits = null;
         var trueGrad = b.InPixelUnits(b.InputGradient(x, z =>
@@ -150,7 +163,7 @@ public sealed class Fab(FabOptions? options = null) : Attack(NameFor(options), o
             var gk = b.InPixelUnits(b.InputGradient(x, z => z[.., c].sum())).flatten(1).Minus(trueGrad);
             var fk = logits[.., c].Minus(zy);
             // The true class has no boundary with itself.
-            var distance = where(y.EqualTo(c), HeldScalars.Full(y.shape[0], double.PositiveInfinity, fk.dtype, fk.device), fk.abs() / gk.abs().sum(1).Plus(1e-12));
+            var distance = where(y.EqualTo(c), HeldScalars.Full(y.shape[0], double.PositiveInfinity, fk.dtype, fk.device), fk.abs() / (L2 ? AttackBatch.L2Norm(gk) : gk.abs().sum(1)).Plus(1e-12));
             if (bestF is null) (bestF, bestG, bestDistance) = (fk, gk, distance);
             else
             {
@@ -182,6 +195,39 @@ public sealed class Fab(FabOptions? options = null) : Attack(NameFor(options), o
     /// plane changes <c>w.t</c> by <c>h(lambda) = sum_i |w_i| min(lambda, room_i)</c>, piecewise linear and increasing:
     /// its breakpoints are the sorted rooms, so lambda solves one linear piece, and <c>d_i = sign(w_i) min(lambda, room_i)</c>.
     /// </summary>
+    /// <summary>
+    /// The smallest-L2 step d with <c>w.(t + d) = c</c> and <c>lo &lt;= t + d &lt;= hi</c>, per row; where the box cannot
+    /// reach the hyperplane, the step that comes closest. By the KKT conditions <c>d_i = sign(w_i) min(lambda |w_i|, room_i)</c>
+    /// for one lambda &gt;= 0, so <c>w.d</c> rises by <c>h(lambda) = sum_i min(lambda w_i^2, |w_i| room_i)</c>, piecewise linear
+    /// and increasing with breakpoints <c>room_i / |w_i|</c>: lambda solves one linear piece, as in <see cref="ProjectLInf"/>.
+    /// </summary>
+    internal static Tensor ProjectL2(Tensor t, Tensor w, Tensor c, Tensor lo, Tensor hi)
+    {
+        using var scope = NewDisposeScope();
+        var need = c.Minus((w * t).sum(1));
+        var orientation = need.Less(0).to(w.dtype).Times(-2).Plus(1.0).unsqueeze(1);
+        var v = w * orientation;
+        var room = where(v.Greater(0), hi.Minus(t), t.Minus(lo)).AtLeast(0);
+        var a = v.abs();
+        // A coordinate with no weight never saturates (breakpoint far beyond any reachable lambda) and adds nothing.
+        var breakpoints = (room / a.AtLeast(1e-30)).AtMost(1e12);
+        var (sorted, order) = breakpoints.sort(1);
+        var saturated = (a * room).gather(1, order);
+        var slopes = (a * a).gather(1, order);
+        var usedUpTo = saturated.cumsum(1);
+        var slopeUpTo = slopes.cumsum(1);
+        var total = slopeUpTo[.., ^1..];
+        // h at each breakpoint: the coordinates up to it saturated, lambda times the remaining slopes for the rest.
+        var reach = usedUpTo.Plus(sorted * total.Minus(slopeUpTo));
+        var goal = need.abs().unsqueeze(1);
+        var piece = reach.le(goal).sum(1, keepdim: true);
+        var zero = zeros(t.shape[0], 1, dtype: t.dtype, device: t.device);
+        var used = cat(new[] { zero, usedUpTo }, 1).gather(1, piece);
+        var rest = total.Minus(cat(new[] { zero, slopeUpTo }, 1).gather(1, piece));
+        var lambda = where(rest.Greater(0), goal.Minus(used) / rest, sorted[.., ^1..]).AtLeast(0);
+        return (v.sign() * minimum(lambda * a, room)).MoveToOuterDisposeScope();
+    }
+
     internal static Tensor ProjectLInf(Tensor t, Tensor w, Tensor c, Tensor lo, Tensor hi)
     {
         using var scope = NewDisposeScope();

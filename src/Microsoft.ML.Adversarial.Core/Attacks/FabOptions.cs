@@ -9,6 +9,9 @@ public class FabOptions : AttackOptions
     /// </summary>
     public bool Targeted { get; set; } = true;
 
+    /// <summary>The norm distances are measured in: L-inf (default) or L2 (epsilon an L2 radius in pixel units, as for <c>apgd-ce-l2</c>).</summary>
+    public PgdNorm Norm { get; set; } = PgdNorm.LInf;
+
     /// <summary>Iterations per run. Default 100.</summary>
     public int Iterations { get; set; } = 100;
 

@@ -38,6 +38,60 @@ public sealed class AutoAttackVersionsTests
     }
 
     [TestMethod]
+    public void L2ProjectionIsTheShortestStepOntoTheHyperplaneInsideTheBox()
+    {
+        using var scope = NewDisposeScope();
+        // Row 0: w = (1, 2), t = (0.5, 0.5), w.d must rise by 0.3: d = lambda w with 5 lambda = 0.3, d = (0.06, 0.12).
+        // Row 1: w = (1, 1), t = (0.9, 0.5): lambda = 0.2 would take coordinate 0 past 1, so it stops at 0.1 and
+        // coordinate 1 moves 0.3. Row 2: unreachable (w.d must rise by 10): the box corner (0.1, 0.5).
+        var t = tensor(new float[] { 0.5f, 0.5f, 0.9f, 0.5f, 0.9f, 0.5f }).view(3, 2);
+        var w = tensor(new float[] { 1, 2, 1, 1, 1, 1 }).view(3, 2);
+        var c = tensor(new float[] { 1.8f, 1.8f, 11.4f });
+        var d = Fab.ProjectL2(t, w, c, zeros(3, 2), ones(3, 2)).data<float>().ToArray();
+        var expected = new[] { 0.06f, 0.12f, 0.1f, 0.3f, 0.1f, 0.5f };
+        for (int i = 0; i < expected.Length; i++) Assert.AreEqual(expected[i], d[i], 1e-6, $"component {i}: [{string.Join(", ", d)}]");
+    }
+
+    [TestMethod]
+    public void OnALinearModelL2FabFindsTheExactL2DistanceToTheBoundary()
+    {
+        using var scope = NewDisposeScope();
+        const int n = 64, inputs = 20, classes = 10;
+        var model = new LinearModel(classes, inputs, seed: 5);
+        var rng = new Random(3);
+        var rows = Enumerable.Range(0, n).Select(_ => Enumerable.Range(0, inputs).Select(_ => 0.3 + 0.4 * rng.NextDouble()).ToArray()).ToArray();
+        var x = tensor(rows.SelectMany(r => r.Select(v => (float)v)).ToArray(), new long[] { n, inputs });
+        foreach (var name in new[] { "fab-l2", "fab-t-l2" })
+        {
+            var fab = (Fab)AttackRegistry.Create(name, new FabOptions { Epsilon = 255, Iterations = 30, TargetClasses = 1 });
+            var adv = fab.Generate(model.Module, x);
+            int checkedCount = 0;
+            for (int i = 0; i < n; i++)
+            {
+                var logits = Enumerable.Range(0, classes).Select(k => model.B[k] + Enumerable.Range(0, inputs).Sum(j => model.W[k, j] * rows[i][j])).ToArray();
+                var order = Enumerable.Range(0, classes).OrderByDescending(k => logits[k]).ToArray();
+                int y = order[0];
+                // Closed form in pixel units: |z_y - z_k| / ||w_y - w_k||_2 * 255, where no input would leave [0, 1].
+                double Distance(int k) => (logits[y] - logits[k]) / Math.Sqrt(Enumerable.Range(0, inputs).Sum(j => Math.Pow(model.W[y, j] - model.W[k, j], 2))) * 255;
+                int nearest = Enumerable.Range(0, classes).Where(k => k != y).MinBy(Distance);
+                int target = name == "fab-l2" ? nearest : order[1];
+                if (name == "fab-t-l2" && nearest != target) continue;
+                double exact = Distance(target);
+                // The step is (w_k - w_y) scaled; skip rows where it would move an input by more than 0.3 (the box binds).
+                double maxStep = Enumerable.Range(0, inputs).Max(j => Math.Abs(model.W[target, j] - model.W[y, j])) * exact / 255
+                    / Math.Sqrt(Enumerable.Range(0, inputs).Sum(j => Math.Pow(model.W[y, j] - model.W[target, j], 2)));
+                if (maxStep > 0.25) continue;
+                checkedCount++;
+                Assert.IsTrue(fab.LastDistances[i] >= exact * (1 - 1e-4) - 1e-3, $"{name} example {i}: {fab.LastDistances[i]} below the minimum {exact}");
+                Assert.AreEqual(exact, fab.LastDistances[i], exact * 0.01 + 1e-2, $"{name} example {i}: L2 distance vs the closed form");
+                double size = Math.Sqrt((adv[i] - x[i]).pow(2).sum().item<float>()) * 255;
+                Assert.AreEqual(fab.LastDistances[i], size, 0.05, $"{name} example {i}: the result is the point of that L2 size");
+            }
+            Assert.IsTrue(checkedCount >= 10, $"{name}: only {checkedCount} examples checked");
+        }
+    }
+
+    [TestMethod]
     public void UntargetedFabOnTheTrainedNetworkBreaksWithinEpsilonAndRestartsOnlyHelp()
     {
         using var scope = NewDisposeScope();
