@@ -33,6 +33,11 @@ def make(name, model, eps, seed, n_classes):
     from autoattack.autopgd_base import APGDAttack, APGDAttack_targeted
     from autoattack.fab_pt import FABAttack_PT
     from autoattack.square import SquareAttack
+    # Names ending in -l2 are the same attack in the L2 ball (AutoAttack's norm='L2', eps an L2 radius).
+    if name.endswith("-l2"):
+        a = make(name[:-3], model, eps, seed, n_classes)
+        a.norm = "L2"
+        return a
     # The 'standard' L-inf settings of AutoAttack.set_version.
     if name == "apgd-ce":
         return APGDAttack(model, n_restarts=1, n_iter=100, verbose=False, eps=eps, norm="Linf", eot_iter=1, rho=.75, seed=seed, device="cpu")
@@ -155,7 +160,7 @@ def main():
     times = {}
     for name in a.attacks.split(","):
         for seed in [int(s) for s in a.seeds.split(",")]:
-            attack = None if name == "autoattack" else make(name, model, eps, seed, n_classes)
+            attack = None if name.startswith("autoattack") else make(name, model, eps, seed, n_classes)
             start = time.time()
             robust = clean.clone()
             for i in range(0, x.shape[0], a.batch):
@@ -165,7 +170,8 @@ def main():
                     continue
                 if attack is None:
                     from autoattack import AutoAttack
-                    ensemble = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, device="cpu", verbose=False)
+                    version = {"autoattack": "standard", "autoattack-l2": "standard", "autoattack-plus": "plus", "autoattack-rand": "rand"}[name]
+                    ensemble = AutoAttack(model, norm="L2" if name.endswith("-l2") else "Linf", eps=eps, version=version, seed=seed, device="cpu", verbose=False)
                     adv = ensemble.run_standard_evaluation(xb[idx], yb[idx], bs=a.batch)
                 else:
                     adv = attack.perturb(xb[idx], yb[idx])

@@ -70,11 +70,15 @@ public sealed class AttackMethod : IEquatable<AttackMethod>
     /// <summary><c>fab-l2</c>: untargeted FAB with distances in L2.</summary>
     public static readonly AttackMethod FabUntargetedL2 = AttackRegistry.Register<FabOptions>("fab-l2", "FAB L2 (Croce & Hein)", "untargeted minimal L2 boundary search: the closest linearised boundary in L2 at each iteration; broken only within eps", o => new Fab(With(o, targeted: false, PgdNorm.L2)));
     /// <summary><c>square</c>: the score-based Square attack.</summary>
-    public static readonly AttackMethod Square = AttackRegistry.Register<SquareOptions>("square", "Square (Andriushchenko et al.)", "score-based random search: +-eps squares kept when the margin falls, query budget", o => new SquareAttack(o));
+    public static readonly AttackMethod Square = AttackRegistry.Register<SquareOptions>("square", "Square (Andriushchenko et al.)", "score-based random search: +-eps squares kept when the margin falls, query budget", o => new SquareAttack(WithNorm(o, PgdNorm.LInf)));
+    /// <summary><c>square-l2</c>: the score-based Square attack in the L2 ball.</summary>
+    public static readonly AttackMethod SquareL2 = AttackRegistry.Register<SquareOptions>("square-l2", "Square L2 (Andriushchenko et al.)", "score-based random search on the L2 sphere: move the mass of one window into another plus a random-signed mound, kept when the margin falls", o => new SquareAttack(WithNorm(o, PgdNorm.L2)));
     /// <summary><c>autoattack</c>: APGD-CE, APGD-T, FAB-T and Square in turn (standard budgets).</summary>
     public static readonly AttackMethod AutoAttack = AttackRegistry.Register<AutoAttackOptions>("autoattack", "AutoAttack (standard)", "APGD-CE, APGD-T, FAB-T, Square in turn on the examples still correct; worst case per example", o => new AutoAttackEnsemble(With(o, AutoAttackVersion.Standard)));
     /// <summary><c>autoattack-quick</c>: AutoAttack with about a tenth of the budgets.</summary>
     public static readonly AttackMethod AutoAttackQuick = AttackRegistry.Register<AutoAttackOptions>("autoattack-quick", "AutoAttack (quick)", "AutoAttack with about a tenth of the standard budgets", o => new AutoAttackEnsemble(With(o, AutoAttackVersion.Quick)));
+    /// <summary><c>autoattack-l2</c>: the standard ensemble in L2 (APGD-CE, APGD-T, FAB-T, Square, each in the L2 ball).</summary>
+    public static readonly AttackMethod AutoAttackL2 = AttackRegistry.Register<AutoAttackOptions>("autoattack-l2", "AutoAttack L2 (standard)", "APGD-CE, APGD-T, FAB-T, Square in the L2 ball, in turn on the examples still correct", o => new AutoAttackEnsemble(WithL2(With(o, AutoAttackVersion.Standard))));
     /// <summary><c>autoattack-plus</c>: AutoAttack's 'plus' version (APGD-CE and APGD-DLR with 5 restarts, untargeted FAB with 5, Square, APGD-T, FAB-T).</summary>
     public static readonly AttackMethod AutoAttackPlus = AttackRegistry.Register<AutoAttackOptions>("autoattack-plus", "AutoAttack (plus)", "APGD-CE, APGD-DLR (5 restarts each), FAB (5 restarts), Square, APGD-T, FAB-T in turn on the examples still correct", o => new AutoAttackEnsemble(With(o, AutoAttackVersion.Plus)));
     /// <summary><c>autoattack-rand</c>: AutoAttack's 'rand' version for randomised models (APGD-CE and APGD-DLR with EOT over 20 passes).</summary>
@@ -97,6 +101,18 @@ public sealed class AttackMethod : IEquatable<AttackMethod>
         return o;
     }
 
+    private static AutoAttackOptions WithL2(AutoAttackOptions o)
+    {
+        o.Norm = PgdNorm.L2;
+        return o;
+    }
+
+    private static SquareOptions WithNorm(SquareOptions o, PgdNorm norm)
+    {
+        o.Norm = norm;
+        return o;
+    }
+
     private static FabOptions With(FabOptions o, bool targeted, PgdNorm norm)
     {
         o.Targeted = targeted;
@@ -107,6 +123,7 @@ public sealed class AttackMethod : IEquatable<AttackMethod>
     private static AutoAttackOptions With(AutoAttackOptions o, AutoAttackVersion version)
     {
         o.Version = version;
+        o.Norm = PgdNorm.LInf;
         return o;
     }
 

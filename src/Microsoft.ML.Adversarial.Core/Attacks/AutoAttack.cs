@@ -16,7 +16,7 @@ public sealed class AutoAttack : Attack, IEnsembleAttack
     /// <summary>Creates the ensemble.</summary>
     /// <param name="options">Its settings; null takes the defaults (standard version, eps 16).</param>
     public AutoAttack(AutoAttackOptions? options = null)
-        : base(options?.Version switch { AutoAttackVersion.Quick => AttackMethod.AutoAttackQuick, AutoAttackVersion.Rand => AttackMethod.AutoAttackRand, AutoAttackVersion.Plus => AttackMethod.AutoAttackPlus, _ => AttackMethod.AutoAttack },
+        : base(options?.Norm == PgdNorm.L2 ? AttackMethod.AutoAttackL2 : options?.Version switch { AutoAttackVersion.Quick => AttackMethod.AutoAttackQuick, AutoAttackVersion.Rand => AttackMethod.AutoAttackRand, AutoAttackVersion.Plus => AttackMethod.AutoAttackPlus, _ => AttackMethod.AutoAttack },
             options ?? new AutoAttackOptions())
     {
         _components = BuildComponents().ToArray();
@@ -87,6 +87,13 @@ public sealed class AutoAttack : Attack, IEnsembleAttack
     private T Shared<T>(T options) where T : AttackOptions
     {
         base.Options.CopySharedTo(options);
+        // Every component measures the ball in the ensemble's norm.
+        switch (options)
+        {
+            case ApgdOptions apgd: apgd.Norm = Options.Norm; break;
+            case FabOptions fab: fab.Norm = Options.Norm; break;
+            case SquareOptions square: square.Norm = Options.Norm; break;
+        }
         return options;
     }
 
@@ -105,6 +112,8 @@ public sealed class AutoAttack : Attack, IEnsembleAttack
         if (Options.TargetClasses is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.TargetClasses), Options.TargetClasses, "APGD-T needs at least 1 target class.");
         if (Options.FabIterations is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.FabIterations), Options.FabIterations, "FAB-T needs at least 1 iteration.");
         if (Options.SquareQueries is < 1) throw new ArgumentOutOfRangeException(nameof(AutoAttackOptions.SquareQueries), Options.SquareQueries, "Square needs at least 1 query.");
+        if (Options.Norm == PgdNorm.L2 && Options.Version != AutoAttackVersion.Standard)
+            throw new ArgumentException($"AutoAttack in L2 is the standard version (autoattack-l2); the {Options.Version} version runs in L-inf.", nameof(AutoAttackOptions.Norm));
     }
 
     /// <inheritdoc/>

@@ -26,6 +26,12 @@ public class AutoAttackOptions : AttackOptions
     /// <summary>The budgets to run (default standard).</summary>
     public AutoAttackVersion Version { get; set; } = AutoAttackVersion.Standard;
 
+    /// <summary>
+    /// The norm of every component's ball: L-inf (default) or L2 (epsilon an L2 radius in pixel units), the latter for the
+    /// standard version only (<c>autoattack-l2</c>: APGD-CE, APGD-T, FAB-T and Square in L2).
+    /// </summary>
+    public PgdNorm Norm { get; set; } = PgdNorm.LInf;
+
     /// <summary>APGD iterations of each run (APGD-CE and APGD-T); null takes the version's.</summary>
     public int? ApgdIterations { get; set; }
 

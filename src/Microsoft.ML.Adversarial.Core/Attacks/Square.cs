@@ -12,7 +12,7 @@ namespace Microsoft.ML.Adversarial;
 /// returns scores (logits, or probabilities: the margin's sign is the same), for example a
 /// <see cref="ScoreFunctionModel"/> around a black-box scorer.
 /// </summary>
-public sealed class Square(SquareOptions? options = null) : Attack(AttackMethod.Square, options ?? new SquareOptions())
+public sealed class Square(SquareOptions? options = null) : Attack(options?.Norm == PgdNorm.L2 ? AttackMethod.SquareL2 : AttackMethod.Square, options ?? new SquareOptions())
 {
     private long _totalQueries;
 
@@ -54,6 +54,7 @@ public sealed class Square(SquareOptions? options = null) : Attack(AttackMethod.
     {
         if (b.Clean.dim() != 4)
             throw new ArgumentException($"Square needs images of shape [N, C, H, W]; got [{string.Join(", ", b.Clean.shape)}].");
+        if (Options.Norm == PgdNorm.L2) return RunL2(b);
         long n = b.Count, c = b.Clean.shape[1], h = b.Clean.shape[2], w = b.Clean.shape[3];
         var device = b.Clean.device;
         // Without labels the prediction is attacked, and the query that reads it counts against the budget.
@@ -104,6 +105,122 @@ public sealed class Square(SquareOptions? options = null) : Attack(AttackMethod.
         Record(queries);
         // A misclassified point where one was found, else the point of lowest margin.
         return best;
+    }
+
+    /// <summary>
+    /// Square in L2 (Andriushchenko et al., section 3.2, as AutoAttack runs it). The change lives on the L2 sphere of radius
+    /// eps (pixel units) and is built from "mounds": an s x s block holding two opposite stacks of concentric rectangles,
+    /// weights 1/(k+1)^2 (<see cref="Mound"/>). Start: a grid of h/5-sized mounds with random signs per channel. Each
+    /// iteration moves the mass of a second random window into a first one: the first window's change (per channel)
+    /// becomes its old direction plus a new random-signed mound, rescaled so the image keeps its norm, the second
+    /// window's is zeroed, and the whole change is set back to norm eps before clipping to the range; a candidate is
+    /// kept when the margin falls. As in the reference, both windows lie at one position for the whole batch per
+    /// iteration, drawn in [0, h - s), and the square side is odd and at least 3.
+    /// </summary>
+    private Tensor RunL2(AttackBatch b)
+    {
+        long n = b.Count, c = b.Clean.shape[1], h = b.Clean.shape[2], w = b.Clean.shape[3];
+        var device = b.Clean.device;
+        var cleanPrediction = AttackBatch.Predicted(b.Logits(b.Clean));
+        var y = b.HasLabels ? b.TrueLabels : cleanPrediction;
+        var cleanWrong = cleanPrediction.ne(y).view(n, 1, 1, 1);
+        long used = 1;
+        var queries = HeldScalars.Full(n, used, ScalarType.Int64, device);
+        if (used + 1 > Options.Queries)
+        {
+            Record(queries);
+            return b.Clean.clone();
+        }
+        // The change in pixel units; the model sees clean + change * units per pixel.
+        var delta = zeros(n, c, h, w, dtype: b.Clean.dtype, device: device);
+        long s0 = Math.Max(1, h / 5), start = (h - s0 * 5) / 2;
+        for (long top = start; top + s0 <= h && (top - start) / s0 < h / s0; top += s0)
+            for (long left = start; left + s0 <= w && (left - start) / s0 < w / s0; left += s0)
+            {
+                var block = Window(delta, top, left, s0);
+                block.copy_(block.Plus(Mound(b, s0) * Sign(b, new[] { n, c, 1, 1 })));
+            }
+        Tensor Place(Tensor change) => b.ClipToRange(b.Clean.Plus(ToSphere(b, change) * b.UnitsPerPixel));
+        var best = where(cleanWrong, b.Clean, Place(delta));
+        var margin = where(cleanWrong.view(n), HeldScalars.Full(n, -1, b.Clean.dtype, device), Margin(b.Logits(best), y));
+        queries.copy_(queries.Plus(1));
+
+        for (int i = 0; i < Options.Queries - used - 1; i++)
+        {
+            using var scope = NewDisposeScope();
+            var active = margin.Greater(0);
+            var index = active.nonzero().squeeze(1);
+            long m = index.numel();
+            if (m == 0) break;
+            double p = Fraction(i, Options.InitialFraction, Options.Queries, Options.RescaleSchedule);
+            long s = Math.Max((long)Math.Round(Math.Sqrt(p * h * w)), 3);
+            if (s % 2 == 0) s++;
+            s = Math.Min(s, Math.Min(h, w));
+            long Draw(long size) => size - s <= 0 ? 0 : (long)Math.Min(size - s - 1, Math.Floor(b.Uniform(new long[] { 1 }).item<float>() * (size - s)));
+            long vh = Draw(h), vw = Draw(w), vh2 = Draw(h), vw2 = Draw(w);
+            var sub = b.Subset(index, y.index_select(0, index));
+            var current = (best.index_select(0, index).Minus(sub.Clean) / b.UnitsPerPixel).clone();
+            var first = Window(current, vh, vw, s);
+            var firstNorm = first.Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
+            var imageNorm = AttackBatch.L2Norm(current).view(m, 1, 1, 1);
+            var union = zeros(1, 1, h, w, dtype: current.dtype, device: device);
+            Window(union, vh, vw, s).fill_(HeldScalars.One);
+            Window(union, vh2, vw2, s).fill_(HeldScalars.One);
+            var unionNorm = (current * union).Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
+            var fresh = Mound(b, s) * Sign(b, new[] { m, c, 1, 1 });
+            var moved = fresh.Plus(first / firstNorm.Plus(1e-12));
+            // Each channel's window gets the mass the two windows held plus an equal share of what the image lacks to eps.
+            var room = (PerExampleSquare(sub.Epsilon).Minus(imageNorm.Pow(2))).AtLeast(0).DividedBy(c).Plus(unionNorm.Pow(2)).sqrt();
+            moved = moved / moved.Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt().Plus(1e-12) * room;
+            Window(current, vh2, vw2, s).zero_();
+            Window(current, vh, vw, s).copy_(moved);
+            var candidate = sub.ClipToRange(sub.Clean.Plus(ToSphere(sub, current) * b.UnitsPerPixel));
+            var candidateMargin = Margin(sub.Logits(candidate), y.index_select(0, index));
+            queries.copy_(queries.Plus(active.to(ScalarType.Int64)));
+            var better = candidateMargin.lt(margin.index_select(0, index));
+            var kept = index.masked_select(better);
+            best.index_copy_(0, kept, candidate.index_select(0, better.nonzero().squeeze(1)));
+            margin.index_copy_(0, kept, candidateMargin.masked_select(better));
+        }
+        Record(queries);
+        return best;
+    }
+
+    /// <summary>The s x s window at (top, left) of [N, C, H, W] images, a view.</summary>
+    private static Tensor Window(Tensor images, long top, long left, long s) => images.narrow(2, top, s).narrow(3, left, s);
+
+    /// <summary>eps^2 per example, [m, 1, 1, 1].</summary>
+    private static Tensor PerExampleSquare(Tensor epsilon) => epsilon.Pow(2).view(-1, 1, 1, 1);
+
+    /// <summary>The change scaled to L2 norm eps (pixel units) per example.</summary>
+    private static Tensor ToSphere(AttackBatch b, Tensor change)
+        => change / b.PerExample(AttackBatch.L2Norm(change).AtLeast(1e-12)) * b.PerExample(b.Epsilon);
+
+    /// <summary>
+    /// An s x s block of unit L2 norm: the top s/2 rows a stack of concentric rectangles (weight 1/(k+1)^2 for the k-th
+    /// ring from the centre, summed where they overlap), the bottom rows the negative of another; transposed with
+    /// probability 1/2.
+    /// </summary>
+    private static Tensor Mound(AttackBatch b, long s)
+    {
+        var block = new double[s, s];
+        void Rectangles(long rowOffset, long rows, double sign)
+        {
+            long rc = rows / 2, cc = s / 2;
+            for (long k = 0; k <= Math.Max(rc, cc); k++)
+                for (long r = Math.Max(rc - k, 0); r < Math.Min(rc - k + 2 * k + 1, rows); r++)
+                    for (long col = Math.Max(cc - k, 0); col < Math.Min(cc - k + 2 * k + 1, s); col++)
+                        block[rowOffset + r, col] += sign / ((k + 1.0) * (k + 1.0));
+        }
+        Rectangles(0, s / 2, +1);
+        Rectangles(s / 2, s - s / 2, -1);
+        bool transpose = b.Uniform(new long[] { 1 }).item<float>() > 0.5f;
+        var values = new float[s * s];
+        double norm = Math.Sqrt(block.Cast<double>().Sum(v => v * v));
+        for (long r = 0; r < s; r++)
+            for (long col = 0; col < s; col++)
+                values[r * s + col] = (float)((transpose ? block[col, r] : block[r, col]) / (norm > 0 ? norm : 1));
+        return tensor(values, new[] { 1L, 1, s, s }, dtype: b.Clean.dtype, device: b.Clean.device);
     }
 
     private static Tensor Radius(AttackBatch b) => b.PerExample(b.Epsilon) * b.UnitsPerPixel;

@@ -3,6 +3,9 @@ namespace Microsoft.ML.Adversarial;
 /// <summary>Settings of the Square attack (Andriushchenko et al., ECCV 2020); the defaults are AutoAttack's.</summary>
 public class SquareOptions : AttackOptions
 {
+    /// <summary>The norm of the ball: L-inf (default) or L2 (epsilon an L2 radius in pixel units, as for <c>apgd-ce-l2</c>).</summary>
+    public PgdNorm Norm { get; set; } = PgdNorm.LInf;
+
     /// <summary>Most model queries per example, the first (initial stripes) included. Default 5000.</summary>
     public int Queries { get; set; } = 5000;
 

@@ -110,6 +110,34 @@ public sealed class AutoAttackVersionsTests
     }
 
     [TestMethod]
+    public void SquareL2StaysOnItsBallWithinItsBudgetAndBreaksImages()
+    {
+        using var scope = NewDisposeScope();
+        var (x, y) = TrainedModels.EvalBatch(100);
+        // 255 pixel units of L2 is 1.0 in [0, 1] images (AutoAttack's usual L2 budgets are 0.5 to 1.5).
+        var square = (Square)AttackRegistry.Create("square-l2", new SquareOptions { Epsilon = 255, Queries = 300, Seed = 2 });
+        var adv = square.Generate(TrainedModels.SmallCnn, x, y);
+        Assert.AreEqual("square-l2", square.Name);
+        var norms = (adv - x).flatten(1).pow(2).sum(1).sqrt().mul(255.0);
+        Assert.IsTrue(norms.max().item<float>() <= 255 * (1 + 1e-4), $"L2 sizes up to {norms.max().item<float>()} (pixel units)");
+        Assert.IsTrue(adv.min().item<float>() >= 0 && adv.max().item<float>() <= 1, "in the pixel range");
+        Assert.IsTrue(square.LastQueryCounts.All(q => q <= 300), "within the query budget");
+        double clean = TrainedModels.Accuracy(TrainedModels.SmallCnn, x, y), robust = TrainedModels.Accuracy(TrainedModels.SmallCnn, adv, y);
+        Assert.IsTrue(robust < clean - 0.05, $"Square L2 breaks images: {robust} vs clean {clean}");
+        var more = TrainedModels.Accuracy(TrainedModels.SmallCnn, AttackRegistry.Create("square-l2", new SquareOptions { Epsilon = 255, Queries = 1000, Seed = 2 }).Generate(TrainedModels.SmallCnn, x, y), y);
+        Assert.IsTrue(more <= robust + 0.02, $"a larger budget does not do worse: {more} vs {robust}");
+    }
+
+    [TestMethod]
+    public void AutoAttackL2RunsEveryComponentInL2()
+    {
+        var l2 = (AutoAttack)AttackRegistry.Create("autoattack-l2", new AutoAttackOptions { Epsilon = 128 });
+        CollectionAssert.AreEqual(new[] { "apgd-ce-l2", "apgd-t-l2", "fab-t-l2", "square-l2" }, l2.Components.Select(c => c.Name).ToArray());
+        Assert.ThrowsExactly<ArgumentException>(() => new AutoAttack(new AutoAttackOptions { Version = AutoAttackVersion.Plus, Norm = PgdNorm.L2 }).Generate(TrainedModels.SmallCnn, TrainedModels.EvalBatch(2).Images, TrainedModels.EvalBatch(2).Labels));
+        Assert.AreEqual("autoattack", AttackRegistry.Create("autoattack", new AutoAttackOptions { Norm = PgdNorm.L2 }).Name, "the name fixes the norm");
+    }
+
+    [TestMethod]
     public void AutoAttackPlusRunsTheReferencesSixComponentsInItsOrder()
     {
         var plus = (AutoAttack)AttackRegistry.Create("autoattack-plus", new AutoAttackOptions { Epsilon = 8 });
