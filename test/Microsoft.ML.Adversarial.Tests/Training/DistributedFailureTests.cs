@@ -65,4 +65,67 @@ public sealed class DistributedFailureTests
         for (int r = 0; r < 2; r++)
             CollectionAssert.AreEqual(wholeRanks[r], resumedRanks[r], $"rank {r}'s BatchNorm statistics must be bit-identical to the uninterrupted run's");
     }
+
+    /// <summary>The pid of the process of rank <paramref name="rank"/> of the job whose environment holds <paramref name="marker"/>, or null.</summary>
+    private static int? RankProcess(string marker, int rank)
+    {
+        foreach (var proc in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(proc), out int pid)) continue;
+            try
+            {
+                var env = File.ReadAllText(Path.Combine(proc, "environ")).Split('\0');
+                if (env.Contains("ADVML_TEST_JOB=" + marker) && env.Contains($"PMI_RANK={rank}")) return pid;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+            }
+        }
+        return null;
+    }
+
+    [TestMethod]
+    [TestCategory("Slow")]
+    public void ARankKilledMidRunEndsTheJobKeepsTheCheckpointAndResumesExactly()
+    {
+        string mpiexec = MpiJobs.RequireMpiexec();
+        string dir = TestData.TempFolder(), marker = Guid.NewGuid().ToString("N");
+        string[] run =
+        {
+            "train", "--count", "640", "--arch", "smallcnn", "--rho", "0.5", "--batch-size", "32", "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9",
+            "--k", "16", "--epochs", "20", "--max-steps", "150", "--checkpoint-every", "5", "--distributed",
+        };
+        string[] Job(params string[] extra) => new[] { "-np", "2", "dotnet", CliTests.ToolPath() }.Concat(run).Concat(extra).ToArray();
+        var whole = MpiJobs.Run(TestContext, dir, mpiexec, Job("-o", "whole.advml", "--checkpoint", "ck-whole"));
+        Assert.AreEqual(0, whole.Code, whole.Err);
+
+        string ck = Path.Combine(dir, "ck");
+        int? victim = null;
+        long? savedWhenKilled = null;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var killed = MpiJobs.Run(TestContext, dir, mpiexec, Job("-o", "killed.advml", "--checkpoint", "ck"), env: new Dictionary<string, string> { ["ADVML_TEST_JOB"] = marker },
+            whileRunning: job =>
+            {
+                // After the first checkpoint, kill -9 the process of rank 1 (the one whose environment has PMI_RANK=1).
+                var until = DateTime.UtcNow.AddSeconds(60);
+                while (DateTime.UtcNow < until && !job.HasExited && (Checkpoint.SavedStep(ck) ?? 0) < 5) Thread.Sleep(20);
+                victim = RankProcess(marker, 1);
+                savedWhenKilled = Checkpoint.SavedStep(ck);
+                if (victim is { } pid) System.Diagnostics.Process.GetProcessById(pid).Kill();
+            });
+        TestContext.WriteLine($"killed rank 1 (pid {victim}) after the checkpoint of step {savedWhenKilled}; the job ended after {watch.Elapsed.TotalSeconds:F1} s");
+        Assert.IsNotNull(victim, "rank 1's process was found");
+        Assert.AreNotEqual(0, killed.Code, "a job with a killed rank fails");
+        Assert.IsFalse(File.Exists(Path.Combine(dir, "killed.advml")), "no model from a job that did not finish");
+        long saved = Checkpoint.SavedStep(ck) ?? -1;
+        Assert.IsTrue(saved >= 5 && saved < 150 && saved % 5 == 0, $"the last checkpoint ({saved}) is one of the periodic ones, before the end");
+        // What the launcher says (MPICH's Hydra): the job's exit code is the signal's; the killed rank is not named.
+        StringAssert.Contains(killed.Err + killed.Out, "signal 9");
+
+        var resumed = MpiJobs.Run(TestContext, dir, mpiexec, Job("-o", "killed.advml", "--checkpoint", "ck", "--resume"));
+        Assert.AreEqual(0, resumed.Code, resumed.Err);
+        StringAssert.Contains(resumed.Out, $"resumed at {saved}");
+        Assert.AreEqual(0.0, MpiJobs.MaxWeightDifference(Path.Combine(dir, "whole.advml"), Path.Combine(dir, "killed.advml")),
+            "the checkpoint was intact: the resumed run is bit-identical to an uninterrupted one");
+    }
 }
