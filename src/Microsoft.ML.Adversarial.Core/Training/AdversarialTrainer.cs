@@ -204,17 +204,31 @@ public sealed partial class AdversarialTrainer
     private (Tensor X, Tensor Y) TakeBatch(BatchPrefetcher batches, IImageSource data, long step, Device device, Module<Tensor, Tensor> model,
         TorchSharp.Modules.OptimizerHelper optimizer, Dictionary<string, string>? settings, long resumedFrom)
     {
-        Tensor x, y;
+        Tensor x = null!, y = null!;
+        Exception? failure = null;
         try
         {
             (x, y) = batches.Take(step, device);
         }
-        catch (Exception e) when (e is not OperationCanceledException && _checkpoints.Directory is { } dir && step > resumedFrom && step % _checkpoints.Every != 0)
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            failure = e;
+        }
+        bool saves = _checkpoints.Directory is not null && step > resumedFrom && step % _checkpoints.Every != 0;
+        // Several ranks reading on demand: every rank learns whether any rank's batch failed, so that all of them take
+        // part in the checkpoint (every rank's BatchNorm statistics, DistributedFailedRead) and then stop together.
+        if (_replicas is { Size: > 1 } && _checkpoints.Directory is not null && data is not ImageSet)
+            DistributedFailedRead(failure, step, model, optimizer, settings, saves);
+        else if (failure is not null)
         {
             // The last periodic checkpoint may be far behind: save this step's state (the failed batch changed nothing).
-            Checkpoint.Save(dir, model, optimizer, step, Fingerprint(model), settings);
-            _log?.Invoke($"Reading the batch of step {step + 1} failed; saved a checkpoint at step {step} in '{dir}'. Fix the data and resume.");
-            throw;
+            // A rank of a distributed run without the agreement above saves nothing: it alone cannot save every rank's state.
+            if (saves && _replicas is not { Size: > 1 })
+            {
+                Checkpoint.Save(_checkpoints.Directory!, model, optimizer, step, Fingerprint(model), settings);
+                _log?.Invoke($"Reading the batch of step {step + 1} failed; saved a checkpoint at step {step} in '{_checkpoints.Directory}'. Fix the data and resume.");
+            }
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
         }
         if (data is not ImageSet && _options.InputRange.Problem(x) is { } problem)
             throw new ArgumentException($"Training data, batch of step {step + 1}: {problem}. Scale the pixels to {_options.InputRange} or set AdversarialTrainingOptions.InputRange to the range they are in.", nameof(data));

@@ -31,6 +31,14 @@ public sealed partial class AdversarialTrainer
             if (replicas.Size > 1) replicas.CheckSameSettings(RankSettings(model, data));
             return Train(model, data, progress, cancellationToken);
         }
+        catch (PeerBatchFailedException) when (replicas.Size > 1)
+        {
+            // Another rank's batch could not be read: it prints its error and stops the job (MPI_Abort) right after the
+            // checkpoint all ranks wrote together; this rank waits for that, bounded, saying nothing itself.
+            Thread.Sleep(TimeSpan.FromSeconds(30));
+            replicas.Abort(1);
+            throw; // not reached
+        }
         catch (Exception e) when (replicas.Size > 1)
         {
             string saved = _checkpoints.Directory is { } dir && Checkpoint.SavedStep(dir) is { } s ? $" The last checkpoint (step {s}) in '{dir}' is intact." : "";
@@ -43,6 +51,51 @@ public sealed partial class AdversarialTrainer
         {
             _replicas = null;
         }
+    }
+
+    /// <summary>Thrown on the ranks whose batch was read when another rank's was not (that rank reports the error).</summary>
+    private sealed class PeerBatchFailedException(string message) : Exception(message);
+
+    /// <summary>
+    /// After every rank's read of step <paramref name="step"/>'s batch (<paramref name="failure"/>: this rank's error, or
+    /// null): one allreduce tells every rank which ranks failed. When one did, every rank takes part in a checkpoint of the
+    /// steps so far (when <paramref name="saves"/>), written by rank 0 with every rank's BatchNorm statistics, then the
+    /// failed ranks throw their error and the others a <see cref="PeerBatchFailedException"/>. Every rank must call it.
+    /// </summary>
+    private void DistributedFailedRead(Exception? failure, long step, Module<Tensor, Tensor> model, TorchSharp.Modules.OptimizerHelper optimizer,
+        Dictionary<string, string>? settings, bool saves)
+    {
+        var r = _replicas!;
+        var failed = new double[r.Size];
+        failed[r.Rank] = failure is null ? 0 : 1;
+        r.Sum(failed);
+        var failedRanks = Enumerable.Range(0, r.Size).Where(i => failed[i] != 0).ToList();
+        if (failedRanks.Count == 0) return;
+        string dir = _checkpoints.Directory!;
+        if (saves)
+        {
+            SyncReplicas(model, step);
+            var replicaBuffers = GatherReplicaBuffers(model); // every rank takes part; rank 0 writes
+            Exception? saveFailure = null;
+            if (WritesFiles)
+            {
+                try
+                {
+                    Checkpoint.Save(dir, model, optimizer, step, Fingerprint(model), settings, replicaBuffers);
+                    _log?.Invoke($"Reading the batch of step {step + 1} failed on rank {string.Join(", ", failedRanks)} of {r.Size}; saved a checkpoint at step {step} " +
+                        $"in '{dir}'{(replicaBuffers is null ? "" : " with every rank's BatchNorm statistics")}. Fix the data and resume with the same number of ranks.");
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    saveFailure = e;
+                }
+            }
+            // Every rank waits here until rank 0 has written the checkpoint: the failed rank stops the job right after.
+            if (r.BroadcastValue(saveFailure is null ? 1 : 0) == 0 && saveFailure is not null)
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(saveFailure).Throw();
+        }
+        if (failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
+        throw new PeerBatchFailedException($"rank {failedRanks[0]} of {r.Size} could not read the batch of step {step + 1}");
     }
 
     /// <summary>This rank's rows of <paramref name="epoch"/>'s order (all of them in one process).</summary>
