@@ -10,7 +10,8 @@
 #   3. With --with-mpi: MPICH's runtime (mpirun and libmpich.so.12, packages mpich and libmpich12 without the
 #      recommended libmpich-dev): distributed training (advml train --distributed) and its 2-rank tests. No -dev
 #      package: the library binds MPI at run time, and libmpich-dev would pull bookworm's libc6-dev, which cannot sit
-#      beside the trixie libc6 of step 1 on a minimal system ("held broken packages").
+#      beside the trixie libc6 of step 1 on a minimal system ("held broken packages"). Also iproute2 (ip, tc)
+#      for the two-host test's network namespaces, when missing.
 #   4. With --with-pytorch: Debian's python3-torch, the reference for the PyTorch cross-checks, and an optimised BLAS
 #      (libopenblas0-pthread) behind libblas.so.3: python3-torch is built against the generic BLAS interface, and on
 #      Debian's reference BLAS its matrix products run ~25x slower, which makes `compare` an unfair anchor.
@@ -174,6 +175,20 @@ MSG
   exit 1
 }
 
+# ip and tc (iproute2): the two-host test (build/two-hosts.sh) joins two network namespaces with a veth pair.
+# Optional: without them, or without root, that test reports why it could not run.
+ensure_iproute() {
+  if command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1; then
+    say "ip and tc present (two-host test)."
+    return 0
+  fi
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
+    say "Installing iproute2 (ip, tc) for the two-host test."
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends iproute2 >/dev/null || true
+  fi
+}
+
 ensure_pytorch() {
   if /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1; then
     say "python3-torch and python3-torchvision present."
@@ -246,6 +261,6 @@ fi
 
 ensure_libstdcxx
 ensure_fashion_mnist
-if [ "$WITH_MPI" -eq 1 ]; then ensure_mpich; fi
+if [ "$WITH_MPI" -eq 1 ]; then ensure_mpich; ensure_iproute; fi
 if [ "$WITH_PYTORCH" -eq 1 ]; then ensure_pytorch; ensure_optimised_blas; fi
 say "done."
