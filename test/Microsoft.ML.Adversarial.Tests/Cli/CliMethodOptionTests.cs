@@ -39,7 +39,7 @@ public sealed class CliMethodOptionTests
     [TestMethod]
     [DataRow("square.queries=0", "square.queries=0': queries takes a whole number >= 1")]
     [DataRow("square.queries=many", "'many' is not one")]
-    [DataRow("square.budget=5", "'square' has no setting 'budget'. Its settings: queries, initial-fraction, rescale-schedule")]
+    [DataRow("square.budget=5", "'square' has no setting 'budget'. Its settings: norm, queries, initial-fraction, rescale-schedule")]
     [DataRow("fgsm.queries=5", "method 'fgsm' has no settings of its own")]
     [DataRow("apgd-ce.iterations=5", "method 'apgd-ce' is not among --methods (square, fgsm)")]
     [DataRow("queries=5", "write METHOD.SETTING=VALUE")]
