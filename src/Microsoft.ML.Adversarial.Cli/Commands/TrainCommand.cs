@@ -214,7 +214,7 @@ internal static class TrainCommand
         var last = result.History.LastOrDefault();
         AnsiConsole.MarkupLine($"Done: {result.Steps} steps in {result.Elapsed.TotalSeconds:F0} s" + (result.ResumedFromStep > 0 ? $" (resumed at {result.ResumedFromStep})" : "") +
             (last is null ? "" : $", last loss {last.Loss:F4}, clean batch accuracy {last.CleanAccuracy:P1}") + $". Saved [bold]{Markup.Escape(output)}[/].");
-        if (result.GradientAveraging is { } averaging) AnsiConsole.WriteLine(averaging);
+        if (result.GradientAveraging is { } averaging) Console.WriteLine(averaging); // one line (AnsiConsole wraps at the terminal width)
         return 0;
     }
 

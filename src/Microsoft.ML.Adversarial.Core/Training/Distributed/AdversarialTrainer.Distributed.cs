@@ -125,7 +125,7 @@ public sealed partial class AdversarialTrainer
             ? $"overlapped with the backward pass: {(double)s.EarlyBuckets / s.Steps:F1} of {g.Buckets.Count} buckets started before it ended, {s.OverlapFraction:P0} of the allreduce time hidden"
             : "after the backward pass";
         return FormattableString.Invariant(
-            $"Gradient allreduce: {g.Buckets.Count} bucket(s), {floats * 4 / 1e6:F1} MB per step, {how}; {s.CommunicationMs / s.Steps:F2} ms of allreduce and {s.FinishMs / s.Steps:F2} ms after the backward pass per step.");
+            $"Gradient allreduce: {g.Buckets.Count} bucket(s), {floats * 4 / 1e6:F2} MB per step, {how}; {s.CommunicationMs / s.Steps:F2} ms of allreduce and {s.FinishMs / s.Steps:F2} ms after the backward pass per step.");
     }
 
     /// <summary>This rank's rows of <paramref name="epoch"/>'s order (all of them in one process).</summary>
