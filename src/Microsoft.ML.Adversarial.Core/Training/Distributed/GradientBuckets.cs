@@ -311,10 +311,11 @@ internal sealed class GradientBuckets : IDisposable
             _stop = true;
             Monitor.PulseAll(_gate);
         }
-        // A thread inside an allreduce that another rank never joins (it failed) cannot be stopped: it is a background thread.
-        _thread?.Join(TimeSpan.FromSeconds(1));
+        // A thread inside an allreduce that another rank never joins (a rank failed and the job is being aborted) cannot
+        // be stopped: it is a background thread, and the buffer it may still be reducing is left to the process's end.
+        bool stopped = _thread is null || _thread.Join(TimeSpan.FromSeconds(1));
         _readiness?.Dispose();
-        _flat.Dispose();
+        if (stopped) _flat.Dispose();
     }
 }
 
