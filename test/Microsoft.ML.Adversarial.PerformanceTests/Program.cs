@@ -9,6 +9,7 @@
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- candidates [--network inception] [--workloads fgsm,train-step]   (issue 25: correct fast paths, timed with the gate)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- gc-stress [--seconds 600]   (issue 13: native lifetimes under forced GCs)
 //   mpirun -np 2 dotnet test/Microsoft.ML.Adversarial.PerformanceTests/bin/Release/net10.0/Microsoft.ML.Adversarial.PerformanceTests.dll allreduce [--rounds 20]   (issue 18, docs/scale.md)
+//   OMP_NUM_THREADS=1 mpirun -np 2 dotnet test/Microsoft.ML.Adversarial.PerformanceTests/bin/Release/net10.0/Microsoft.ML.Adversarial.PerformanceTests.dll overlap [--rounds 10] [--bucket-mb 4] [--smallcnn-bucket-mb 0.5] [--batch 32] [--cases smallcnn,linear]   (issue 30, docs/scale.md)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- autoattack-reference --reference DIR [--count 500] [--attacks apgd-ce,apgd-t,fab-t,square] [--seeds 0,1,2] [--epsilon 8] [--network smallcnn|resnet18] [--train-count 3000] [--train-epochs 3]   (issue 28: ours vs fra31/auto-attack; attack "autoattack" is the standard ensemble)
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- bench [BenchmarkDotNet arguments, e.g. --filter *MLNetPath*]
 //   dotnet run -c Release --project test/Microsoft.ML.Adversarial.PerformanceTests -- make-folder --count 10000 --output DIR   (issue 17: N Fashion-MNIST variants as PNGs)
@@ -51,6 +52,9 @@ switch (mode)
         return GcStress.Run(int.Parse(Arg("--seconds", "600")), int.Parse(Arg("--threads", "2")));
     case "allreduce":
         return AllreduceBench.Run(int.Parse(Arg("--rounds", "20")), long.Parse(Arg("--floats", "23800000")));
+    case "overlap":
+        return OverlapBench.Run(int.Parse(Arg("--rounds", "10")), long.Parse(Arg("--floats", "23800000")), double.Parse(Arg("--bucket-mb", "4"), System.Globalization.CultureInfo.InvariantCulture),
+            double.Parse(Arg("--smallcnn-bucket-mb", "0.5"), System.Globalization.CultureInfo.InvariantCulture), int.Parse(Arg("--batch", "32")), Arg("--cases", "smallcnn,linear"));
     case "make-folder":
         return Streaming.MakeFolder(int.Parse(Arg("--count", "10000")), Arg("--output", "/dev/shm/advml-folder"));
     case "stream-train":
@@ -71,6 +75,6 @@ switch (mode)
         BenchmarkSwitcher.FromAssembly(typeof(AttackBenchmarks).Assembly).Run(rest);
         return 0;
     default:
-        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, roofline, precision, soak, gc-stress, allreduce, make-folder, stream-train, make-jpegs, decode or bench.");
+        Console.Error.WriteLine($"Unknown mode '{mode}'. Use compare, roofline, precision, soak, gc-stress, allreduce, overlap, make-folder, stream-train, make-jpegs, decode or bench.");
         return 2;
 }

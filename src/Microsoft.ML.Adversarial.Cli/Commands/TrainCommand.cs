@@ -64,12 +64,17 @@ internal static class TrainCommand
         Description = "Synchronous data-parallel training over MPI, one replica per rank: mpirun -np N advml train ... --distributed; --batch-size and --k are the global m and k (docs/scale.md)",
     };
     private static readonly Option<bool> AverageBatchNorm = new("--average-bn") { Description = "With --distributed: average BatchNorm statistics over the replicas at checkpoints and at the end" };
+    private static readonly Option<double?> BucketMb = new("--bucket-mb")
+    {
+        Description = "With --distributed: size in MB of the buckets gradients are averaged in (default 4; 0: one buffer after the backward pass)",
+    };
+    private static readonly Option<bool> NoOverlap = new("--no-overlap") { Description = "With --distributed: average the gradient buckets after the backward pass instead of during it" };
 
     public static System.CommandLine.Command Create()
     {
         var c = new System.CommandLine.Command("train", "Train a classifier, clean (--k 0) or adversarially (the paper's Algorithm 1)");
         foreach (var o in new Option[] { Output, Count, TrainCount, OldBatch, Arch, Rho, Activation, Dropout, Deeper, AuxLogits, K, M, Lambda, Method, MethodMix, Epsilon, Delay,
-                     Optimizer, LearningRate, Preset, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, Distributed, AverageBatchNorm, CommonOptions.Seed, CommonOptions.Device, CommonOptions.Precision, CommonOptions.ComputePath })
+                     Optimizer, LearningRate, Preset, Momentum, WeightDecay, LabelSmoothing, Epochs, MaxSteps, Checkpoint, CheckpointEvery, Resume, Overwrite, Distributed, AverageBatchNorm, BucketMb, NoOverlap, CommonOptions.Seed, CommonOptions.Device, CommonOptions.Precision, CommonOptions.ComputePath })
             c.Options.Add(o);
         CommonOptions.AddData(c);
         c.SetAction((p, ct) => Task.FromResult(Run(p, ct)));
@@ -103,8 +108,17 @@ internal static class TrainCommand
         o.Seed = p.GetValue(CommonOptions.Seed);
         o.Compute = CommonOptions.Compute(p);
         o.ProgressEvery = 20;
-        if (p.GetValue(Distributed)) o.Distributed = new DistributedTrainingOptions { AverageBatchNormStatistics = p.GetValue(AverageBatchNorm) };
-        else if (p.GetValue(AverageBatchNorm)) throw new CliException("--average-bn applies to --distributed training only; add --distributed or leave it out.");
+        if (p.GetValue(Distributed))
+        {
+            o.Distributed = new DistributedTrainingOptions { AverageBatchNormStatistics = p.GetValue(AverageBatchNorm), OverlapAllreduce = !p.GetValue(NoOverlap) };
+            if (p.GetValue(BucketMb) is { } mb)
+            {
+                if (!(mb >= 0) || double.IsInfinity(mb)) throw new CliException($"--bucket-mb {mb}: give a size in MB, 0 or more (0: one buffer after the backward pass).");
+                o.Distributed.BucketMegabytes = mb;
+            }
+        }
+        else if (p.GetValue(AverageBatchNorm) || p.GetValue(NoOverlap) || p.GetValue(BucketMb) is not null)
+            throw new CliException("--average-bn, --bucket-mb and --no-overlap apply to --distributed training only; add --distributed or leave them out.");
         // Copies started by mpiexec without --distributed would each train alone and write the same files. Rank 0 alone
         // says so: the copies' lines would interleave.
         else if (DistributedTrainingOptions.Launched is { Size: > 1 } launched)
@@ -200,6 +214,7 @@ internal static class TrainCommand
         var last = result.History.LastOrDefault();
         AnsiConsole.MarkupLine($"Done: {result.Steps} steps in {result.Elapsed.TotalSeconds:F0} s" + (result.ResumedFromStep > 0 ? $" (resumed at {result.ResumedFromStep})" : "") +
             (last is null ? "" : $", last loss {last.Loss:F4}, clean batch accuracy {last.CleanAccuracy:P1}") + $". Saved [bold]{Markup.Escape(output)}[/].");
+        if (result.GradientAveraging is { } averaging) Console.WriteLine(averaging); // one line (AnsiConsole wraps at the terminal width)
         return 0;
     }
 

@@ -21,7 +21,14 @@ public sealed class CheckpointOptions
 }
 
 /// <summary>What a finished (or cancelled) run did.</summary>
-public sealed record TrainingResult(long Steps, long ResumedFromStep, TimeSpan Elapsed, double FinalLoss, IReadOnlyList<TrainingProgress> History);
+public sealed record TrainingResult(long Steps, long ResumedFromStep, TimeSpan Elapsed, double FinalLoss, IReadOnlyList<TrainingProgress> History)
+{
+    /// <summary>
+    /// Distributed training: how this rank averaged the gradients (buckets, overlap with the backward pass, time per
+    /// step; <see cref="DistributedTrainingOptions.BucketMegabytes"/>); null in one process.
+    /// </summary>
+    public string? GradientAveraging { get; init; }
+}
 
 /// <summary>A network made and trained by <see cref="AdversarialTrainer.TrainNew"/>, with what a model file needs to rebuild it.</summary>
 public sealed record TrainedModel(Module<Tensor, Tensor> Model, ModelDescription Description, TrainingResult Result);
@@ -265,6 +272,9 @@ public sealed partial class AdversarialTrainer
         var pass = ComputeModel.For(model, o.Compute ?? ComputeOptions.Default, evaluationOnly: false);
         using var hold = pass is null ? default : ComputeModel.HoldFor(pass);
         var (network, networkInput) = pass?.Route(input) ?? (model, input);
+        // Distributed: buckets of gradients start their allreduce during the backward pass when it runs on the network
+        // itself (a reduced-precision replica's gradients reach the network only after it).
+        _gradients?.BeginStep(watchBackward: ReferenceEquals(network, model));
         if (network is IAuxiliaryClassifier { HasAuxiliaryLogits: true } withAux)
         {
             // Inception's side classifier adds its own weighted loss, as in the network's original training.
@@ -281,6 +291,7 @@ public sealed partial class AdversarialTrainer
             logits = ComputeModel.Output(network.call(networkInput), input);
             loss = WeightedLoss(F.cross_entropy(logits, y, reduction: Reduction.None, label_smoothing: o.LabelSmoothing), k, o.AdversarialLossWeight);
         }
+        _gradients?.EndForward();
         double lossValue = loss.item<float>();
         if (!double.IsFinite(lossValue))
             throw new InvalidOperationException(
@@ -288,7 +299,7 @@ public sealed partial class AdversarialTrainer
                 "check the inputs for NaN, or use an optimiser with smaller steps.");
         loss.backward();
         pass?.CopyGradientsToMaster();
-        _replicas?.AverageGradients(model.parameters());
+        _gradients?.Finish(); // every gradient is the mean over the ranks from here on
         if (o.GradientClipNorm > 0) ClipGradientNorm(model.parameters(), o.GradientClipNorm);
         optimizer.step();
 

@@ -156,6 +156,8 @@ public class AdversarialTrainingOptions
     public virtual void Validate()
     {
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "The minibatch size m must be at least 1.");
+        if (Distributed is { BucketMegabytes: var mb } && (!(mb >= 0) || double.IsInfinity(mb)))
+            throw new ArgumentOutOfRangeException(nameof(DistributedTrainingOptions.BucketMegabytes), mb, "The gradient bucket size is a number of megabytes, 0 or more (0: one bucket after the backward pass).");
         if (AdversarialPerBatch < 0 || AdversarialPerBatch > BatchSize)
             throw new ArgumentOutOfRangeException(nameof(AdversarialPerBatch), AdversarialPerBatch, $"k (adversarial examples per minibatch) must lie in [0, m = {BatchSize}]; got {AdversarialPerBatch}.");
         if (!(AdversarialLossWeight >= 0) || !double.IsFinite(AdversarialLossWeight))

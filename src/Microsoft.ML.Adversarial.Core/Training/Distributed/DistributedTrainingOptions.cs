@@ -17,6 +17,25 @@ public sealed class DistributedTrainingOptions
     /// </summary>
     public bool AverageBatchNormStatistics { get; set; }
 
+    /// <summary>The default <see cref="BucketMegabytes"/>.</summary>
+    public const double DefaultBucketMegabytes = 4;
+
+    /// <summary>
+    /// Size of the buckets the gradients are averaged in, in MB (10^6 bytes of float32 gradients), filled in the order
+    /// the backward pass produces the gradients (the reverse of the parameters' order); a parameter larger than a bucket
+    /// is a bucket alone. 0: one bucket of every gradient, reduced after the backward pass. Every rank must use the same
+    /// size. Default 4.
+    /// </summary>
+    public double BucketMegabytes { get; set; } = DefaultBucketMegabytes;
+
+    /// <summary>
+    /// Reduce each bucket on a communication thread as soon as the backward pass has finished its gradients, instead
+    /// of all after the backward pass; the optimiser step waits for the last. The result is the same, bit for bit (the
+    /// same allreduces of the same buckets). On by default; needs an MPI with at least MPI_THREAD_SERIALIZED (MPICH
+    /// gives it), otherwise the buckets are reduced after the backward pass.
+    /// </summary>
+    public bool OverlapAllreduce { get; set; } = true;
+
     /// <summary>
     /// Joins the MPI job (initialising MPI once per process; it is finalised at exit) and returns this process's rank
     /// and the number of ranks: a program uses it to let rank 0 alone print and write files. Throws

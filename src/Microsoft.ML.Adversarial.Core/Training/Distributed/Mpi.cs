@@ -22,6 +22,7 @@ internal sealed class Mpi
     internal const int OpSum = 0x58000003;
     private const int ThreadSerialized = 2;
     private static readonly nint InPlace = -1; // MPI_IN_PLACE is (void *) -1
+    private static readonly nint StatusIgnore = 1; // MPI_STATUS_IGNORE is (MPI_Status *) 1
     private const int MaxErrorString = 512;
 
     /// <summary>Library names tried in turn: Debian's MPICH package, upstream MPICH / Intel MPI, then the unversioned link.</summary>
@@ -31,6 +32,9 @@ internal sealed class Mpi
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int FlagFn(out int flag);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int CommIntFn(int comm, out int value);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int AllreduceFn(nint sendBuffer, ref byte buffer, int count, int datatype, int op, int comm);
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int IallreduceFn(nint sendBuffer, ref byte buffer, int count, int datatype, int op, int comm, out int request);
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int TestFn(ref int request, out int flag, nint status);
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int WaitFn(ref int request, nint status);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int BcastFn(ref byte buffer, int count, int datatype, int root, int comm);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int RootedFn(ref byte sendBuffer, int sendCount, int sendType, ref byte receiveBuffer, int receiveCount, int receiveType, int root, int comm);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate int CommFn(int comm);
@@ -42,9 +46,12 @@ internal sealed class Mpi
     private static Mpi? _world;
 
     private readonly InitThreadFn _initThread;
-    private readonly FlagFn _initialized, _finalized;
+    private readonly FlagFn _initialized, _finalized, _queryThread;
     private readonly CommIntFn _rank, _size;
     private readonly AllreduceFn _allreduce;
+    private readonly IallreduceFn _iallreduce;
+    private readonly TestFn _test;
+    private readonly WaitFn _wait;
     private readonly BcastFn _bcast;
     private readonly RootedFn _gather, _scatter;
     private readonly CommFn _barrier;
@@ -57,6 +64,16 @@ internal sealed class Mpi
     public int Rank { get; }
     /// <summary>Processes in MPI_COMM_WORLD.</summary>
     public int Size { get; }
+    /// <summary>
+    /// The thread support MPI gives (MPI_Query_thread: 0 SINGLE, 1 FUNNELED, 2 SERIALIZED, 3 MULTIPLE). At
+    /// <see cref="SerializedThreads"/> or above, any one thread at a time may call MPI: the gradient buckets' communication
+    /// thread (<see cref="GradientBuckets"/>) needs it.
+    /// </summary>
+    public int ThreadLevel { get; }
+
+    /// <summary>MPI_THREAD_SERIALIZED.</summary>
+    internal const int SerializedThreads = ThreadSerialized;
+
     /// <summary>The file the binding loaded.</summary>
     public string LibraryPath { get; }
 
@@ -73,9 +90,13 @@ internal sealed class Mpi
         _initThread = Fn<InitThreadFn>("MPI_Init_thread");
         _initialized = Fn<FlagFn>("MPI_Initialized");
         _finalized = Fn<FlagFn>("MPI_Finalized");
+        _queryThread = Fn<FlagFn>("MPI_Query_thread");
         _rank = Fn<CommIntFn>("MPI_Comm_rank");
         _size = Fn<CommIntFn>("MPI_Comm_size");
         _allreduce = Fn<AllreduceFn>("MPI_Allreduce");
+        _iallreduce = Fn<IallreduceFn>("MPI_Iallreduce");
+        _test = Fn<TestFn>("MPI_Test");
+        _wait = Fn<WaitFn>("MPI_Wait");
         _bcast = Fn<BcastFn>("MPI_Bcast");
         _gather = Fn<RootedFn>("MPI_Gather");
         _scatter = Fn<RootedFn>("MPI_Scatter");
@@ -91,6 +112,8 @@ internal sealed class Mpi
             Check(_initThread(0, 0, ThreadSerialized, out _), "MPI_Init_thread");
             _ownsInit = true;
         }
+        Check(_queryThread(out int level), "MPI_Query_thread");
+        ThreadLevel = level;
         Check(_rank(CommWorld, out int rank), "MPI_Comm_rank");
         Check(_size(CommWorld, out int size), "MPI_Comm_size");
         Rank = rank;
@@ -179,6 +202,31 @@ internal sealed class Mpi
         }
     }
 
+    /// <summary>
+    /// Element-wise sum of <paramref name="buffer"/> over every rank, in place, with MPI_Iallreduce, then MPI_Test until
+    /// done, waiting between tests as <paramref name="wait"/> says: the caller's thread gives the processor away while the
+    /// other ranks catch up instead of spinning in a blocking call (on a machine with fewer cores than busy threads a
+    /// spinning wait slows the ranks it waits for). <paramref name="buffer"/> must be native memory (a tensor's), which
+    /// the garbage collector never moves.
+    /// </summary>
+    public void SumInPlaceNonBlocking(Span<float> buffer, AllreduceWait wait)
+    {
+        if (buffer.IsEmpty) return;
+        Check(_iallreduce(InPlace, ref MemoryMarshal.GetReference(MemoryMarshal.AsBytes(buffer)), buffer.Length, Float, OpSum, CommWorld, out int request), "MPI_Iallreduce");
+        if (wait == AllreduceWait.Block)
+        {
+            Check(_wait(ref request, StatusIgnore), "MPI_Wait");
+            return;
+        }
+        for (int polls = 0; ; polls++)
+        {
+            Check(_test(ref request, out int done, StatusIgnore), "MPI_Test");
+            if (done != 0) return;
+            if (wait == AllreduceWait.Sleep && polls >= 16) Thread.Sleep(1);
+            else Thread.Yield();
+        }
+    }
+
     /// <summary>Copies rank <paramref name="root"/>'s bytes into every other rank's <paramref name="buffer"/> (same length everywhere).</summary>
     public void Broadcast(Span<byte> buffer, int root = 0)
     {
@@ -244,4 +292,15 @@ internal sealed class Mpi
         string message = _errorString(code, text, out int length) == 0 ? System.Text.Encoding.ASCII.GetString(text, 0, Math.Clamp(length, 0, text.Length)) : $"error {code}";
         throw new InvalidOperationException($"{call} failed: {message}");
     }
+}
+
+/// <summary>How a thread waits for a non-blocking allreduce (<see cref="Mpi.SumInPlaceNonBlocking"/>).</summary>
+internal enum AllreduceWait
+{
+    /// <summary>MPI_Wait: MPICH polls without giving the processor away.</summary>
+    Block,
+    /// <summary>MPI_Test, then sched_yield, in a loop.</summary>
+    Yield,
+    /// <summary>MPI_Test with sched_yield for the first 16 tests, then 1 ms sleeps between tests.</summary>
+    Sleep,
 }

@@ -7,13 +7,12 @@ namespace Microsoft.ML.Adversarial.Training.Distributed;
 
 /// <summary>
 /// The replicas of a synchronous data-parallel run, one per MPI rank: what the trainer asks of them (initial weights
-/// from rank 0, one gradient allreduce per step, optional BatchNorm averaging, the same-weights check). Tensors may live
-/// on any device; they go through one flat CPU buffer, kept between steps.
+/// from rank 0, the sums of the gradient buckets (<see cref="GradientBuckets"/>), optional BatchNorm averaging, the
+/// same-weights check). Tensors may live on any device; they go through CPU memory.
 /// </summary>
 internal sealed class Replicas
 {
     private readonly Mpi _mpi;
-    private Tensor? _flat; // the flattened gradients, reused every step
 
     private Replicas(Mpi mpi) => _mpi = mpi;
 
@@ -49,34 +48,22 @@ internal sealed class Replicas
         }
     }
 
-    /// <summary>Replaces every parameter's gradient by its mean over the ranks: one allreduce over a flat buffer.</summary>
-    public void AverageGradients(IEnumerable<TorchSharp.Modules.Parameter> parameters)
+    /// <summary>
+    /// Sums <paramref name="buffer"/> (native memory: a tensor's) over the ranks, in place: one MPI_Iallreduce, waited for
+    /// as <see cref="Wait"/> says. The gradient buckets' one allreduce, with or without overlap.
+    /// </summary>
+    public void SumInPlace(Span<float> buffer) => _mpi.SumInPlaceNonBlocking(buffer, Wait);
+
+    /// <summary>How <see cref="SumInPlace"/> waits: ADVML_ALLREDUCE_WAIT=block|yield|sleep (default yield).</summary>
+    internal static AllreduceWait Wait { get; set; } = Environment.GetEnvironmentVariable("ADVML_ALLREDUCE_WAIT")?.ToLowerInvariant() switch
     {
-        var grads = parameters.Select(p => p.grad).OfType<Tensor>().ToList();
-        if (grads.Count == 0) return;
-        long total = grads.Sum(g => g.numel());
-        if (_flat is null || _flat.numel() != total)
-        {
-            _flat?.Dispose();
-            _flat = zeros(total, ScalarType.Float32).DetachFromDisposeScope();
-        }
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        long offset = 0;
-        foreach (var g in grads)
-        {
-            _flat.narrow(0, offset, g.numel()).copy_(g.reshape(-1));
-            offset += g.numel();
-        }
-        _mpi.AllreduceInPlace(MemoryMarshal.Cast<byte, float>(Bytes(_flat)), Mpi.Float);
-        using (var n = ((double)Size).ToScalar()) _flat.div_(n);
-        offset = 0;
-        foreach (var g in grads)
-        {
-            g.copy_(_flat.narrow(0, offset, g.numel()).view_as(g));
-            offset += g.numel();
-        }
-    }
+        "block" => AllreduceWait.Block,
+        "sleep" => AllreduceWait.Sleep,
+        _ => AllreduceWait.Yield,
+    };
+
+    /// <summary>Whether a thread other than the one that joined may call MPI (one at a time): MPI_THREAD_SERIALIZED or more.</summary>
+    public bool AllowsCommunicationThread => _mpi.ThreadLevel >= Mpi.SerializedThreads;
 
     /// <summary>Replaces every floating-point buffer (BatchNorm's running mean and variance) by its mean over the ranks.</summary>
     public void AverageBuffers(nn.Module model)
