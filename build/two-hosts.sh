@@ -3,7 +3,7 @@
 # end of a veth pair (10.77.0.1/24 and 10.77.0.2/24) and its own loopback, and an MPI job with one rank in each
 # (issue 30 item 2, docs/scale.md "Two hosts over a network").
 #
-#   build/two-hosts.sh [--rate 10gbit|25gbit|...] [--ranks-per-host N] [--timeout S] [--overlap] -- PROGRAM [ARGS...]
+#   build/two-hosts.sh [--rate 10gbit|25gbit|...] [--ranks-per-host N] [--timeout S] -- PROGRAM [ARGS...]
 #
 # MPICH's Hydra starts the ranks: mpiexec runs in the first namespace with a host file of the two addresses and a
 # stand-in for ssh (-launcher ssh -launcher-exec) that runs the proxy's command in the namespace owning the address
@@ -11,21 +11,20 @@
 # link, and UCX (MPICH's transport here) is limited to that device, so the ranks' traffic crosses the link: the script
 # prints the link's byte counters before and after ("two-hosts: link bytes ...").
 # --rate shapes both ends of the link with a token bucket (tc tbf; the kernel here has no netem).
-# --overlap is a placeholder for the bucketed, overlapped allreduce (issue 30 item 1): it is passed to the program as
-# ADVML_OVERLAP=1 so the same command measures both once that lands.
+# With and without the overlapped allreduce: the PerformanceTests `overlap` mode measures both in one run, and
+# `advml train --distributed` takes --no-overlap and --bucket-mb (docs/scale.md).
 #
 # Exit codes: the program's (mpiexec's); 77 (with "two-hosts: SKIP: reason" on stderr) when this machine cannot make
 # network namespaces (not root, no `ip netns`); 124 when the job ran past --timeout. The namespaces, the link and the
 # temporary files are removed on exit, whatever happens.
 set -euo pipefail
 
-rate="" per_host=1 limit=300 overlap=0
+rate="" per_host=1 limit=300
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) rate="$2"; shift 2 ;;
         --ranks-per-host) per_host="$2"; shift 2 ;;
         --timeout) limit="$2"; shift 2 ;;
-        --overlap) overlap=1; shift ;;
         --) shift; break ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "two-hosts: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -99,9 +98,9 @@ echo "two-hosts: $ns1 ($a1) and $ns2 ($a2) joined by veth '$dev'${rate:+, shaped
 
 set +e
 # UCX: TCP over the link only (no shared memory between the "hosts", no other device); Hydra: control over the link.
-timeout -k 10 "$limit" ip netns exec "$ns1" env UCX_TLS=tcp,self UCX_NET_DEVICES="$dev" ADVML_OVERLAP="$overlap" \
+timeout -k 10 "$limit" ip netns exec "$ns1" env UCX_TLS=tcp,self UCX_NET_DEVICES="$dev" \
     mpiexec -launcher ssh -launcher-exec "$tmp/ssh" -f "$tmp/hosts" -iface "$dev" -np $((2 * per_host)) \
-    -genv UCX_TLS tcp,self -genv UCX_NET_DEVICES "$dev" -genv ADVML_OVERLAP "$overlap" "$@"
+    -genv UCX_TLS tcp,self -genv UCX_NET_DEVICES "$dev" "$@"
 code=$?
 set -e
 read -r tx1 rx1 <<<"$(link_bytes)"

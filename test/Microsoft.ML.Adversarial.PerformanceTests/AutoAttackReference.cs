@@ -62,7 +62,7 @@ internal static class AutoAttackReference
         string script = Path.Combine(Harness.RepoRoot(), "test", "reference", "autoattack_reference.py");
         var psi = new ProcessStartInfo(python) { RedirectStandardOutput = false, RedirectStandardError = false };
         foreach (var a in new[] { script, folder, "--autoattack", referenceDir }.Concat(args)) psi.ArgumentList.Add(a);
-        Console.WriteLine($"Reference: fra31/auto-attack {commit}, {python}; network {networkText}; the first {count} test images; L-inf eps {eps}/255; CPU {Environment.ProcessorCount} cores, {threads} threads.");
+        Console.WriteLine($"Reference: fra31/auto-attack {commit}, {python}; network {networkText}; the first {count} test images; eps {eps}/255 (L-inf; an L2 radius for the -l2 names); CPU {Environment.ProcessorCount} cores, {threads} threads.");
         using (var p = Process.Start(psi)!)
         {
             p.WaitForExit();
