@@ -15,15 +15,13 @@ public static class TorchBackend
 
     /// <summary>
     /// Loads the native backend once; throws <see cref="InvalidOperationException"/> naming the package to add when there
-    /// is none. Then decides, once, whether libtorch's oneDNN runs on this CPU (<see cref="Models.OneDnn"/>).
+    /// is none. (Whether libtorch's oneDNN runs on this CPU is decided before the first convolution, where every network
+    /// is prepared: <c>Models.ComputeModel</c> calls <c>Models.OneDnn.EnsureDecided</c>; the root folder does not depend
+    /// on Models.)
     /// </summary>
-    public static void EnsureLoaded()
-    {
-        EnsureLibrary();
-        Models.OneDnn.EnsureDecided();
-    }
+    public static void EnsureLoaded() => EnsureLibrary();
 
-    /// <summary>Loads the native backend once (no oneDNN decision): what <see cref="Models.OneDnn"/> itself needs first.</summary>
+    /// <summary>Loads the native backend once: what <c>Models.OneDnn</c> itself needs first.</summary>
     internal static void EnsureLibrary()
     {
         if (Problem.Value is { } e) throw new InvalidOperationException(MissingBackendMessage(e), e);

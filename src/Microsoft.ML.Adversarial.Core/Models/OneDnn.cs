@@ -14,7 +14,7 @@ public sealed record OneDnnDecision(bool Enabled, string Reason, string? Warning
 /// which TorchSharp 0.107 does not expose (libtorch's own <c>at::Context::setUserEnabledMkldnn</c> is called). Off,
 /// libtorch runs convolutions with its own kernels (im2col and BLAS): the same results within fp32 rounding, slower.
 /// <para>
-/// Before the first convolution (<see cref="TorchBackend.EnsureLoaded"/>, every <see cref="ComputeModel"/>) the library
+/// Before the first convolution (every <see cref="ComputeModel"/>, which attacks, evaluators, the trainer and the ML.NET scorer prepare) the library
 /// reads the CPU's data-cache sizes the way oneDNN does (<see cref="CpuCaches"/>); where they are missing or zero, as on
 /// virtual machines that hide them, oneDNN's blocking arithmetic divides by zero and the process dies with SIGFPE, so
 /// oneDNN (and NNPACK, which sizes its tiles from the same figures) is switched off and one warning line says so.

@@ -123,6 +123,7 @@ public static class ImageClassifierCatalogExtensions
     /// <summary>One forward pass on a blank image: the module must give [1, K] logits for the K class names.</summary>
     private static void CheckOutputs(Module<Tensor, Tensor> module, ModelDescription d, Device device)
     {
+        OneDnn.EnsureDecided(); // this pass may be the process's first convolution (oneDNN off on CPUs without cache sizes)
         using var scope = NewDisposeScope();
         using var mode = ModelMode.Set(module, training: false);
         var x = InputRangeCentre(d.InputRangeOrDefault, d.Channels, d.Height, d.Width).to(device);
