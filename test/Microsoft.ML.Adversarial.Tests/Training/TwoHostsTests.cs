@@ -60,9 +60,22 @@ public sealed class TwoHostsTests
         // The precondition check itself: as another user the script stops before making anything, saying why (exit 77).
         if (Environment.UserName != "root" || !File.Exists("/usr/sbin/runuser"))
             throw new AssertInconclusiveException("needs root and runuser to run the script as another user");
-        string script = Path.Combine(PythonReference.RepoRoot(), "build", "two-hosts.sh");
+        // A copy the other user can read: the checkout may sit in a folder only root can enter (mktemp -d makes 0700).
+        string script = Path.Combine(Path.GetTempPath(), $"advml-two-hosts-{Guid.NewGuid():N}.sh");
+        File.Copy(Path.Combine(PythonReference.RepoRoot(), "build", "two-hosts.sh"), script);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        using var removeCopy = new DeletesFile(script);
         var r = MpiJobs.Run(TestContext, Path.GetTempPath(), "/usr/sbin/runuser", new[] { "-u", "nobody", "--", "bash", script, "--", "true" }, seconds: 30);
         Assert.AreEqual(77, r.Code, r.Err);
         StringAssert.Contains(r.Err, "two-hosts: SKIP: network namespaces need root");
+    }
+}
+
+/// <summary>Deletes a file when disposed.</summary>
+internal sealed class DeletesFile(string path) : IDisposable
+{
+    public void Dispose()
+    {
+        try { File.Delete(path); } catch (IOException) { }
     }
 }
