@@ -176,6 +176,8 @@ internal static class TrainCommand
 
     private static int Run(ParseResult p, CancellationToken ct)
     {
+        // Under a launcher each rank is a supervisor with the trainer as its child, so a rank that dies is named (RankSupervisor).
+        if (p.GetValue(Distributed) && RankSupervisor.Supervise(p.GetValue(Checkpoint)) is int rankExit) return rankExit;
         string output = p.GetValue(Output)!;
         var options = TrainingOptions(p);
         var spec = Spec(p);

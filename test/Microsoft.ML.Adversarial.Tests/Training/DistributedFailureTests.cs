@@ -67,6 +67,8 @@ public sealed class DistributedFailureTests
     }
 
     /// <summary>The pid of the process of rank <paramref name="rank"/> of the job whose environment holds <paramref name="marker"/>, or null.</summary>
+    private const string RankChild = "ADVML_RANK_CHILD=1";
+
     private static int? RankProcess(string marker, int rank)
     {
         foreach (var proc in Directory.EnumerateDirectories("/proc"))
@@ -75,7 +77,8 @@ public sealed class DistributedFailureTests
             try
             {
                 var env = File.ReadAllText(Path.Combine(proc, "environ")).Split('\0');
-                if (env.Contains("ADVML_TEST_JOB=" + marker) && env.Contains($"PMI_RANK={rank}")) return pid;
+                // The trainer, not its supervisor (RankSupervisor): what the out-of-memory killer would pick.
+                if (env.Contains("ADVML_TEST_JOB=" + marker) && env.Contains($"PMI_RANK={rank}") && env.Contains(RankChild)) return pid;
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
@@ -119,8 +122,11 @@ public sealed class DistributedFailureTests
         Assert.IsFalse(File.Exists(Path.Combine(dir, "killed.advml")), "no model from a job that did not finish");
         long saved = Checkpoint.SavedStep(ck) ?? -1;
         Assert.IsTrue(saved >= 5 && saved < 150 && saved % 5 == 0, $"the last checkpoint ({saved}) is one of the periodic ones, before the end");
-        // What the launcher says (MPICH's Hydra): the job's exit code is the signal's; the killed rank is not named.
-        StringAssert.Contains(killed.Err + killed.Out, "signal 9");
+        // Hydra's banner names a PID only; the dead rank's supervisor names the rank, the signal and the checkpoint to resume.
+        // (Before RankSupervisor: only "BAD TERMINATION ... EXIT CODE: 9".)
+        StringAssert.Contains(killed.Err, $"advml: rank 1 of 2 died (signal 9, SIGKILL");
+        StringAssert.Contains(killed.Err, $"The checkpoint of step");
+        StringAssert.Contains(killed.Err, "--resume and the same -np 2");
 
         var resumed = MpiJobs.Run(TestContext, dir, mpiexec, Job("-o", "killed.advml", "--checkpoint", "ck", "--resume"));
         Assert.AreEqual(0, resumed.Code, resumed.Err);
