@@ -54,15 +54,25 @@ public sealed class Square(SquareOptions? options = null) : Attack(options?.Norm
     {
         if (b.Clean.dim() != 4)
             throw new ArgumentException($"Square needs images of shape [N, C, H, W]; got [{string.Join(", ", b.Clean.shape)}].");
-        if (Options.Norm == PgdNorm.L2) return RunL2(b);
-        long n = b.Count, c = b.Clean.shape[1], h = b.Clean.shape[2], w = b.Clean.shape[3];
+        return Options.Norm == PgdNorm.L2 ? Search(b, StartL2, ProposeL2) : Search(b, StartLInf, ProposeLInf);
+    }
+
+    /// <summary>
+    /// The random search both norms share: from <paramref name="start"/>, each iteration scores one proposal per example
+    /// still classified correctly and keeps it when its margin is lower. Without labels the prediction is attacked, and
+    /// the query that reads it counts against the budget. Examples the model already gets wrong stay as they are (the
+    /// reference attacks only the correct ones): a start could make them right again and report more robust accuracy than
+    /// clean accuracy. Returns a misclassified point where one was found, else the point of lowest margin.
+    /// </summary>
+    /// <param name="b">The batch.</param>
+    /// <param name="start">The first point of every example (in the ball and the range).</param>
+    /// <param name="propose">For iteration i, the examples still searched (a sub-batch) and their best points: the candidates.</param>
+    private Tensor Search(AttackBatch b, Func<AttackBatch, Tensor> start, Func<int, AttackBatch, Tensor, Tensor> propose)
+    {
+        long n = b.Count;
         var device = b.Clean.device;
-        // Without labels the prediction is attacked, and the query that reads it counts against the budget.
         var cleanPrediction = AttackBatch.Predicted(b.Logits(b.Clean));
         var y = b.HasLabels ? b.TrueLabels : cleanPrediction;
-        // Examples the model already gets wrong stay as they are (the reference attacks only the correct ones): a
-        // stripe start could make them right again and report more robust accuracy than clean accuracy. The clean
-        // prediction counts as a query, so every image the model scores is within the budget.
         var cleanWrong = cleanPrediction.ne(y).view(n, 1, 1, 1);
         long used = 1;
         var queries = HeldScalars.Full(n, used, ScalarType.Int64, device);
@@ -71,9 +81,7 @@ public sealed class Square(SquareOptions? options = null) : Attack(options?.Norm
             Record(queries);
             return b.Clean.clone();
         }
-        var stripes = Sign(b, new[] { n, c, 1, w });
-        var best = b.Project(b.Clean.Plus(Radius(b) * stripes));
-        best = where(cleanWrong, b.Clean, best);
+        var best = where(cleanWrong, b.Clean, start(b));
         var margin = where(cleanWrong.view(n), HeldScalars.Full(n, -1, b.Clean.dtype, device), Margin(b.Logits(best), y));
         queries.copy_(queries.Plus(1));
 
@@ -82,19 +90,9 @@ public sealed class Square(SquareOptions? options = null) : Attack(options?.Norm
             using var scope = NewDisposeScope();
             var active = margin.Greater(0);
             var index = active.nonzero().squeeze(1);
-            long m = index.numel();
-            if (m == 0) break;
-            double p = Fraction(i, Options.InitialFraction, Options.Queries, Options.RescaleSchedule);
-            long s = Math.Clamp((long)Math.Round(Math.Sqrt(p * h * w)), 1, Math.Min(h, w));
-            // One window per example, at a uniformly random position, every channel one random sign.
-            var top = b.Uniform(new[] { m }).Times(h - s + 1).floor().AtMost(h - s).to(ScalarType.Int64).view(m, 1, 1, 1);
-            var left = b.Uniform(new[] { m }).Times(w - s + 1).floor().AtMost(w - s).to(ScalarType.Int64).view(m, 1, 1, 1);
-            // 0, 1, ..., h - 1 without torch.arange's temporary Scalars (HeldScalars).
-            var rows = ones(h, dtype: ScalarType.Int64, device: device).cumsum(0).Minus(1).view(1, 1, h, 1);
-            var cols = ones(w, dtype: ScalarType.Int64, device: device).cumsum(0).Minus(1).view(1, 1, 1, w);
-            var window = rows.ge(top).logical_and(rows.lt(top.Plus(s))).logical_and(cols.ge(left)).logical_and(cols.lt(left.Plus(s)));
+            if (index.numel() == 0) break;
             var sub = b.Subset(index, y.index_select(0, index));
-            var candidate = sub.Project(where(window, sub.Clean.Plus(Radius(sub) * Sign(b, new[] { m, c, 1, 1 })), best.index_select(0, index)));
+            var candidate = propose(i, sub, best.index_select(0, index));
             var candidateMargin = Margin(sub.Logits(candidate), y.index_select(0, index));
             queries.copy_(queries.Plus(active.to(ScalarType.Int64)));
             var better = candidateMargin.lt(margin.index_select(0, index));
@@ -103,36 +101,39 @@ public sealed class Square(SquareOptions? options = null) : Attack(options?.Norm
             margin.index_copy_(0, kept, candidateMargin.masked_select(better));
         }
         Record(queries);
-        // A misclassified point where one was found, else the point of lowest margin.
         return best;
     }
 
+    /// <summary>L-inf start: vertical stripes of +-eps, one random sign per column and channel.</summary>
+    private static Tensor StartLInf(AttackBatch b)
+        => b.Project(b.Clean.Plus(Radius(b) * Sign(b, new[] { b.Count, b.Clean.shape[1], 1, b.Clean.shape[3] })));
+
+    /// <summary>L-inf proposal: one s x s window per example, at a uniformly random position, every channel one random sign of eps.</summary>
+    private Tensor ProposeLInf(int i, AttackBatch sub, Tensor best)
+    {
+        long m = sub.Count, c = sub.Clean.shape[1], h = sub.Clean.shape[2], w = sub.Clean.shape[3];
+        var device = sub.Clean.device;
+        double p = Fraction(i, Options.InitialFraction, Options.Queries, Options.RescaleSchedule);
+        long s = Math.Clamp((long)Math.Round(Math.Sqrt(p * h * w)), 1, Math.Min(h, w));
+        var top = sub.Uniform(new[] { m }).Times(h - s + 1).floor().AtMost(h - s).to(ScalarType.Int64).view(m, 1, 1, 1);
+        var left = sub.Uniform(new[] { m }).Times(w - s + 1).floor().AtMost(w - s).to(ScalarType.Int64).view(m, 1, 1, 1);
+        // 0, 1, ..., h - 1 without torch.arange's temporary Scalars (HeldScalars).
+        var rows = ones(h, dtype: ScalarType.Int64, device: device).cumsum(0).Minus(1).view(1, 1, h, 1);
+        var cols = ones(w, dtype: ScalarType.Int64, device: device).cumsum(0).Minus(1).view(1, 1, 1, w);
+        var window = rows.ge(top).logical_and(rows.lt(top.Plus(s))).logical_and(cols.ge(left)).logical_and(cols.lt(left.Plus(s)));
+        return sub.Project(where(window, sub.Clean.Plus(Radius(sub) * Sign(sub, new[] { m, c, 1, 1 })), best));
+    }
+
     /// <summary>
-    /// Square in L2 (Andriushchenko et al., section 3.2, as AutoAttack runs it). The change lives on the L2 sphere of radius
-    /// eps (pixel units) and is built from "mounds": an s x s block holding two opposite stacks of concentric rectangles,
-    /// weights 1/(k+1)^2 (<see cref="Mound"/>). Start: a grid of h/5-sized mounds with random signs per channel. Each
-    /// iteration moves the mass of a second random window into a first one: the first window's change (per channel)
-    /// becomes its old direction plus a new random-signed mound, rescaled so the image keeps its norm, the second
-    /// window's is zeroed, and the whole change is set back to norm eps before clipping to the range; a candidate is
-    /// kept when the margin falls. As in the reference, both windows lie at one position for the whole batch per
-    /// iteration, drawn in [0, h - s), and the square side is odd and at least 3.
+    /// Square in L2 (Andriushchenko et al., section 3.2, as AutoAttack runs it), the start: the change lives on the L2
+    /// sphere of radius eps (pixel units) and is built from "mounds", s x s blocks holding two opposite stacks of
+    /// concentric rectangles (<see cref="Mound"/>); the first is a grid of h/5-sized mounds with random signs per channel.
     /// </summary>
-    private Tensor RunL2(AttackBatch b)
+    private static Tensor StartL2(AttackBatch b)
     {
         long n = b.Count, c = b.Clean.shape[1], h = b.Clean.shape[2], w = b.Clean.shape[3];
-        var device = b.Clean.device;
-        var cleanPrediction = AttackBatch.Predicted(b.Logits(b.Clean));
-        var y = b.HasLabels ? b.TrueLabels : cleanPrediction;
-        var cleanWrong = cleanPrediction.ne(y).view(n, 1, 1, 1);
-        long used = 1;
-        var queries = HeldScalars.Full(n, used, ScalarType.Int64, device);
-        if (used + 1 > Options.Queries)
-        {
-            Record(queries);
-            return b.Clean.clone();
-        }
         // The change in pixel units; the model sees clean + change * units per pixel.
-        var delta = zeros(n, c, h, w, dtype: b.Clean.dtype, device: device);
+        var delta = zeros(n, c, h, w, dtype: b.Clean.dtype, device: b.Clean.device);
         long s0 = Math.Max(1, h / 5), start = (h - s0 * 5) / 2;
         for (long top = start; top + s0 <= h && (top - start) / s0 < h / s0; top += s0)
             for (long left = start; left + s0 <= w && (left - start) / s0 < w / s0; left += s0)
@@ -140,50 +141,40 @@ public sealed class Square(SquareOptions? options = null) : Attack(options?.Norm
                 var block = Window(delta, top, left, s0);
                 block.copy_(block.Plus(Mound(b, s0) * Sign(b, new[] { n, c, 1, 1 })));
             }
-        Tensor Place(Tensor change) => b.ClipToRange(b.Clean.Plus(ToSphere(b, change) * b.UnitsPerPixel));
-        var best = where(cleanWrong, b.Clean, Place(delta));
-        var margin = where(cleanWrong.view(n), HeldScalars.Full(n, -1, b.Clean.dtype, device), Margin(b.Logits(best), y));
-        queries.copy_(queries.Plus(1));
+        return b.ClipToRange(b.Clean.Plus(ToSphere(b, delta) * b.UnitsPerPixel));
+    }
 
-        for (int i = 0; i < Options.Queries - used - 1; i++)
-        {
-            using var scope = NewDisposeScope();
-            var active = margin.Greater(0);
-            var index = active.nonzero().squeeze(1);
-            long m = index.numel();
-            if (m == 0) break;
-            double p = Fraction(i, Options.InitialFraction, Options.Queries, Options.RescaleSchedule);
-            long s = Math.Max((long)Math.Round(Math.Sqrt(p * h * w)), 3);
-            if (s % 2 == 0) s++;
-            s = Math.Min(s, Math.Min(h, w));
-            long Draw(long size) => size - s <= 0 ? 0 : (long)Math.Min(size - s - 1, Math.Floor(b.Uniform(new long[] { 1 }).item<float>() * (size - s)));
-            long vh = Draw(h), vw = Draw(w), vh2 = Draw(h), vw2 = Draw(w);
-            var sub = b.Subset(index, y.index_select(0, index));
-            var current = (best.index_select(0, index).Minus(sub.Clean) / b.UnitsPerPixel).clone();
-            var first = Window(current, vh, vw, s);
-            var firstNorm = first.Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
-            var imageNorm = AttackBatch.L2Norm(current).view(m, 1, 1, 1);
-            var union = zeros(1, 1, h, w, dtype: current.dtype, device: device);
-            Window(union, vh, vw, s).fill_(HeldScalars.One);
-            Window(union, vh2, vw2, s).fill_(HeldScalars.One);
-            var unionNorm = (current * union).Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
-            var fresh = Mound(b, s) * Sign(b, new[] { m, c, 1, 1 });
-            var moved = fresh.Plus(first / firstNorm.Plus(1e-12));
-            // Each channel's window gets the mass the two windows held plus an equal share of what the image lacks to eps.
-            var room = (PerExampleSquare(sub.Epsilon).Minus(imageNorm.Pow(2))).AtLeast(0).DividedBy(c).Plus(unionNorm.Pow(2)).sqrt();
-            moved = moved / moved.Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt().Plus(1e-12) * room;
-            Window(current, vh2, vw2, s).zero_();
-            Window(current, vh, vw, s).copy_(moved);
-            var candidate = sub.ClipToRange(sub.Clean.Plus(ToSphere(sub, current) * b.UnitsPerPixel));
-            var candidateMargin = Margin(sub.Logits(candidate), y.index_select(0, index));
-            queries.copy_(queries.Plus(active.to(ScalarType.Int64)));
-            var better = candidateMargin.lt(margin.index_select(0, index));
-            var kept = index.masked_select(better);
-            best.index_copy_(0, kept, candidate.index_select(0, better.nonzero().squeeze(1)));
-            margin.index_copy_(0, kept, candidateMargin.masked_select(better));
-        }
-        Record(queries);
-        return best;
+    /// <summary>
+    /// L2 proposal: the mass of a second random window moves into a first one. The first window's change (per channel)
+    /// becomes its old direction plus a new random-signed mound, rescaled so the image keeps its norm, the second window's
+    /// is zeroed, and the whole change goes back to norm eps before clipping to the range. As in the reference, both
+    /// windows lie at one position for the whole batch per iteration, drawn in [0, h - s), and the side is odd and at least 3.
+    /// </summary>
+    private Tensor ProposeL2(int i, AttackBatch sub, Tensor best)
+    {
+        long m = sub.Count, c = sub.Clean.shape[1], h = sub.Clean.shape[2], w = sub.Clean.shape[3];
+        double p = Fraction(i, Options.InitialFraction, Options.Queries, Options.RescaleSchedule);
+        long s = Math.Max((long)Math.Round(Math.Sqrt(p * h * w)), 3);
+        if (s % 2 == 0) s++;
+        s = Math.Min(s, Math.Min(h, w));
+        long Draw(long size) => size - s <= 0 ? 0 : (long)Math.Min(size - s - 1, Math.Floor(sub.Uniform(new long[] { 1 }).item<float>() * (size - s)));
+        long vh = Draw(h), vw = Draw(w), vh2 = Draw(h), vw2 = Draw(w);
+        var current = (best.Minus(sub.Clean) / sub.UnitsPerPixel).clone();
+        var first = Window(current, vh, vw, s);
+        var firstNorm = first.Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
+        var imageNorm = AttackBatch.L2Norm(current).view(m, 1, 1, 1);
+        var union = zeros(1, 1, h, w, dtype: current.dtype, device: current.device);
+        Window(union, vh, vw, s).fill_(HeldScalars.One);
+        Window(union, vh2, vw2, s).fill_(HeldScalars.One);
+        var unionNorm = (current * union).Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
+        var fresh = Mound(sub, s) * Sign(sub, new[] { m, c, 1, 1 });
+        var moved = fresh.Plus(first / firstNorm.Plus(1e-12));
+        // Each channel's window gets the mass the two windows held plus an equal share of what the image lacks to eps.
+        var room = (PerExampleSquare(sub.Epsilon).Minus(imageNorm.Pow(2))).AtLeast(0).DividedBy(c).Plus(unionNorm.Pow(2)).sqrt();
+        moved = moved / moved.Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt().Plus(1e-12) * room;
+        Window(current, vh2, vw2, s).zero_();
+        Window(current, vh, vw, s).copy_(moved);
+        return sub.ClipToRange(sub.Clean.Plus(ToSphere(sub, current) * sub.UnitsPerPixel));
     }
 
     /// <summary>The s x s window at (top, left) of [N, C, H, W] images, a view.</summary>
